@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): installs what the suite needs, then runs pytest.
+# Safe to run again; each step is skipped when its result is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# System tools: dciodvfy (dicom3tools) checks conformance; Debian's chromium runs the
+# browser tests. Installed only when missing and we may install (root).
+missing=()
+command -v dciodvfy >/dev/null || missing+=(dicom3tools)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "warning: missing ${missing[*]}; tests that need them will be skipped" >&2
+  fi
+fi
+
+# The project in its own virtual environment, with the test extras.
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
