@@ -1,0 +1,7 @@
+"""``python -m qidicom`` runs the command line tool."""
+
+import sys
+
+from qidicom.cli import main
+
+sys.exit(main())

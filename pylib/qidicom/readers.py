@@ -1,0 +1,475 @@
+"""Readers for label maps, parametric maps (NIfTI, NRRD) and DICOM reference series.
+
+Every reader takes a path, bytes, a binary file-like object or a ``(name, bytes)``
+pair: the browser app has file contents, never paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+import os
+import warnings as warnings_module
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO, Iterable, Iterator, Sequence, Union
+
+import numpy as np
+import pydicom
+from pydicom import config as pydicom_config
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
+
+from qidicom.errors import GeometryError, InputError
+from qidicom.geometry import (
+    LPS_FROM_RAS,
+    PlaneStack,
+    Volume,
+    check_regular_spacing,
+    index_mapping,
+    slice_normal,
+)
+
+#: What readers accept: a path, raw bytes, a binary file object, or a (name, bytes) pair.
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, tuple]
+
+
+@dataclass
+class NamedBytes:
+    """File contents with the name a person knows the file by."""
+
+    name: str
+    data: bytes
+    path: Path | None = None
+
+
+def as_named_bytes(source: Source, name: str | None = None) -> NamedBytes:
+    """Read any accepted source into memory, keeping a human name for messages."""
+    if isinstance(source, NamedBytes):
+        return source
+    if isinstance(source, tuple) and len(source) == 2:
+        source_name, data = source
+        return as_named_bytes(data, name or str(source_name))
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return NamedBytes(name or "<bytes>", bytes(source))
+    if isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        try:
+            return NamedBytes(name or path.name, path.read_bytes(), path)
+        except FileNotFoundError:
+            raise InputError(f"{path}: file not found") from None
+        except IsADirectoryError:
+            raise InputError(f"{path}: is a directory, a file was expected") from None
+        except OSError as error:
+            raise InputError(f"{path}: cannot be read ({error.strerror or error})") from None
+    if hasattr(source, "read"):
+        data = source.read()
+        if isinstance(data, str):
+            data = data.encode()
+        return NamedBytes(name or str(getattr(source, "name", "<stream>")), bytes(data))
+    raise InputError(f"cannot read {type(source).__name__} as a file (give a path, bytes or a file object)")
+
+
+# --------------------------------------------------------------------------- images
+
+_NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_NRRD_SUFFIXES = (".nrrd", ".nhdr")
+
+
+def read_image(source: Source, name: str | None = None) -> Volume:
+    """Read a NIfTI or NRRD image as a Volume in LPS, whatever the file's own space.
+
+    A fourth dimension of size 1 is dropped; a real fourth dimension is an error, since a
+    label map or parametric map here is one 3-D volume.
+    """
+    item = as_named_bytes(source, name)
+    data = item.data
+    lowered = item.name.lower()
+    if data[:2] == b"\x1f\x8b" and not lowered.endswith(_NRRD_SUFFIXES):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as error:
+            raise InputError(f"{item.name}: gzip data is corrupt or truncated ({error})") from None
+    if data.startswith(b"NRRD") or lowered.endswith(_NRRD_SUFFIXES):
+        volume = _read_nrrd(item, data)
+    elif lowered.endswith(_NIFTI_SUFFIXES) or _looks_like_nifti(data):
+        volume = _read_nifti(item, data)
+    else:
+        raise InputError(
+            f"{item.name}: not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) image"
+        )
+    return _as_3d(volume)
+
+
+def _looks_like_nifti(data: bytes) -> bool:
+    return len(data) >= 348 and data[344:348] in (b"n+1\0", b"ni1\0") or data[4:8] == b"n+2\0"
+
+
+def _read_nifti(item: NamedBytes, data: bytes) -> Volume:
+    import nibabel
+
+    if item.path is not None and not item.name.lower().endswith(_NIFTI_SUFFIXES):
+        pass
+    kind = nibabel.Nifti2Image if data[4:8] == b"n+2\0" else nibabel.Nifti1Image
+    try:
+        image = kind.from_bytes(data)
+    except Exception as error:  # nibabel raises several types for a bad header
+        raise InputError(f"{item.name}: not a readable NIfTI image ({error})") from None
+    try:
+        array = np.asanyarray(image.dataobj)
+    except Exception as error:
+        raise InputError(f"{item.name}: NIfTI voxel data is truncated or corrupt ({error})") from None
+    affine = LPS_FROM_RAS @ image.affine
+    return Volume(np.asarray(array), affine, item.name)
+
+
+_NRRD_SPACES = {
+    "left-posterior-superior": np.diag([1.0, 1.0, 1.0]),
+    "lps": np.diag([1.0, 1.0, 1.0]),
+    "right-anterior-superior": np.diag([-1.0, -1.0, 1.0]),
+    "ras": np.diag([-1.0, -1.0, 1.0]),
+    "left-anterior-superior": np.diag([1.0, -1.0, 1.0]),
+    "las": np.diag([1.0, -1.0, 1.0]),
+}
+
+
+def _read_nrrd(item: NamedBytes, data: bytes) -> Volume:
+    import nrrd
+
+    stream = io.BytesIO(data)
+    try:
+        header = nrrd.read_header(stream)
+    except Exception as error:
+        raise InputError(f"{item.name}: not a readable NRRD header ({error})") from None
+    if "data file" in header or "datafile" in header:
+        if item.path is None:
+            raise InputError(
+                f"{item.name}: a detached NRRD header needs its data file; give the path, "
+                "or use a single-file .nrrd"
+            )
+        try:
+            array = nrrd.read_data(header, stream, str(item.path))
+        except Exception as error:
+            raise InputError(f"{item.name}: its detached data could not be read ({error})") from None
+    else:
+        try:
+            array = nrrd.read_data(header, stream)
+        except Exception as error:
+            raise InputError(f"{item.name}: NRRD voxel data is truncated or corrupt ({error})") from None
+    space = str(header.get("space", "left-posterior-superior")).lower()
+    if space not in _NRRD_SPACES:
+        raise InputError(
+            f"{item.name}: NRRD space '{header.get('space')}' is not supported "
+            "(use left-posterior-superior or right-anterior-superior)"
+        )
+    directions = header.get("space directions")
+    if directions is None:
+        raise InputError(f"{item.name}: NRRD header has no 'space directions', so its grid is unknown")
+    directions = np.asarray(
+        [np.full(3, np.nan) if d is None or (np.ndim(d) and np.isnan(d).all()) else d for d in directions], float
+    )
+    spatial_axes = [n for n, d in enumerate(directions) if not np.isnan(d).all()]
+    if len(spatial_axes) != 3:
+        raise InputError(f"{item.name}: expected 3 spatial axes in the NRRD, found {len(spatial_axes)}")
+    non_spatial = [n for n in range(array.ndim) if n not in spatial_axes]
+    for axis in non_spatial:
+        if array.shape[axis] != 1:
+            raise InputError(
+                f"{item.name}: has a non-spatial axis of size {array.shape[axis]}; one 3-D volume is needed"
+            )
+    array = np.squeeze(array, axis=tuple(non_spatial)) if non_spatial else array
+    to_lps = _NRRD_SPACES[space]
+    affine = np.eye(4)
+    affine[:3, :3] = to_lps @ directions[spatial_axes].T
+    affine[:3, 3] = to_lps @ np.asarray(header.get("space origin", np.zeros(3)), float)
+    return Volume(np.asarray(array), affine, item.name)
+
+
+def _as_3d(volume: Volume) -> Volume:
+    array = volume.array
+    if array.ndim == 2:
+        array = array[:, :, np.newaxis]
+    while array.ndim > 3 and array.shape[-1] == 1:
+        array = array[..., 0]
+    if array.ndim != 3:
+        raise InputError(
+            f"{volume.name}: has {array.ndim} dimensions (shape {'x'.join(map(str, array.shape))}); "
+            "one 3-D volume is needed (split a time series or multi-channel image first)"
+        )
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating) or array.dtype == bool):
+        raise InputError(f"{volume.name}: voxel type {array.dtype} is not supported")
+    return Volume(array, volume.affine, volume.name, volume.meta)
+
+
+# --------------------------------------------------------------------------- DICOM
+
+
+@contextlib.contextmanager
+def tolerant_dicom_values() -> Iterator[None]:
+    """Accept dcmqi-style value problems (empty SpecificCharacterSet, VR violations),
+    as dcmqi's ``--noDicomValueChecks`` does, while reading and copying source values."""
+    settings = pydicom_config.settings
+    saved = (settings.reading_validation_mode, settings.writing_validation_mode)
+    settings.reading_validation_mode = pydicom_config.IGNORE
+    settings.writing_validation_mode = pydicom_config.IGNORE
+    try:
+        with warnings_module.catch_warnings():
+            warnings_module.simplefilter("ignore")
+            yield
+    finally:
+        settings.reading_validation_mode, settings.writing_validation_mode = saved
+
+
+def iter_dicom_sources(sources: Source | Sequence[Source]) -> Iterator[NamedBytes]:
+    """Expand a directory (recursively), a list of files, or in-memory files into contents."""
+    if isinstance(sources, (str, os.PathLike)) and Path(sources).is_dir():
+        root = Path(sources)
+        paths = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+        for path in paths:
+            yield as_named_bytes(path, str(path.relative_to(root)))
+        return
+    if isinstance(sources, (str, os.PathLike, bytes, bytearray, NamedBytes)) or (
+        isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray))
+    ):
+        sources = [sources]
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
+            yield from iter_dicom_sources(source)
+        else:
+            yield as_named_bytes(source)
+
+
+def parse_dicom(item: NamedBytes, keep_pixels: bool = False) -> Dataset | None:
+    """Parse one file; None if it is not DICOM at all, InputError if it is DICOM but broken."""
+    data = item.data
+    has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    try:
+        with tolerant_dicom_values():
+            dataset = pydicom.dcmread(io.BytesIO(data), force=not has_preamble)
+            # Touch every element so a truncated or corrupt value fails here, not later.
+            for _ in dataset.iterall():
+                pass
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, NotImplementedError, AttributeError) as error:
+        if not has_preamble:
+            return None
+        raise InputError(f"{item.name}: truncated or corrupt DICOM file ({_short(error)})") from None
+    if not has_preamble and "SOPClassUID" not in dataset:
+        return None
+    problem = _truncation(dataset)
+    if problem:
+        raise InputError(f"{item.name}: truncated or corrupt DICOM file ({problem})")
+    if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
+        # Empty means the default repertoire; highdicom rejects the empty value it would copy.
+        del dataset.SpecificCharacterSet
+    if not keep_pixels:
+        for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
+            if keyword in dataset:
+                del dataset[keyword]
+    dataset.filename = item.name
+    return dataset
+
+
+def _truncation(dataset: Dataset) -> str | None:
+    """Why a parsed dataset looks cut short, or None.
+
+    pydicom reads a value cut short by the end of the file without complaint, so check
+    what an image must have: pixel data, of the length its attributes imply.
+    """
+    sop_class = dataset.get("SOPClassUID") or getattr(dataset, "file_meta", {}).get("MediaStorageSOPClassUID")
+    if sop_class is None:
+        return "no SOP Class UID: the file ends early or is not a DICOM object"
+    stores_pixels = "Image Storage" in pydicom.uid.UID(sop_class).name
+    is_image = stores_pixels or ("Rows" in dataset and "Columns" in dataset and "BitsAllocated" in dataset)
+    pixel_keyword = next((k for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData") if k in dataset), None)
+    if is_image and pixel_keyword is None:
+        return "the file ends before its pixel data"
+    if pixel_keyword is None:
+        return None
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if syntax is not None and pydicom.uid.UID(syntax).is_compressed:
+        return None  # encapsulated: pydicom itself fails on a missing delimiter
+    try:
+        expected = (
+            int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1)
+            * int(dataset.get("NumberOfFrames", 1) or 1) * int(dataset.BitsAllocated)
+        )
+    except (TypeError, ValueError, AttributeError):
+        return None
+    expected_bytes = (expected + 7) // 8
+    actual = len(dataset[pixel_keyword].value or b"")
+    if actual < expected_bytes:
+        return f"pixel data has {actual} of the {expected_bytes} bytes its size implies"
+    return None
+
+
+def read_dicom(source: Source, name: str | None = None, keep_pixels: bool = True) -> Dataset:
+    """Read one DICOM object (e.g. a SEG or PM to convert back), or fail naming the file."""
+    item = as_named_bytes(source, name)
+    dataset = parse_dicom(item, keep_pixels=keep_pixels)
+    if dataset is None:
+        raise InputError(f"{item.name}: not a DICOM file")
+    return dataset
+
+
+def _short(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+@dataclass
+class ReferenceSeries:
+    """One series of single-frame images, sorted along the slice normal."""
+
+    datasets: list[Dataset]
+    stack: PlaneStack
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def names(self) -> list[str]:
+        return [str(ds.filename) for ds in self.datasets]
+
+    @property
+    def affine(self) -> np.ndarray:
+        return self.stack.affine
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return self.stack.shape
+
+    @property
+    def series_uid(self) -> str:
+        return str(self.datasets[0].SeriesInstanceUID)
+
+    def summary(self) -> dict:
+        """What a person wants to see about the series found."""
+        first = self.datasets[0]
+        return {
+            "patient_name": str(first.get("PatientName", "")),
+            "patient_id": str(first.get("PatientID", "")),
+            "study_date": str(first.get("StudyDate", "")),
+            "modality": str(first.get("Modality", "")),
+            "series_description": str(first.get("SeriesDescription", "")),
+            "series_number": str(first.get("SeriesNumber", "")),
+            "series_instance_uid": self.series_uid,
+            "rows": self.stack.rows,
+            "columns": self.stack.columns,
+            "slices": len(self.datasets),
+            "pixel_spacing_mm": [float(v) for v in self.stack.pixel_spacing],
+            "slice_spacing_mm": float(np.linalg.norm(self.stack.slice_step())) if len(self.datasets) > 1 else None,
+        }
+
+    def describe(self) -> str:
+        s = self.summary()
+        return (
+            f"series {s['series_instance_uid']} ({s['modality']}, '{s['series_description']}', "
+            f"{s['columns']}x{s['rows']}, {s['slices']} slices)"
+        )
+
+
+def read_dicom_series(
+    sources: Source | Sequence[Source],
+    match: Volume | None = None,
+    check_spacing: bool = True,
+) -> ReferenceSeries:
+    """Find the reference image series among DICOM files.
+
+    Non-DICOM files are skipped with a warning. Where several series are present, the
+    one whose grid the ``match`` volume lies on is chosen; otherwise the error lists the
+    candidates. Slices are sorted along their normal, and duplicates or gaps are errors
+    (``check_spacing=False`` accepts an irregular stack).
+    """
+    skipped: list[str] = []
+    by_series: dict[str, list[Dataset]] = {}
+    seen_instances: dict[str, str] = {}
+    count = 0
+    for item in iter_dicom_sources(sources):
+        count += 1
+        dataset = parse_dicom(item)
+        if dataset is None:
+            skipped.append(f"{item.name}: not a DICOM file, skipped")
+            continue
+        if "ImagePositionPatient" not in dataset or "ImageOrientationPatient" not in dataset:
+            if int(dataset.get("NumberOfFrames", 1) or 1) > 1:
+                skipped.append(f"{item.name}: multi-frame image, not supported as a reference series; skipped")
+            else:
+                skipped.append(f"{item.name}: not an image with a position in the patient, skipped")
+            continue
+        uid = str(dataset.get("SOPInstanceUID", ""))
+        if uid and uid in seen_instances:
+            skipped.append(f"{item.name}: same instance as {seen_instances[uid]}, skipped")
+            continue
+        seen_instances[uid] = item.name
+        by_series.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append(dataset)
+    if count == 0:
+        raise InputError("no files were given for the reference DICOM series")
+    if not by_series:
+        raise InputError(
+            "no DICOM images were found among the reference files"
+            + (f" ({len(skipped)} skipped: {skipped[0]}{' ...' if len(skipped) > 1 else ''})" if skipped else "")
+        )
+    candidates = []
+    errors = []
+    for datasets in by_series.values():
+        try:
+            candidates.append(_build_series(datasets, check_spacing))
+        except (GeometryError, InputError) as error:
+            errors.append((datasets, error))
+    if len(by_series) == 1 and errors:
+        raise errors[0][1]
+    if match is not None and len(by_series) > 1:
+        fitting = [series for series in candidates if volume_fits(match, series)]
+        if len(fitting) == 1:
+            chosen = fitting[0]
+        else:
+            listing = "; ".join(series.describe() for series in candidates)
+            listing += "".join(f"; series {ds[0].SeriesInstanceUID} (unusable: {err})" for ds, err in errors)
+            verdict = "none of them matches" if not fitting else f"{len(fitting)} of them match"
+            raise InputError(
+                f"the reference files hold {len(by_series)} series and {verdict} the grid of "
+                f"{match.name or 'the image'}: {listing}. Give only the files of one series."
+            )
+    elif len(by_series) > 1:
+        listing = "; ".join(series.describe() for series in candidates)
+        raise InputError(f"the reference files hold {len(by_series)} series: {listing}. Give only the files of one series.")
+    else:
+        chosen = candidates[0]
+    chosen.warnings = skipped + chosen.warnings
+    return chosen
+
+
+def volume_fits(volume: Volume, series: ReferenceSeries) -> bool:
+    """True if the volume's grid is the series' grid (up to axis order, flips and a slice subset)."""
+    mapping = index_mapping(volume.affine, series.affine)
+    if mapping is None:
+        return False
+    matrix, offset = mapping
+    corners = np.array([[0, 0, 0], [n - 1 for n in volume.shape]])
+    mapped = corners @ matrix.T + offset
+    low, high = mapped.min(axis=0), mapped.max(axis=0)
+    return bool((low >= 0).all() and (high < np.array(series.shape)).all())
+
+
+def _build_series(datasets: list[Dataset], check_spacing: bool) -> ReferenceSeries:
+    first = datasets[0]
+    orientation = np.asarray(first.ImageOrientationPatient, float)
+    pixel_spacing = np.asarray(first.get("PixelSpacing", [1.0, 1.0]), float)
+    rows, columns = int(first.Rows), int(first.Columns)
+    for ds in datasets[1:]:
+        if not np.allclose(np.asarray(ds.ImageOrientationPatient, float), orientation, atol=1e-4):
+            raise GeometryError(
+                f"{ds.filename} and {first.filename} have different orientations in one series; "
+                "a reference series must be one stack of parallel slices"
+            )
+        if (int(ds.Rows), int(ds.Columns)) != (rows, columns):
+            raise GeometryError(
+                f"{ds.filename} is {ds.Columns}x{ds.Rows} but {first.filename} is {columns}x{rows}"
+            )
+    normal = slice_normal(orientation)
+    positions = np.array([np.asarray(ds.ImagePositionPatient, float) for ds in datasets])
+    order = np.argsort(positions @ normal, kind="stable")
+    datasets = [datasets[n] for n in order]
+    stack = PlaneStack(orientation, pixel_spacing, positions[order], rows, columns)
+    if check_spacing:
+        check_regular_spacing(stack, [str(ds.filename) for ds in datasets])
+    return ReferenceSeries(datasets, stack)

@@ -1,0 +1,765 @@
+"""DICOM Segmentation: label maps plus dcmqi-style metadata to SEG, and SEG back to label maps.
+
+Writing goes through highdicom (BINARY, LABELMAP, FRACTIONAL); reading decodes any SEG
+with pydicom and places every frame by its own plane position, so SEGs written by dcmqi,
+highdicom or qidicom all come back on their grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+
+from qidicom import __version__
+from qidicom import metadata as metadata_module
+from qidicom.errors import GeometryError, InputError, QidicomError
+from qidicom.geometry import PlaneStack, Volume, resample_onto, slice_normal
+from qidicom.readers import (
+    NamedBytes,
+    ReferenceSeries,
+    Source,
+    as_named_bytes,
+    read_dicom,
+    read_dicom_series,
+    read_image,
+    tolerant_dicom_values,
+)
+from qidicom.writers import dicom_bytes, transfer_syntax_for
+
+SEGMENTATION_TYPES = ("binary", "labelmap", "fractional")
+FRACTIONAL_TYPES = ("PROBABILITY", "OCCUPANCY")
+Progress = Callable[[str, float], None]
+
+
+@dataclass
+class SegmentSpec:
+    """One segment to write: where its voxels come from and what it means."""
+
+    number: int
+    file_index: int
+    label_id: int
+    attributes: dict
+
+
+@dataclass
+class SegResult:
+    """A written SEG: the dataset, its file bytes, a download name and any warnings."""
+
+    dataset: Dataset
+    data: bytes
+    filename: str
+    warnings: list[str] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def code_from_json(entry: dict) -> Code:
+    return Code(str(entry["CodeValue"]), str(entry["CodingSchemeDesignator"]), str(entry["CodeMeaning"]))
+
+
+def assign_segments(
+    metadata: dict,
+    label_names: Sequence[str],
+    use_label_id_as_segment_number: bool = False,
+) -> list[SegmentSpec]:
+    """Pair every metadata entry with its input file and give it a segment number.
+
+    ``segmentAttributes`` is one list per input file, by position, or by name when
+    ``segmentAttributesFileMapping`` names the files. Segments are numbered in metadata
+    order, or by their labelID when asked.
+    """
+    groups = metadata["segmentAttributes"]
+    mapping = metadata.get("segmentAttributesFileMapping")
+    if mapping:
+        if len(mapping) != len(groups):
+            raise InputError(
+                f"metadata: segmentAttributesFileMapping has {len(mapping)} names but segmentAttributes "
+                f"has {len(groups)} groups"
+            )
+        basenames = [_basename(name) for name in label_names]
+        file_indices = []
+        for position, wanted in enumerate(mapping):
+            matches = [n for n, name in enumerate(basenames) if name == _basename(wanted)]
+            if not matches:
+                raise InputError(
+                    f"metadata: segmentAttributesFileMapping[{position}] names '{wanted}', "
+                    f"which is not among the input images ({', '.join(basenames)})"
+                )
+            file_indices.append(matches[0])
+    else:
+        if len(groups) != len(label_names):
+            raise InputError(
+                f"metadata: segmentAttributes has {len(groups)} group(s) but {len(label_names)} input "
+                "image(s) were given; give one group per input image, in the same order"
+            )
+        file_indices = list(range(len(groups)))
+    specs: list[SegmentSpec] = []
+    for group_index, (file_index, group) in enumerate(zip(file_indices, groups)):
+        seen = set()
+        for position, attributes in enumerate(group):
+            label = int(attributes["labelID"])
+            if label in seen:
+                raise InputError(
+                    f"metadata: segmentAttributes[{group_index}][{position}].labelID {label} is repeated "
+                    f"for {label_names[file_index]}"
+                )
+            seen.add(label)
+            number = label if use_label_id_as_segment_number else len(specs) + 1
+            specs.append(SegmentSpec(number, file_index, label, attributes))
+    if use_label_id_as_segment_number:
+        numbers = [spec.number for spec in specs]
+        repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+        if repeated:
+            raise InputError(
+                f"--useLabelIDAsSegmentNumber: label ID(s) {', '.join(map(str, repeated))} occur in more "
+                "than one input image, so they cannot all be segment numbers"
+            )
+        specs.sort(key=lambda spec: spec.number)
+    return specs
+
+
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def segment_description(spec: SegmentSpec, warnings: list[str]):
+    """A highdicom SegmentDescription from one dcmqi segment entry."""
+    import highdicom as hd
+
+    attributes = spec.attributes
+    label = str(attributes.get("SegmentLabel") or attributes["SegmentedPropertyTypeCodeSequence"]["CodeMeaning"])
+    anatomic_regions = None
+    if "AnatomicRegionSequence" in attributes:
+        anatomic_regions = [code_from_json(attributes["AnatomicRegionSequence"])]
+    colour = None
+    if "RecommendedDisplayCIELabValue" in attributes:
+        colour = hd.color.CIELabColor.from_dicom_value(attributes["RecommendedDisplayCIELabValue"])
+    elif "recommendedDisplayRGBValue" in attributes:
+        colour = hd.color.CIELabColor.from_rgb(*attributes["recommendedDisplayRGBValue"])
+    tracking_id = attributes.get("TrackingIdentifier")
+    tracking_uid = attributes.get("TrackingUniqueIdentifier")
+    if (tracking_id is None) != (tracking_uid is None):
+        # DICOM wants both or neither; make the missing UID rather than drop the ID.
+        if tracking_id is not None:
+            tracking_uid = hd.UID()
+        else:
+            tracking_id = label
+    # highdicom insists on a full Algorithm Identification Sequence (Type 3) for
+    # non-manual segments, and copies the first segment's type to the background segment
+    # it adds to a LABELMAP; the standard only needs Segment Algorithm Name (Type 1C),
+    # which is what dcmqi's metadata carries. So build as MANUAL and set the real type and
+    # name on the finished dataset (see _set_algorithms).
+    description = hd.seg.SegmentDescription(
+        segment_number=spec.number,
+        segment_label=label,
+        segmented_property_category=code_from_json(attributes["SegmentedPropertyCategoryCodeSequence"]),
+        segmented_property_type=code_from_json(attributes["SegmentedPropertyTypeCodeSequence"]),
+        algorithm_type="MANUAL",
+        tracking_id=tracking_id,
+        tracking_uid=tracking_uid,
+        anatomic_regions=anatomic_regions,
+        display_color=colour,
+    )
+    if "SegmentedPropertyTypeModifierCodeSequence" in attributes:
+        modifier = hd.sr.CodedConcept.from_code(code_from_json(attributes["SegmentedPropertyTypeModifierCodeSequence"]))
+        description.SegmentedPropertyTypeCodeSequence[0].SegmentedPropertyTypeModifierCodeSequence = [modifier]
+    if "AnatomicRegionModifierSequence" in attributes and anatomic_regions:
+        modifier = hd.sr.CodedConcept.from_code(code_from_json(attributes["AnatomicRegionModifierSequence"]))
+        description.AnatomicRegionSequence[0].AnatomicRegionModifierSequence = [modifier]
+    if attributes.get("SegmentDescription"):
+        description.SegmentDescription = str(attributes["SegmentDescription"])[:64]
+    return description
+
+
+def _algorithm(spec: SegmentSpec, warnings: list[str]) -> tuple[str, str | None]:
+    """Segment Algorithm Type and Name; DICOM needs a name unless the type is MANUAL."""
+    attributes = spec.attributes
+    algorithm_type = str(attributes.get("SegmentAlgorithmType", "SEMIAUTOMATIC"))
+    name = attributes.get("SegmentAlgorithmName")
+    if algorithm_type != "MANUAL" and not name:
+        name = "Unspecified"
+        warnings.append(
+            f"segment {spec.number} ('{attributes.get('SegmentLabel', '')}'): SegmentAlgorithmType is "
+            f"{algorithm_type} but no SegmentAlgorithmName is given; DICOM requires one, so 'Unspecified' was written"
+        )
+    return algorithm_type, (str(name) if name else None)
+
+
+def _set_algorithms(dataset: Dataset, specs: Sequence[SegmentSpec], warnings: list[str]) -> None:
+    by_number = {spec.number: spec for spec in specs}
+    for item in dataset.SegmentSequence:
+        spec = by_number.get(int(item.SegmentNumber))
+        if spec is None:
+            continue  # the background segment highdicom adds to a LABELMAP
+        algorithm_type, name = _algorithm(spec, warnings)
+        item.SegmentAlgorithmType = algorithm_type
+        if name:
+            item.SegmentAlgorithmName = name
+
+
+def _background_as_padding(dataset: Dataset) -> None:
+    """Mark LABELMAP background with Pixel Padding Value rather than a described segment 0.
+
+    highdicom describes pixel value 0 as a "Background" segment numbered 0; dcmqi (1.5.5
+    on) designates the background with Pixel Padding Value instead, which keeps segment
+    numbering as the metadata gave it and is what readers of either tool expect.
+    """
+    dataset.SegmentSequence = [item for item in dataset.SegmentSequence if int(item.SegmentNumber) != 0]
+    dataset.PixelPaddingValue = 0
+
+
+def _label_arrays_on_grid(
+    label_maps: Sequence[Volume], reference: ReferenceSeries, check_geometry: bool
+) -> list[np.ndarray]:
+    """Each label map as [i, j, k] on the reference grid (sorted slices)."""
+    arrays = []
+    for volume in label_maps:
+        if check_geometry:
+            arrays.append(resample_onto(volume, reference.affine, reference.shape))
+            continue
+        # Unchecked, as dcmqi's --referencesGeometryCheck 0: trust that the image has the
+        # series' size and slice order, and take every position from the series.
+        if volume.shape != reference.shape:
+            raise GeometryError(
+                f"{volume.name} is {'x'.join(map(str, volume.shape))} but the reference series is "
+                f"{'x'.join(map(str, reference.shape))}; sizes must agree even without the geometry check"
+            )
+        arrays.append(np.asarray(volume.array))
+    return arrays
+
+
+def _check_labels(
+    arrays: Sequence[np.ndarray], specs: Sequence[SegmentSpec], names: Sequence[str], fractional: bool, warnings: list[str]
+) -> list[SegmentSpec]:
+    """Fail on labels with no metadata; warn about (and drop) described labels with no voxels."""
+    kept = []
+    for file_index, (array, name) in enumerate(zip(arrays, names)):
+        file_specs = [spec for spec in specs if spec.file_index == file_index]
+        if fractional:
+            if len(file_specs) != 1:
+                raise InputError(
+                    f"{name}: a fractional segmentation takes one segment per input image, "
+                    f"but the metadata describes {len(file_specs)} for it"
+                )
+            if not np.issubdtype(array.dtype, np.floating) and array.max(initial=0) > 1:
+                raise InputError(
+                    f"{name}: fractional input must hold values from 0 to 1 (probabilities or occupancy); "
+                    f"found integer values up to {array.max()}"
+                )
+            low, high = float(np.nanmin(array)), float(np.nanmax(array))
+            if np.isnan(array).any() if np.issubdtype(array.dtype, np.floating) else False:
+                raise InputError(f"{name}: fractional input contains NaN values")
+            if low < 0 or high > 1:
+                raise InputError(f"{name}: fractional values must lie in 0..1; found {low:g}..{high:g}")
+            if high == 0:
+                warnings.append(f"{name}: all values are zero; segment {file_specs[0].number} is empty")
+            kept.extend(file_specs)
+            continue
+        if np.issubdtype(array.dtype, np.floating):
+            if not np.all(np.equal(np.mod(array, 1), 0)):
+                raise InputError(
+                    f"{name}: holds non-integer values; for probabilities use --segmentationType fractional"
+                )
+        present = set(int(v) for v in np.unique(array)) - {0}
+        described = {spec.label_id for spec in file_specs}
+        missing = sorted(present - described)
+        if missing:
+            raise InputError(
+                f"{name}: label value(s) {', '.join(map(str, missing))} have no entry in the metadata "
+                f"(described: {', '.join(map(str, sorted(described))) or 'none'})"
+            )
+        if not present:
+            raise InputError(f"{name}: the label map is empty (all voxels are 0); there is nothing to segment")
+        for spec in file_specs:
+            if spec.label_id in present:
+                kept.append(spec)
+            else:
+                warnings.append(
+                    f"{name}: metadata describes labelID {spec.label_id} "
+                    f"('{spec.attributes.get('SegmentLabel', '')}') but no voxel has that value; "
+                    "the segment is left out"
+                )
+    return kept
+
+
+def _renumber(specs: list[SegmentSpec], use_label_id: bool, segmentation_type: str) -> list[SegmentSpec]:
+    """Consecutive numbers from 1 after dropping empty segments, unless label IDs are kept."""
+    if not use_label_id:
+        return [SegmentSpec(n + 1, s.file_index, s.label_id, s.attributes) for n, s in enumerate(specs)]
+    numbers = [spec.number for spec in specs]
+    if segmentation_type != "labelmap" and numbers != list(range(1, len(numbers) + 1)):
+        raise InputError(
+            f"--useLabelIDAsSegmentNumber: label IDs {', '.join(map(str, numbers))} are not 1, 2, 3, ...; "
+            f"a {segmentation_type} SEG must number its segments consecutively from 1 (DICOM PS3.3 C.8.20.2). "
+            "Use --segmentationType labelmap to keep gapped numbers."
+        )
+    return specs
+
+
+def _pixel_array(
+    arrays: Sequence[np.ndarray], specs: Sequence[SegmentSpec], segmentation_type: str, names: Sequence[str]
+) -> np.ndarray:
+    """The array highdicom takes: (frames, rows, columns[, segments])."""
+    shape = arrays[0].shape
+    if segmentation_type == "fractional":
+        stack = np.zeros((shape[2], shape[1], shape[0], len(specs)), np.float32)
+        for n, spec in enumerate(specs):
+            stack[..., n] = np.transpose(arrays[spec.file_index], (2, 1, 0))
+        return stack
+    label_dtype = np.uint8 if max(s.number for s in specs) < 256 else np.uint16
+    merged = np.zeros(shape, label_dtype)
+    owner = {}
+    overlapping = False
+    for spec in specs:
+        mask = arrays[spec.file_index] == spec.label_id
+        clash = merged[mask]
+        if clash.any():
+            other = next(s for s in specs if s.number == int(clash[clash > 0][0]))
+            if segmentation_type == "labelmap":
+                raise InputError(
+                    f"a LABELMAP segmentation cannot hold overlapping segments: segment {spec.number} "
+                    f"('{spec.attributes.get('SegmentLabel', '')}', label {spec.label_id} of {names[spec.file_index]}) "
+                    f"overlaps segment {other.number} ('{other.attributes.get('SegmentLabel', '')}') in "
+                    f"{int((clash > 0).sum())} voxel(s); use --segmentationType binary"
+                )
+            overlapping = True
+            break
+        merged[mask] = spec.number
+        owner[spec.number] = spec
+    if not overlapping:
+        return np.transpose(merged, (2, 1, 0))
+    stack = np.zeros((shape[2], shape[1], shape[0], len(specs)), bool)
+    for n, spec in enumerate(specs):
+        stack[..., n] = np.transpose(arrays[spec.file_index] == spec.label_id, (2, 1, 0))
+    return stack
+
+
+def write_segmentation(
+    label_maps: Sequence[Volume],
+    metadata: dict,
+    reference: ReferenceSeries,
+    *,
+    segmentation_type: str = "binary",
+    fractional_type: str = "PROBABILITY",
+    compress: str = "none",
+    skip_empty: bool = True,
+    use_label_id_as_segment_number: bool = False,
+    check_geometry: bool = True,
+    progress: Progress | None = None,
+) -> SegResult:
+    """Build a DICOM SEG from label maps on the reference series' grid.
+
+    ``metadata`` must already be valid against the seg schema (see ``segmentation_from_files``
+    for the whole path from files).
+    """
+    import highdicom as hd
+
+    report = progress or (lambda message, fraction: None)
+    if segmentation_type not in SEGMENTATION_TYPES:
+        raise InputError(f"segmentation type '{segmentation_type}' is not one of {', '.join(SEGMENTATION_TYPES)}")
+    if fractional_type.upper() not in FRACTIONAL_TYPES:
+        raise InputError(f"fractional type '{fractional_type}' is not one of {', '.join(FRACTIONAL_TYPES)}")
+    transfer_syntax = transfer_syntax_for(compress)
+    if compress == "rle" and segmentation_type == "binary":
+        raise InputError(
+            "RLE Lossless does not apply to BINARY segmentations (1 bit per pixel); "
+            "use --compress deflate, or --segmentationType labelmap with rle"
+        )
+    warnings = list(reference.warnings)
+    names = [volume.name for volume in label_maps]
+    specs = assign_segments(metadata, names, use_label_id_as_segment_number)
+    report("placing label maps on the reference grid", 0.15)
+    arrays = _label_arrays_on_grid(label_maps, reference, check_geometry)
+    specs = _check_labels(arrays, specs, names, segmentation_type == "fractional", warnings)
+    if not specs:
+        raise InputError("no described segment has any voxels; there is nothing to write")
+    specs = _renumber(specs, use_label_id_as_segment_number, segmentation_type)
+    descriptions = [segment_description(spec, warnings) for spec in specs]
+    report("arranging frames", 0.3)
+    pixel_array = _pixel_array(arrays, specs, segmentation_type, names)
+    del arrays
+    report("encoding the segmentation", 0.45)
+    with tolerant_dicom_values():
+        try:
+            segmentation = hd.seg.Segmentation(
+                source_images=reference.datasets,
+                pixel_array=pixel_array,
+                segmentation_type=segmentation_type.upper(),
+                segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(),
+                series_number=_integer(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
+                sop_instance_uid=hd.UID(),
+                instance_number=_integer(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
+                manufacturer="qidicom",
+                manufacturer_model_name="qidicom",
+                software_versions=__version__,
+                device_serial_number="1",
+                fractional_type=fractional_type.upper(),
+                content_label=str(metadata.get("ContentLabel") or "SEGMENTATION"),
+                content_description=str(metadata.get("ContentDescription") or "Image segmentation")[:64],
+                content_creator_name=metadata.get("ContentCreatorName") or None,
+                series_description=metadata.get("SeriesDescription") or "Segmentation",
+                transfer_syntax_uid=transfer_syntax,
+                omit_empty_frames=skip_empty,
+            )
+        except (ValueError, TypeError) as error:
+            raise QidicomError(f"the segmentation could not be built: {error}") from None
+        _set_algorithms(segmentation, specs, warnings)
+        if segmentation_type == "labelmap":
+            _background_as_padding(segmentation)
+        _add_clinical_trial_attributes(segmentation, metadata)
+        report("writing the file", 0.9)
+        data = dicom_bytes(segmentation, compress)
+    report("done", 1.0)
+    return SegResult(segmentation, data, suggested_filename(segmentation, "SEG"), warnings)
+
+
+def _integer(value, field_name: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise InputError(f"metadata: {field_name} '{value}' is not an integer") from None
+
+
+def _add_clinical_trial_attributes(dataset: Dataset, metadata: dict) -> None:
+    """dcmqi's series-level fields that highdicom has no argument for."""
+    for keyword in ("ClinicalTrialSeriesID", "ClinicalTrialTimePointID", "ClinicalTrialCoordinatingCenterName"):
+        if metadata.get(keyword):
+            setattr(dataset, keyword, str(metadata[keyword]))
+    if metadata.get("BodyPartExamined"):
+        dataset.BodyPartExamined = str(metadata["BodyPartExamined"])
+
+
+def suggested_filename(dataset: Dataset, kind: str) -> str:
+    """A download name a person recognises: patient, series and kind, no odd characters."""
+    parts = [str(dataset.get("PatientID", "")), str(dataset.get("SeriesDescription", "")), kind]
+    cleaned = ["".join(c if c.isalnum() or c in "-_" else "_" for c in part).strip("_") for part in parts]
+    return "_".join(part for part in cleaned if part) + ".dcm"
+
+
+def segmentation_from_files(
+    label_maps: Sequence[Source],
+    metadata: Source | dict,
+    references: Source | Sequence[Source],
+    *,
+    segmentation_type: str = "binary",
+    fractional_type: str = "PROBABILITY",
+    compress: str = "none",
+    skip_empty: bool = True,
+    use_label_id_as_segment_number: bool = False,
+    check_geometry: bool = True,
+    progress: Progress | None = None,
+) -> SegResult:
+    """The whole conversion, as ``itkimage2segimage`` does it: validate, read, check, write.
+
+    Metadata is validated before any image is read, so schema problems come first and all
+    at once.
+    """
+    report = progress or (lambda message, fraction: None)
+    report("validating the metadata", 0.0)
+    document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
+    metadata_module.check(document, "seg", _source_name(metadata, "metadata"))
+    report("reading label maps", 0.03)
+    volumes = [read_image(source) for source in label_maps]
+    if not volumes:
+        raise InputError("no label map was given")
+    report("reading the reference series", 0.08)
+    reference = read_dicom_series(references, match=volumes[0])
+    return write_segmentation(
+        volumes,
+        document,
+        reference,
+        segmentation_type=segmentation_type,
+        fractional_type=fractional_type,
+        compress=compress,
+        skip_empty=skip_empty,
+        use_label_id_as_segment_number=use_label_id_as_segment_number,
+        check_geometry=check_geometry,
+        progress=progress,
+    )
+
+
+def _source_name(source, default: str) -> str | None:
+    if isinstance(source, dict):
+        return default
+    if isinstance(source, (tuple, NamedBytes)):
+        return as_named_bytes(source).name
+    if isinstance(source, str) and not source.lstrip().startswith("{"):
+        return source
+    return getattr(source, "name", None) or (str(source) if hasattr(source, "__fspath__") else None)
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class Segment:
+    """One segment read from a SEG: its number, voxels on the SEG's grid, and attributes."""
+
+    number: int
+    array: np.ndarray  # [i, j, k]; bool for binary/labelmap, float32 0..1 for fractional
+    attributes: dict
+
+
+@dataclass
+class SegmentationContents:
+    """Everything read from a SEG: the grid, the segments, and top-level metadata."""
+
+    affine: np.ndarray
+    segments: list[Segment]
+    metadata: dict
+    segmentation_type: str
+
+    def segment_volumes(self) -> list[tuple[Segment, Volume]]:
+        """One volume per segment; label value = segment number (probabilities if fractional)."""
+        result = []
+        for segment in self.segments:
+            if self.segmentation_type == "FRACTIONAL":
+                array = segment.array.astype(np.float32)
+            else:
+                array = segment.array.astype(_label_dtype([segment.number])) * segment.number
+            result.append((segment, Volume(array, self.affine, f"segment {segment.number}")))
+        return result
+
+    def merged_volumes(self) -> list[tuple[list[Segment], Volume]]:
+        """Non-overlapping groups (first fit, in segment order), each as one label map."""
+        if self.segmentation_type == "FRACTIONAL":
+            raise InputError("fractional segments cannot be merged into label maps; read them unmerged")
+        groups: list[tuple[list[Segment], np.ndarray]] = []
+        for segment in self.segments:
+            for members, occupied in groups:
+                if not np.any(occupied & segment.array):
+                    members.append(segment)
+                    occupied |= segment.array
+                    break
+            else:
+                groups.append(([segment], segment.array.copy()))
+        result = []
+        for members, _ in groups:
+            array = np.zeros(members[0].array.shape, _label_dtype([s.number for s in members]))
+            for segment in members:
+                array[segment.array] = segment.number
+            result.append((members, Volume(array, self.affine, "merged segments")))
+        return result
+
+
+def _label_dtype(numbers: Sequence[int]):
+    return np.uint8 if max(numbers) < 256 else np.uint16
+
+
+def read_segmentation(source: Source, name: str | None = None) -> SegmentationContents:
+    """Read any SEG (binary, fractional or labelmap; from dcmqi, highdicom or qidicom)."""
+    dataset = read_dicom(source, name)
+    label = getattr(dataset, "filename", None) or name or "the SEG"
+    if str(dataset.get("Modality", "")) != "SEG" or "SegmentSequence" not in dataset:
+        raise InputError(f"{label}: not a DICOM Segmentation (Modality is '{dataset.get('Modality', '')}')")
+    segmentation_type = str(dataset.get("SegmentationType", "BINARY")).upper()
+    try:
+        with tolerant_dicom_values():
+            frames = dataset.pixel_array
+    except Exception as error:
+        raise InputError(f"{label}: its pixel data cannot be decoded ({error})") from None
+    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = np.asarray(frames).reshape(frame_count, int(dataset.Rows), int(dataset.Columns))
+    positions, segment_of_frame = _frame_positions(dataset, frame_count, label)
+    orientation, pixel_spacing, spacing_between = _shared_geometry(dataset, label)
+    grid, slice_index = _grid_for_positions(orientation, pixel_spacing, spacing_between, positions, dataset, label)
+    shape = (int(dataset.Columns), int(dataset.Rows), grid[1])
+    descriptions = {int(item.SegmentNumber): item for item in dataset.SegmentSequence}
+    segments = []
+    if segmentation_type == "LABELMAP":
+        label_volume = np.zeros(shape, frames.dtype)
+        for f in range(frame_count):
+            label_volume[:, :, slice_index[f]] = frames[f].T
+        for number in sorted(descriptions):
+            mask = label_volume == number
+            segments.append(Segment(number, mask, segment_attributes(descriptions[number])))
+    else:
+        scale = float(dataset.get("MaximumFractionalValue", 255) or 255) if segmentation_type == "FRACTIONAL" else 1.0
+        arrays = {
+            number: np.zeros(shape, np.float32 if segmentation_type == "FRACTIONAL" else bool)
+            for number in descriptions
+        }
+        for f in range(frame_count):
+            number = segment_of_frame[f]
+            if number not in arrays:
+                raise InputError(f"{label}: frame {f + 1} refers to segment {number}, which is not described")
+            values = frames[f].T
+            arrays[number][:, :, slice_index[f]] = values / scale if segmentation_type == "FRACTIONAL" else values != 0
+        for number in sorted(descriptions):
+            segments.append(Segment(number, arrays[number], segment_attributes(descriptions[number])))
+    return SegmentationContents(grid[0], segments, top_level_metadata(dataset), segmentation_type)
+
+
+def _frame_positions(dataset: Dataset, frame_count: int, label: str) -> tuple[np.ndarray, list[int | None]]:
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
+    shared = dataset.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+    positions, numbers = [], []
+    for f in range(frame_count):
+        item = per_frame[f] if per_frame is not None and len(per_frame) > f else Dataset()
+        plane = item.get("PlanePositionSequence") or shared.get("PlanePositionSequence")
+        if not plane:
+            raise InputError(f"{label}: frame {f + 1} has no plane position, so it cannot be placed")
+        positions.append([float(v) for v in plane[0].ImagePositionPatient])
+        identification = item.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence")
+        numbers.append(int(identification[0].ReferencedSegmentNumber) if identification else None)
+    return np.asarray(positions), numbers
+
+
+def _shared_geometry(dataset: Dataset, label: str):
+    shared = dataset.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or [Dataset()]
+    orientation = shared.get("PlaneOrientationSequence") or per_frame[0].get("PlaneOrientationSequence")
+    measures = shared.get("PixelMeasuresSequence") or per_frame[0].get("PixelMeasuresSequence")
+    if not orientation or not measures:
+        raise InputError(f"{label}: no plane orientation or pixel spacing, so its grid is unknown")
+    spacing_between = measures[0].get("SpacingBetweenSlices")
+    return (
+        np.asarray(orientation[0].ImageOrientationPatient, float),
+        np.asarray(measures[0].PixelSpacing, float),
+        float(spacing_between) if spacing_between not in (None, "") else None,
+    )
+
+
+def _grid_for_positions(orientation, pixel_spacing, spacing_between, positions, dataset, label):
+    """A regular grid holding every frame position, and each frame's slice index in it.
+
+    The step comes from SpacingBetweenSlices when present, else from the smallest distance
+    between distinct planes (frames of empty slices may be missing, so gaps are allowed).
+    """
+    normal = slice_normal(orientation)
+    distances = positions @ normal
+    unique = np.unique(np.round(distances, 4))
+    if spacing_between:
+        step = spacing_between
+    elif len(unique) > 1:
+        step = float(np.min(np.diff(unique)))
+    else:
+        step = float(dataset.get("SharedFunctionalGroupsSequence", [Dataset()])[0].get("PixelMeasuresSequence", [Dataset()])[0].get("SliceThickness", 1) or 1)
+    start = distances.min()
+    index = np.round((distances - start) / step).astype(int)
+    if np.abs((distances - start) / step - index).max() > 0.02:
+        raise GeometryError(f"{label}: frame positions are not on a regular grid of {step:g} mm")
+    first = positions[int(np.argmin(distances))]
+    stack = PlaneStack(orientation, pixel_spacing, np.array([first, first + normal * step]), int(dataset.Rows), int(dataset.Columns))
+    affine = stack.affine
+    return (affine, int(index.max()) + 1), index
+
+
+def _code_json(item: Dataset) -> dict:
+    return {
+        "CodeValue": str(item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")),
+        "CodingSchemeDesignator": str(item.CodingSchemeDesignator),
+        "CodeMeaning": str(item.CodeMeaning),
+    }
+
+
+def segment_attributes(item: Dataset) -> dict:
+    """dcmqi-style attributes of one SegmentSequence item (labelID filled in by the caller)."""
+    import highdicom as hd
+
+    attributes: dict = {"labelID": int(item.SegmentNumber)}
+    if item.get("SegmentLabel"):
+        attributes["SegmentLabel"] = str(item.SegmentLabel)
+    if item.get("SegmentDescription"):
+        attributes["SegmentDescription"] = str(item.SegmentDescription)
+    category = item.SegmentedPropertyCategoryCodeSequence[0]
+    property_type = item.SegmentedPropertyTypeCodeSequence[0]
+    attributes["SegmentedPropertyCategoryCodeSequence"] = _code_json(category)
+    attributes["SegmentedPropertyTypeCodeSequence"] = _code_json(property_type)
+    modifier = property_type.get("SegmentedPropertyTypeModifierCodeSequence") or item.get(
+        "SegmentedPropertyTypeModifierCodeSequence"
+    )
+    if modifier:
+        attributes["SegmentedPropertyTypeModifierCodeSequence"] = _code_json(modifier[0])
+    region = item.get("AnatomicRegionSequence")
+    if region:
+        attributes["AnatomicRegionSequence"] = _code_json(region[0])
+        region_modifier = region[0].get("AnatomicRegionModifierSequence")
+        if region_modifier:
+            attributes["AnatomicRegionModifierSequence"] = _code_json(region_modifier[0])
+    attributes["SegmentAlgorithmType"] = str(item.get("SegmentAlgorithmType", "MANUAL"))
+    if item.get("SegmentAlgorithmName"):
+        attributes["SegmentAlgorithmName"] = str(item.SegmentAlgorithmName)
+    lab = item.get("RecommendedDisplayCIELabValue")
+    if lab:
+        lab_values = [int(v) for v in lab]
+        attributes["recommendedDisplayRGBValue"] = list(hd.color.CIELabColor.from_dicom_value(lab_values).to_rgb(clip=True))
+        attributes["RecommendedDisplayCIELabValue"] = lab_values
+    if item.get("TrackingID"):
+        attributes["TrackingIdentifier"] = str(item.TrackingID)
+    if item.get("TrackingUID"):
+        attributes["TrackingUniqueIdentifier"] = str(item.TrackingUID)
+    return attributes
+
+
+def top_level_metadata(dataset: Dataset) -> dict:
+    """The dcmqi metadata fields that describe the SEG as a whole."""
+    meta: dict = {"@schema": metadata_module.SCHEMA_IDS["seg"]}
+    for keyword in (
+        "ContentCreatorName",
+        "ClinicalTrialSeriesID",
+        "ClinicalTrialTimePointID",
+        "ClinicalTrialCoordinatingCenterName",
+        "SeriesDescription",
+        "SeriesNumber",
+        "InstanceNumber",
+        "BodyPartExamined",
+        "ContentLabel",
+        "ContentDescription",
+    ):
+        value = dataset.get(keyword)
+        if value not in (None, ""):
+            meta[keyword] = str(value)
+    return meta
+
+
+@dataclass
+class ExportedFile:
+    name: str
+    data: bytes
+
+
+def segmentation_to_files(
+    source: Source,
+    prefix: str = "seg",
+    output_type: str = "nrrd",
+    merge_segments: bool = False,
+    name: str | None = None,
+) -> list[ExportedFile]:
+    """What ``segimage2itkimage`` writes: ``<prefix>-<N>.<ext>`` images and ``<prefix>-meta.json``.
+
+    Unmerged, file N holds segment N (voxels = N, or probabilities for fractional SEGs);
+    merged, file N holds the N-th group of non-overlapping segments.
+    """
+    import json
+
+    from qidicom.writers import IMAGE_EXTENSIONS, volume_bytes
+
+    contents = read_segmentation(source, name)
+    extension = IMAGE_EXTENSIONS.get(output_type)
+    if extension is None:
+        raise InputError(f"output type '{output_type}' is not one of {', '.join(IMAGE_EXTENSIONS)}")
+    files, groups, mapping = [], [], []
+    if merge_segments:
+        for index, (members, volume) in enumerate(contents.merged_volumes(), start=1):
+            filename = f"{prefix}-{index}{extension}"
+            files.append(ExportedFile(filename, volume_bytes(volume, output_type)))
+            groups.append([segment.attributes for segment in members])
+            mapping.append(filename)
+    else:
+        for segment, volume in contents.segment_volumes():
+            filename = f"{prefix}-{segment.number}{extension}"
+            files.append(ExportedFile(filename, volume_bytes(volume, output_type)))
+            groups.append([segment.attributes])
+            mapping.append(filename)
+    meta = dict(contents.metadata)
+    meta["segmentAttributesFileMapping"] = mapping
+    meta["segmentAttributes"] = groups
+    files.append(ExportedFile(f"{prefix}-meta.json", (json.dumps(meta, indent=2) + "\n").encode()))
+    return files

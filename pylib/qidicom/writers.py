@@ -1,0 +1,97 @@
+"""Writers: DICOM datasets to file bytes (optionally deflated), volumes to NRRD or NIfTI.
+
+Everything returns bytes, so the browser app can offer them as downloads and the CLI
+can write them atomically.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless
+
+from qidicom.errors import InputError
+from qidicom.geometry import LPS_FROM_RAS, Volume
+
+#: Compression names accepted by the converters and what transfer syntax highdicom writes.
+COMPRESSIONS = ("none", "deflate", "rle")
+
+
+def transfer_syntax_for(compress: str) -> str:
+    """The transfer syntax highdicom should encode pixels with; deflate is applied on top."""
+    if compress not in COMPRESSIONS:
+        raise InputError(f"compression '{compress}' is not one of {', '.join(COMPRESSIONS)}")
+    return RLELossless if compress == "rle" else ExplicitVRLittleEndian
+
+
+def dicom_bytes(dataset: Dataset, compress: str = "none") -> bytes:
+    """Encode a dataset as a DICOM Part 10 file.
+
+    ``compress="deflate"`` writes Deflated Explicit VR Little Endian: highdicom cannot,
+    pydicom can, and for sparse binary segmentations it is by far the smallest.
+    """
+    if compress == "deflate":
+        dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buffer = io.BytesIO()
+    pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
+    """Write via a temporary file and rename, so a failure never leaves half a file."""
+    target = Path(path)
+    directory = target.parent if str(target.parent) else Path(".")
+    if not directory.is_dir():
+        raise InputError(f"{target}: the output folder {directory} does not exist")
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+IMAGE_EXTENSIONS = {"nrrd": ".nrrd", "nii": ".nii", "nifti": ".nii.gz", "nii.gz": ".nii.gz"}
+
+
+def volume_bytes(volume: Volume, image_type: str = "nrrd") -> bytes:
+    """Encode a volume as NRRD (LPS, gzip) or NIfTI (RAS, gzip for ``nifti``/``nii.gz``)."""
+    if image_type not in IMAGE_EXTENSIONS:
+        raise InputError(f"output type '{image_type}' is not one of {', '.join(IMAGE_EXTENSIONS)}")
+    if image_type == "nrrd":
+        return _nrrd_bytes(volume)
+    import nibabel
+
+    affine_ras = LPS_FROM_RAS @ volume.affine
+    image = nibabel.Nifti1Image(volume.array, affine_ras)
+    image.set_sform(affine_ras, code=1)
+    image.set_qform(affine_ras, code=1)
+    image.header.set_xyzt_units("mm")
+    data = image.to_bytes()
+    if IMAGE_EXTENSIONS[image_type].endswith(".gz"):
+        data = gzip.compress(data, compresslevel=6, mtime=0)
+    return data
+
+
+def _nrrd_bytes(volume: Volume) -> bytes:
+    import nrrd
+
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": volume.affine[:3, :3].T,
+        "space origin": volume.affine[:3, 3],
+        "kinds": ["domain", "domain", "domain"],
+        "encoding": "gzip",
+    }
+    buffer = io.BytesIO()
+    nrrd.write(buffer, np.asarray(volume.array), header)
+    return buffer.getvalue()
