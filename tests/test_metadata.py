@@ -463,3 +463,56 @@ def test_validate_does_not_modify_the_document():
     before = copy.deepcopy(document)
     metadata.validate(document, "seg")
     assert document == before
+
+
+# --------------------------------------------------------------------------- bundled code lists
+
+
+@pytest.mark.parametrize("name", sorted(metadata.CODE_LISTS))
+def test_bundled_code_lists_validate_and_stay_small(name):
+    document = metadata.load_code_list(name)
+    kind = metadata.kind_of(document)
+    assert kind in ("segment-context", "anatomic-context", "pm-context")
+    assert metadata.validate(document, kind) == []
+    path = metadata.schemas_dir().joinpath("codelists", metadata.CODE_LISTS[name])
+    assert len(path.read_bytes()) < 1_000_000
+
+
+def test_segmentation_code_list_offers_liver_under_anatomical_structure():
+    categories = metadata.load_code_list("segmentation")["SegmentationCodes"]["Category"]
+    anatomical = next(c for c in categories if c["CodeMeaning"] == "Anatomical Structure")
+    assert (anatomical["CodeValue"], anatomical["CodingSchemeDesignator"]) == ("91723000", "SCT")
+    liver = next(t for t in anatomical["Type"] if t["CodeMeaning"] == "Liver")
+    assert (liver["CodeValue"], liver["CodingSchemeDesignator"]) == ("10200004", "SCT")
+    tissue = next(c for c in categories if c["CodeMeaning"] == "Tissue")
+    assert any(t["CodeMeaning"] == "Fat" for t in tissue["Type"])
+    # Every entry is usable as-is in a document's code sequence.
+    document = seg_doc()
+    entry = {k: liver[k] for k in ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")}
+    document["segmentAttributes"][0][0]["SegmentedPropertyTypeCodeSequence"] = entry
+    assert metadata.validate(document, "seg") == []
+
+
+def test_anatomic_code_list_has_common_regions_and_laterality():
+    codes = metadata.load_code_list("anatomic")["AnatomicCodes"]
+    assert any(r["CodeMeaning"] == "Prostate" for r in codes["AnatomicRegion"])
+    assert {"Left", "Right"} <= {m["CodeMeaning"] for m in codes["Modifier"]}
+
+
+def test_code_lists_are_what_the_generator_makes():
+    import importlib.util
+
+    import pydicom
+
+    script = Path(__file__).resolve().parents[1] / "schemas" / "tools" / "make_code_lists.py"
+    if not script.is_file():
+        pytest.skip("generator script not in this installation")
+    spec = importlib.util.spec_from_file_location("make_code_lists", script)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    committed = metadata.load_code_list("segmentation")
+    if f"pydicom {pydicom.__version__}:" not in committed["source"]:
+        pytest.skip(f"code lists were generated with another pydicom than {pydicom.__version__}")
+    assert generator.segmentation_codes() == committed
+    assert generator.anatomic_codes() == metadata.load_code_list("anatomic")
+    assert generator.pm_codes() == metadata.load_code_list("pm")

@@ -37,6 +37,7 @@ from jsonschema.exceptions import RefResolutionError, ValidationError
 from qidicom.errors import InputError, MetadataError, QidicomError
 
 __all__ = [
+    "CODE_LISTS",
     "DCMQI_SCHEMA_BASE",
     "DCMQI_SCHEMA_IDS",
     "KINDS",
@@ -46,6 +47,7 @@ __all__ = [
     "check",
     "format_path",
     "kind_of",
+    "load_code_list",
     "load_json",
     "load_metadata",
     "load_schema",
@@ -149,6 +151,24 @@ def load_schema(kind: str) -> dict:
     """The parsed schema for ``kind`` (a fresh copy the caller may change)."""
     name = kind if kind.endswith(".json") else SCHEMA_FILES[_kind(kind)]
     return copy.deepcopy(_read_schema_file(name))
+
+
+#: Bundled code lists for a metadata form editor (``schemas/codelists/``, generated from
+#: pydicom's copy of DICOM PS3.16 by ``schemas/tools/make_code_lists.py``), by name.
+CODE_LISTS: dict[str, str] = {
+    "segmentation": "segmentation-categories-types.json",
+    "anatomic": "anatomic-regions.json",
+    "pm": "pm-quantities-units.json",
+}
+
+
+def load_code_list(name: str) -> dict:
+    """A bundled code list: "segmentation" (categories with their property types and the
+    laterality modifiers), "anatomic" (CID 4031 regions and CID 2 modifiers) or "pm"
+    (parametric-map quantities and units)."""
+    if name not in CODE_LISTS:
+        raise ValueError(f"unknown code list {name!r}; expected one of {', '.join(CODE_LISTS)}")
+    return json.loads(schemas_dir().joinpath("codelists", CODE_LISTS[name]).read_text(encoding="utf-8"))
 
 
 def _all_schema_files() -> tuple[str, ...]:
