@@ -175,6 +175,11 @@ def _all_schema_files() -> tuple[str, ...]:
     return tuple(SCHEMA_FILES.values()) + _LIBRARY_FILES
 
 
+def _draft4_id(schema: Any) -> str:
+    """Draft-04 names a schema's URL with "id" (later drafts use "$id")."""
+    return schema.get("id", "") if isinstance(schema, dict) and isinstance(schema.get("id"), str) else ""
+
+
 @functools.lru_cache(maxsize=None)
 def _store() -> dict[str, dict]:
     """Every URL a $ref or "@schema" may name, mapped to our bundled schema."""
@@ -183,7 +188,7 @@ def _store() -> dict[str, dict]:
         schema = _read_schema_file(name)
         for base in (SCHEMA_BASE, DCMQI_SCHEMA_BASE, _DCMQI_DOC_BASE):
             store[base + name] = schema
-        own_id = urldefrag(schema.get("id", ""))[0]
+        own_id = urldefrag(_draft4_id(schema))[0]
         if own_id:
             store[own_id] = schema
     return store
@@ -198,13 +203,9 @@ class _BundledOnlyResolver(jsonschema.RefResolver):
         )
 
 
-def _draft4_id(schema: Any) -> str:
-    """Draft-04 names a schema's URL with "id" (later drafts use "$id")."""
-    return schema.get("id", "") if isinstance(schema, dict) and isinstance(schema.get("id"), str) else ""
-
-
-@functools.lru_cache(maxsize=None)
 def _validator(kind: str) -> jsonschema.Draft4Validator:
+    # A fresh resolver per call: a RefResolver keeps a scope stack while it validates, so
+    # sharing one between threads would mix their scopes up. Building one is cheap.
     schema = _read_schema_file(SCHEMA_FILES[kind])
     resolver = _BundledOnlyResolver(
         base_uri=urldefrag(schema["id"])[0], referrer=schema, store=dict(_store())
@@ -539,12 +540,8 @@ def validate(document: Any, kind: str) -> list[str]:
         found.extend(_explain(error))
     indexed = [(_document_order(document, path), n, format_path(path), msg) for n, (path, msg) in enumerate(found)]
     indexed.sort(key=lambda item: (item[0], item[1]))
-    problems: list[str] = []
-    for _, _, where, msg in indexed:
-        line = f"{where}: {msg}"
-        if line not in problems:
-            problems.append(line)
-    return problems
+    problems = [f"{where}: {msg}" for _, _, where, msg in indexed]
+    return list(dict.fromkeys(problems))  # the same problem can surface twice via oneOf
 
 
 def check(document: Any, kind: str, name: str | None = None) -> dict:
