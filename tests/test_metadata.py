@@ -515,3 +515,24 @@ def test_code_lists_are_what_the_generator_makes():
     assert generator.segmentation_codes() == committed
     assert generator.anatomic_codes() == metadata.load_code_list("anatomic")
     assert generator.pm_codes() == metadata.load_code_list("pm")
+
+
+def test_label_described_twice_and_file_mapping_mismatch_are_reported():
+    document = seg_doc()
+    document["segmentAttributes"][0][1]["labelID"] = 1
+    document["segmentAttributesFileMapping"] = ["organs.nrrd", "extra.nrrd"]
+    assert metadata.validate(document, "seg") == [
+        "segmentAttributes[0][1].labelID: label 1 is already described by segmentAttributes[0][0] "
+        "(each label of a file needs exactly one entry)",
+        "segmentAttributesFileMapping: names 2 files but segmentAttributes describes 1 file; "
+        "they must match one to one",
+    ]
+    document = seg_doc()
+    document["segmentAttributes"].append([dict(document["segmentAttributes"][0][0])])
+    assert metadata.validate(document, "seg") == []  # the same label value in another file is fine
+
+
+def test_background_label_is_not_a_segment():
+    document = seg_doc()
+    document["segmentAttributes"][0][0]["labelID"] = 0
+    assert metadata.validate(document, "seg") == ["segmentAttributes[0][0].labelID: 0 is less than the minimum of 1"]

@@ -525,6 +525,40 @@ def _schema_kind_problem(document: Any, kind: str) -> list[tuple[list, str]]:
     ]
 
 
+def _seg_consistency(document: Any) -> list[tuple[list, str]]:
+    """SEG rules a JSON Schema cannot state: one entry per label in a file, one file name per file."""
+    groups = document.get("segmentAttributes") if isinstance(document, dict) else None
+    if not isinstance(groups, list):
+        return []
+    found: list[tuple[list, str]] = []
+    for g, group in enumerate(groups):
+        seen: dict[int, int] = {}
+        for s, segment in enumerate(group if isinstance(group, list) else []):
+            label = segment.get("labelID") if isinstance(segment, dict) else None
+            if not isinstance(label, int) or isinstance(label, bool):
+                continue
+            if label in seen:
+                found.append(
+                    (
+                        ["segmentAttributes", g, s, "labelID"],
+                        f"label {label} is already described by segmentAttributes[{g}][{seen[label]}] "
+                        "(each label of a file needs exactly one entry)",
+                    )
+                )
+            else:
+                seen[label] = s
+    mapping = document.get("segmentAttributesFileMapping")
+    if isinstance(mapping, list) and len(mapping) != len(groups):
+        found.append(
+            (
+                ["segmentAttributesFileMapping"],
+                f"names {_plural(len(mapping), 'file')} but segmentAttributes describes "
+                f"{_plural(len(groups), 'file')}; they must match one to one",
+            )
+        )
+    return found
+
+
 def validate(document: Any, kind: str) -> list[str]:
     """Every problem of ``document`` against the schema of ``kind`` ("seg", "pm" or "sr").
 
@@ -538,6 +572,8 @@ def validate(document: Any, kind: str) -> list[str]:
     found: list[tuple[list, str]] = list(_schema_kind_problem(document, kind))
     for error in _validator(kind).iter_errors(document):
         found.extend(_explain(error))
+    if kind == "seg":
+        found.extend(_seg_consistency(document))
     indexed = [(_document_order(document, path), n, format_path(path), msg) for n, (path, msg) in enumerate(found)]
     indexed.sort(key=lambda item: (item[0], item[1]))
     problems = [f"{where}: {msg}" for _, _, where, msg in indexed]
