@@ -441,7 +441,7 @@ def test_empty_and_undecodable_input():
 
 
 def test_missing_file_is_an_input_error(tmp_path):
-    with pytest.raises(InputError, match="no such metadata file"):
+    with pytest.raises(InputError, match=r"absent\.json: file not found"):
         metadata.load_json(tmp_path / "absent.json")
 
 

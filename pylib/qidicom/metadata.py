@@ -34,7 +34,8 @@ from urllib.parse import urldefrag, urlsplit
 import jsonschema
 from jsonschema.exceptions import RefResolutionError, ValidationError
 
-from qidicom.errors import InputError, MetadataError, QidicomError
+from qidicom.errors import MetadataError, QidicomError
+from qidicom.readers import as_named_bytes
 
 __all__ = [
     "CODE_LISTS",
@@ -245,47 +246,16 @@ def _looks_like_json_text(text: str) -> bool:
 
 
 def _read_source(source: Any, name: str | None) -> tuple[str, str]:
-    """(text, label) for any accepted source."""
-    if isinstance(source, tuple):
-        if len(source) != 2 or not isinstance(source[0], str):
-            raise TypeError("a (filename, bytes) pair is expected")
-        label = name or source[0]
-        data = source[1]
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            return _decode(bytes(data), label), label
-        if isinstance(data, str):
-            return data, label
-        raise TypeError(f"the second item of the pair must be bytes or str, not {type(data).__name__}")
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        label = name or "metadata JSON"
-        return _decode(bytes(source), label), label
+    """(text, label) for any accepted source; files go through the readers' common loader."""
     if isinstance(source, str) and _looks_like_json_text(source):
         return source, name or "metadata JSON"
-    if isinstance(source, (str, os.PathLike)):
-        label = name or os.fspath(source)
-        try:
-            with open(source, "rb") as handle:
-                data = handle.read()
-        except FileNotFoundError:
-            raise InputError(f"{label}: no such metadata file") from None
-        except IsADirectoryError:
-            raise InputError(f"{label}: is a directory, not a metadata JSON file") from None
-        except OSError as exc:
-            raise InputError(f"{label}: cannot read the metadata file ({exc.strerror or exc})") from None
-        return _decode(data, label), label
-    if hasattr(source, "read"):
+    if isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], str):
+        return source[1], name or str(source[0])  # (filename, text)
+    if name is None and not isinstance(source, (str, os.PathLike, tuple)):
         file_name = getattr(source, "name", None)
-        label = name or (os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else "metadata JSON")
-        data = source.read()
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            return _decode(bytes(data), label), label
-        if isinstance(data, str):
-            return data, label
-        raise TypeError(f"reading the file object gave {type(data).__name__}, not bytes or str")
-    raise TypeError(
-        "metadata source must be a path, JSON text, bytes, a file object or a (filename, bytes) "
-        f"pair, not {type(source).__name__}"
-    )
+        name = os.fspath(file_name) if isinstance(file_name, (str, os.PathLike)) else "metadata JSON"
+    named = as_named_bytes(source, name)
+    return _decode(named.data, named.name), named.name
 
 
 def _syntax_message(label: str, exc: json.JSONDecodeError, text: str) -> str:
