@@ -1,0 +1,201 @@
+// The page's side of the app: renders the Panel document the worker sends, keeps it in sync,
+// and hands chosen or dropped files to the worker as File objects (never as base64).
+"use strict";
+
+(() => {
+  const worker = new Worker("worker.js");
+  const statusLine = document.getElementById("loading-status");
+  const timing = (window.qidicomTiming = { start: performance.timeOrigin });
+  let jsdoc = null;
+  let busy = false; // a patch is being applied in the worker
+  let queue = []; // document events waiting for the worker
+  let applyingPatch = 0;
+
+  function setState(state, message) {
+    document.body.dataset.appState = state;
+    if (message !== undefined) statusLine.textContent = message;
+  }
+
+  function sendEvents(events) {
+    busy = true;
+    worker.postMessage({ type: "patch", patch: jsdoc.create_json_patch(events) });
+  }
+
+  function onDocumentChange(event) {
+    if (applyingPatch > 0 || event.setter_id === "py") return;
+    if (busy) {
+      // Keep only the latest value of an attribute while the worker is busy.
+      if (event.model && event.attr) {
+        queue = queue.filter((old) => !(old.model === event.model && old.attr === event.attr));
+      }
+      queue.push(event);
+      return;
+    }
+    sendEvents([event]);
+  }
+
+  async function render(msg) {
+    const docsJson = JSON.parse(msg.docs_json);
+    const renderItems = JSON.parse(msg.render_items);
+    const rootIds = JSON.parse(msg.root_ids);
+    const host = document.getElementById("app-root");
+    const roots = {};
+    rootIds.forEach((id, index) => {
+      let element = host;
+      if (index > 0) {
+        element = document.createElement("div");
+        element.id = `app-root-${index}`;
+        host.after(element);
+      }
+      roots[id] = element.id;
+    });
+    renderItems[0].roots = roots;
+    renderItems[0].root_ids = rootIds;
+    const [views] = await Bokeh.embed.embed_items(docsJson, renderItems);
+    jsdoc = [...views.roots.values()][0].model.document;
+    jsdoc.on_change(onDocumentChange, false);
+    worker.postMessage({ type: "rendered" });
+  }
+
+  worker.onmessage = async (event) => {
+    const msg = event.data;
+    switch (msg.type) {
+      case "status":
+        statusLine.textContent = `${msg.message}…`;
+        break;
+      case "render":
+        timing.rendered = performance.now();
+        await render(msg);
+        break;
+      case "ready":
+        timing.ready = performance.now();
+        console.info(`qidicom ready ${Math.round(timing.ready)} ms after navigation`);
+        setState("ready", "");
+        registerServiceWorker();
+        break;
+      case "stack-ready":
+        timing.stackReady = performance.now();
+        document.body.dataset.stack = "ready";
+        break;
+      case "patch":
+        applyingPatch += 1;
+        try {
+          jsdoc.apply_json_patch(msg.patch, msg.buffers);
+        } finally {
+          applyingPatch -= 1;
+        }
+        break;
+      case "idle":
+        if (queue.length) {
+          const events = queue;
+          queue = [];
+          sendEvents(events);
+        } else {
+          busy = false;
+        }
+        break;
+      case "files-read":
+        document.body.dataset[`${msg.role}Files`] = String(msg.count);
+        break;
+      case "fatal":
+        setState("failed", msg.message);
+        break;
+    }
+  };
+  worker.onerror = (event) => {
+    console.error(event);
+    setState("failed", "The app stopped unexpectedly. Reload the page to start again.");
+  };
+
+  // ----------------------------------------------------------------------------- inputs
+
+  function sendFiles(role, files) {
+    if (files.length) worker.postMessage({ type: "files", role, files: Array.from(files) });
+  }
+
+  function roleOf(file) {
+    const name = file.name.toLowerCase();
+    if (/\.(nrrd|nhdr|nii|nii\.gz)$/.test(name)) return "labelmap";
+    if (name.endsWith(".json")) return "metadata";
+    return "series";
+  }
+
+  function bindInput(id, role) {
+    const input = document.getElementById(id);
+    input.addEventListener("change", () => sendFiles(role, input.files));
+  }
+  bindInput("series-files", "series");
+  bindInput("series-folder", "series");
+  bindInput("labelmap-file", "labelmap");
+  bindInput("metadata-file", "metadata");
+
+  // Dropped folders arrive as directory entries: walk them to plain File objects.
+  async function filesOfEntry(entry, prefix = "") {
+    if (entry.isFile) {
+      const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+      return [prefix ? new File([file], prefix + file.name, { type: file.type }) : file];
+    }
+    const reader = entry.createReader();
+    const files = [];
+    for (;;) {
+      const batch = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+      if (!batch.length) break;
+      for (const child of batch) files.push(...(await filesOfEntry(child, `${prefix}${entry.name}/`)));
+    }
+    return files;
+  }
+
+  const dropZone = document.getElementById("drop-zone");
+  for (const type of ["dragenter", "dragover"]) {
+    document.addEventListener(type, (event) => {
+      event.preventDefault();
+      dropZone.classList.add("dragging");
+    });
+  }
+  document.addEventListener("dragleave", (event) => {
+    if (event.relatedTarget === null) dropZone.classList.remove("dragging");
+  });
+  document.addEventListener("drop", async (event) => {
+    event.preventDefault();
+    dropZone.classList.remove("dragging");
+    const entries = [...event.dataTransfer.items].map((item) => item.webkitGetAsEntry && item.webkitGetAsEntry()).filter(Boolean);
+    const files = entries.length
+      ? (await Promise.all(entries.map((entry) => filesOfEntry(entry)))).flat()
+      : [...event.dataTransfer.files];
+    const byRole = { series: [], labelmap: [], metadata: [] };
+    for (const file of files) byRole[roleOf(file)].push(file);
+    for (const [role, list] of Object.entries(byRole)) sendFiles(role, list);
+  });
+
+  const sampleButton = document.getElementById("load-sample");
+  fetch("sample/manifest.json")
+    .then((response) => response.json())
+    .then((manifest) => {
+      if (!manifest.series.length) return;
+      sampleButton.hidden = false;
+      sampleButton.title = `Sample data: ${manifest.source}`;
+      sampleButton.addEventListener("click", async () => {
+        for (const role of ["series", "labelmap", "metadata"]) {
+          const files = await Promise.all(
+            manifest[role].map(async (path) => {
+              const blob = await (await fetch(`sample/${path}`)).blob();
+              return new File([blob], path.split("/").pop());
+            }),
+          );
+          sendFiles(role, files);
+        }
+      });
+    })
+    .catch((error) => console.warn("no sample data", error));
+
+  // Offline use: cache every file of the site once the app is up (not before: it would
+  // compete with the first start for bandwidth and CPU).
+  function registerServiceWorker() {
+    if (!("serviceWorker" in navigator)) return;
+    navigator.serviceWorker
+      .register("sw.js")
+      .then(() => navigator.serviceWorker.ready)
+      .then(() => (document.body.dataset.offline = "ready"))
+      .catch((error) => console.warn("offline mode unavailable:", error));
+  }
+})();

@@ -1,0 +1,333 @@
+"""The browser app: label map + DICOM series + metadata JSON -> DICOM SEG, under Pyodide.
+
+State lives in one ``param.Parameterized``; every view is a small function of that state,
+bound with ``pn.bind``. Files never travel through Bokeh messages: the page hands the
+browser's File objects to the worker (worker.js), which reads them and calls
+``receive_files``. The conversion itself is ``qidicom.seg.segmentation_from_files``.
+
+qidicom (and with it pydicom, highdicom, nibabel) is imported only after the first paint,
+by ``load_conversion_stack``, so the page becomes usable sooner.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import operator
+import sys
+import traceback
+
+import panel as pn
+import param
+
+SEGMENTATION_TYPES = {"Binary": "binary", "Label map": "labelmap", "Fractional": "fractional"}
+COMPRESSIONS = {"None": "none", "Deflate": "deflate", "RLE": "rle"}
+
+
+def log_exception(context: str) -> None:
+    """Full tracebacks go to the browser console, never to the person."""
+    print(f"qidicom: {context}", file=sys.stderr)
+    traceback.print_exc()
+
+
+class ConverterState(param.Parameterized):
+    series_files = param.List(default=[], doc="(name, bytes) of the reference DICOM files")
+    series_summary = param.Dict(default=None, allow_None=True)
+    series_message = param.String(default="")
+    series_warnings = param.List(default=[])
+
+    label_files = param.List(default=[], doc="(name, bytes) of the label map(s)")
+    label_message = param.String(default="")
+
+    metadata_file = param.Parameter(default=None, doc="(name, bytes) of the metadata JSON")
+    metadata_problems = param.List(default=[])
+    metadata_message = param.String(default="")
+
+    segmentation_type = param.Selector(default="binary", objects=list(SEGMENTATION_TYPES.values()))
+    compress = param.Selector(default="none", objects=list(COMPRESSIONS.values()))
+
+    stack_ready = param.Boolean(default=False, doc="qidicom and its dependencies are imported")
+    busy = param.Boolean(default=False)
+    progress = param.Number(default=0.0, bounds=(0, 1))
+    progress_message = param.String(default="")
+    error = param.String(default="")
+    result_name = param.String(default="")
+    result_url = param.String(default="")
+    result_size = param.Integer(default=0)
+    result_warnings = param.List(default=[])
+
+    can_convert = param.Boolean(default=False, doc="every input is there and valid, and nothing runs")
+
+    @param.depends("series_summary", "label_files", "metadata_file", "metadata_problems",
+                   "metadata_message", "busy", "stack_ready", watch=True)
+    def _update_can_convert(self) -> None:
+        self.can_convert = bool(
+            self.stack_ready and not self.busy and self.series_summary and self.label_files
+            and self.metadata_file and not self.metadata_problems and not self.metadata_message
+        )
+
+    # ----------------------------------------------------------------------- inputs
+
+    def receive_files(self, role: str, items) -> None:
+        """Files read by the worker: ``items`` is a JS array of [name, Uint8Array]."""
+        pairs = [(str(name), data.to_bytes()) for name, data in items]
+        self.take_files(role, pairs)
+
+    def take_files(self, role: str, pairs: list[tuple[str, bytes]]) -> None:
+        self.error = ""
+        if role == "series":
+            self._set_series(pairs)
+        elif role == "labelmap":
+            self._set_labels(pairs)
+        elif role == "metadata":
+            self._set_metadata(pairs[-1] if pairs else None)
+        else:
+            raise ValueError(f"unknown input role {role!r}")
+
+    def _set_series(self, pairs: list[tuple[str, bytes]]) -> None:
+        from qidicom.errors import QidicomError
+        from qidicom.readers import read_dicom_series
+
+        self.series_files = pairs
+        self.series_summary, self.series_warnings, self.series_message = None, [], ""
+        try:
+            series = read_dicom_series(pairs)
+        except QidicomError as error:
+            self.series_message = str(error)
+        except Exception:
+            log_exception("reading the DICOM series failed")
+            self.series_message = "These files could not be read as a DICOM series (details are in the browser console)."
+        else:
+            self.series_summary = series.summary()
+            self.series_warnings = list(series.warnings)
+
+    def _set_labels(self, pairs: list[tuple[str, bytes]]) -> None:
+        self.label_files = pairs
+        self.label_message = ""
+        unknown = [name for name, _ in pairs if not name.lower().endswith((".nrrd", ".nhdr", ".nii", ".nii.gz"))]
+        if unknown:
+            self.label_message = f"Not a NIfTI or NRRD file name: {', '.join(unknown)}. It will be tried anyway."
+
+    def _set_metadata(self, pair: tuple[str, bytes] | None) -> None:
+        from qidicom import metadata
+        from qidicom.errors import MetadataError, QidicomError
+
+        self.metadata_file = pair
+        self.metadata_problems, self.metadata_message = [], ""
+        if pair is None:
+            return
+        try:
+            document = metadata.load_json(pair[1], name=pair[0])
+            self.metadata_problems = metadata.validate(document, "seg")
+        except MetadataError as error:
+            self.metadata_message = str(error)
+            self.metadata_problems = list(error.problems)
+        except QidicomError as error:
+            self.metadata_message = str(error)
+        except Exception:
+            log_exception("reading the metadata failed")
+            self.metadata_message = "The metadata could not be read (details are in the browser console)."
+
+    # ----------------------------------------------------------------------- converting
+
+    def start_conversion(self, _event=None) -> None:
+        if self.can_convert:
+            # Run after this click's message is handled, so "busy" reaches the page first.
+            asyncio.get_event_loop().create_task(self.convert())
+
+    async def convert(self) -> None:
+        from qidicom.errors import MetadataError, QidicomError
+        from qidicom.seg import segmentation_from_files
+
+        self.busy, self.error, self.progress, self.progress_message = True, "", 0.0, "starting"
+        self._forget_result()
+        await asyncio.sleep(0.05)
+        try:
+            result = segmentation_from_files(
+                self.label_files, self.metadata_file, self.series_files,
+                segmentation_type=self.segmentation_type, compress=self.compress,
+                progress=self._report,
+            )
+        except MetadataError as error:
+            self.error = str(error) + "".join(f"\n- {problem}" for problem in error.problems)
+        except QidicomError as error:
+            self.error = str(error)
+        except MemoryError:
+            log_exception("out of memory")
+            self.error = "The browser ran out of memory for this conversion. Try the command-line tool for inputs this large."
+        except Exception as error:
+            log_exception("conversion failed")
+            self.error = (f"The conversion failed unexpectedly ({type(error).__name__}). "
+                          "Details are in the browser console; please report them.")
+        else:
+            self._offer_download(result)
+        finally:
+            self.busy = False
+
+    def _report(self, message: str, fraction: float) -> None:
+        self.progress_message = message
+        self.progress = min(max(float(fraction), 0.0), 1.0)
+
+    def _offer_download(self, result) -> None:
+        self.progress, self.progress_message = 1.0, "done"
+        self.result_url = make_download_url(result.data)
+        self.result_name, self.result_size = result.filename, len(result.data)
+        self.result_warnings = list(result.warnings)
+
+    def _forget_result(self) -> None:
+        if self.result_url:
+            revoke_download_url(self.result_url)
+        self.result_url, self.result_name, self.result_size, self.result_warnings = "", "", 0, []
+
+
+def make_download_url(data: bytes) -> str:
+    """A blob: URL for the bytes; created in the worker, usable by the page (same origin)."""
+    from js import Blob, Object, URL, Uint8Array
+    from pyodide.ffi import to_js
+
+    buffer = Uint8Array.new(len(data))
+    buffer.assign(data)
+    blob = Blob.new([buffer], to_js({"type": "application/dicom"}, dict_converter=Object.fromEntries))
+    return URL.createObjectURL(blob)
+
+
+def revoke_download_url(url: str) -> None:
+    from js import URL
+
+    URL.revokeObjectURL(url)
+
+
+# --------------------------------------------------------------------------- views
+
+
+def _escape(value) -> str:
+    return html.escape(str(value))
+
+
+def series_view(summary, message, warnings, count):
+    if message:
+        return pn.pane.Alert(f"**DICOM series:** {_escape(message)}", alert_type="danger")
+    if not summary:
+        return pn.pane.Markdown("**DICOM series:** none chosen yet.")
+    spacing = " × ".join(f"{v:g}" for v in summary["pixel_spacing_mm"])
+    rows = [
+        ("Patient", f"{summary['patient_name'] or '(no name)'} ({summary['patient_id'] or 'no ID'})"),
+        ("Modality", summary["modality"]),
+        ("Series", f"{summary['series_description'] or '(no description)'} #{summary['series_number']}"),
+        ("Size", f"{summary['columns']} × {summary['rows']} pixels, {summary['slices']} slices"),
+        ("Pixel spacing", f"{spacing} mm"),
+    ]
+    table = "".join(f"<tr><th>{_escape(k)}</th><td>{_escape(v)}</td></tr>" for k, v in rows)
+    notes = "".join(f"<li>{_escape(w)}</li>" for w in warnings)
+    return pn.pane.HTML(
+        f"<h3>Series found ({count} file{'s' if count != 1 else ''})</h3>"
+        f"<table class='qi-summary'>{table}</table>" + (f"<ul class='qi-notes'>{notes}</ul>" if notes else ""),
+        sizing_mode="stretch_width",
+    )
+
+
+def labels_view(files, message):
+    if not files:
+        return pn.pane.Markdown("**Label map:** none chosen yet.")
+    names = ", ".join(_escape(name) for name, _ in files)
+    text = f"**Label map:** {names}"
+    if message:
+        return pn.pane.Alert(text + f"<br>{_escape(message)}", alert_type="warning")
+    return pn.pane.Markdown(text)
+
+
+def metadata_view(file, problems, message):
+    if file is None:
+        return pn.pane.Markdown("**Metadata JSON:** none chosen yet.")
+    name = _escape(file[0])
+    if not problems and not message:
+        return pn.pane.Alert(f"**Metadata JSON:** {name} is valid.", alert_type="success")
+    items = "".join(f"<li><code>{_escape(p)}</code></li>" for p in problems)
+    head = _escape(message) if message else f"{len(problems)} problem{'s' if len(problems) != 1 else ''} to fix"
+    return pn.pane.Alert(
+        f"<strong>Metadata JSON: {name}</strong>: {head}" + (f"<ul class='qi-problems'>{items}</ul>" if items else ""),
+        alert_type="danger",
+    )
+
+
+def progress_view(busy, progress, message):
+    if not busy:
+        return pn.Spacer(height=0)
+    return pn.Column(
+        pn.indicators.Progress(value=int(round(progress * 100)), max=100, sizing_mode="stretch_width"),
+        pn.pane.Markdown(f"Converting: {_escape(message)} ({progress:.0%})"),
+        sizing_mode="stretch_width",
+    )
+
+
+def result_view(error, url, name, size, warnings, stack_ready):
+    if not stack_ready:
+        return pn.pane.Markdown("Loading the DICOM libraries…")
+    if error:
+        lines = _escape(error).replace("\n", "<br>")
+        return pn.pane.Alert(f"<strong>Conversion failed.</strong> {lines}", alert_type="danger")
+    if not url:
+        return pn.Spacer(height=0)
+    notes = "".join(f"<li>{_escape(w)}</li>" for w in warnings)
+    return pn.pane.HTML(
+        f"<div class='qi-result'>Done: <a class='qi-download' href='{_escape(url)}' download='{_escape(name)}'>"
+        f"Download {_escape(name)}</a> ({size / 1e6:.2f} MB)"
+        + (f"<ul class='qi-notes'>{notes}</ul>" if notes else "") + "</div>",
+        sizing_mode="stretch_width",
+    )
+
+
+def create_app(state: ConverterState) -> pn.viewable.Viewable:
+    type_choice = pn.widgets.RadioButtonGroup.from_param(
+        state.param.segmentation_type, options=SEGMENTATION_TYPES, name="Segmentation type")
+    compression_choice = pn.widgets.RadioButtonGroup.from_param(
+        state.param.compress, options=COMPRESSIONS, name="Compression")
+    convert_button = pn.widgets.Button(
+        name="Convert to DICOM SEG", button_type="primary",
+        disabled=pn.bind(operator.not_, state.param.can_convert),
+    )
+    convert_button.on_click(state.start_conversion)
+    return pn.Column(
+        pn.pane.Markdown("## 2. Check"),
+        pn.bind(series_view, state.param.series_summary, state.param.series_message,
+                state.param.series_warnings, pn.bind(len, state.param.series_files)),
+        pn.bind(labels_view, state.param.label_files, state.param.label_message),
+        pn.bind(metadata_view, state.param.metadata_file, state.param.metadata_problems,
+                state.param.metadata_message),
+        pn.pane.Markdown("## 3. Convert"),
+        pn.Row(pn.pane.Markdown("Segmentation type", width=150), type_choice),
+        pn.Row(pn.pane.Markdown("Compression", width=150), compression_choice),
+        convert_button,
+        pn.bind(progress_view, state.param.busy, state.param.progress, state.param.progress_message),
+        pn.bind(result_view, state.param.error, state.param.result_url, state.param.result_name,
+                state.param.result_size, state.param.result_warnings, state.param.stack_ready),
+        sizing_mode="stretch_width",
+        css_classes=["qi-app"],
+    )
+
+
+STATE = ConverterState()
+
+
+async def render() -> tuple[str, str, str]:
+    """Build the app in a worker-side document; returns what the page needs to render it."""
+    from panel.io.pyodide import init_doc, write_doc
+    from panel.io.state import state as panel_state
+
+    init_doc()
+    # Stylesheets come from dist/static/panel/, relative to the page (works under a subpath).
+    panel_state.curdoc._template_variables["dist_url"] = "./static/panel/"
+    create_app(STATE).servable(title="qidicom")
+    return await write_doc()
+
+
+def load_conversion_stack() -> None:
+    """Import the conversion libraries (after the first paint) and enable Convert."""
+    try:
+        import qidicom.seg  # noqa: F401
+        import qidicom.metadata  # noqa: F401
+    except Exception:
+        log_exception("loading the conversion libraries failed")
+        STATE.error = "The DICOM libraries failed to load in this browser (details are in the browser console)."
+        return
+    STATE.stack_ready = True

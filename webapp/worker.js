@@ -1,0 +1,104 @@
+// Runs Pyodide, Panel and qidicom off the main thread, so the page stays responsive while a
+// conversion runs. Talks to page.js by messages:
+//   to the page:   status, render, patch, idle, ready, fatal
+//   from the page: rendered, patch, files
+"use strict";
+
+importScripts("pyodide/pyodide.js");
+
+const t0 = performance.now();
+let pyodide = null;
+let app = null; // the qidicom_app Python module
+let conversionStackReady = null; // resolves once qidicom and its dependencies are imported
+
+function post(type, fields = {}) {
+  self.postMessage({ type, ...fields });
+}
+
+function status(message) {
+  console.debug(`[qidicom worker ${Math.round(performance.now() - t0)} ms] ${message}`);
+  post("status", { message });
+}
+
+// Called from Python (panel.io.pyodide._link_docs_worker) for every document change.
+function sendPatch(patch, buffers) {
+  post("patch", { patch, buffers });
+}
+
+async function fetchJSON(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
+  return response.json();
+}
+
+async function start() {
+  status("Starting Python");
+  const plan = fetchJSON("app/packages.json");
+  pyodide = await loadPyodide({ indexURL: new URL("pyodide/", self.location).href });
+  status("Loading the interface");
+  const { ui, convert, modules } = await plan;
+  await pyodide.loadPackage(ui, { messageCallback: () => {} });
+  for (const name of modules) {
+    const response = await fetch(`app/${name}`);
+    pyodide.FS.writeFile(`/home/pyodide/${name}`, await response.text());
+  }
+  pyodide.globals.set("sendPatch", sendPatch);
+  status("Drawing the page");
+  app = pyodide.pyimport("qidicom_app");
+  const rendered = await app.render();
+  const [docs_json, render_items, root_ids] = rendered.toJs();
+  rendered.destroy();
+  post("render", { docs_json, render_items, root_ids, elapsed: performance.now() - t0 });
+  // Load the DICOM stack in the background; inputs wait for it.
+  conversionStackReady = (async () => {
+    await pyodide.loadPackage(convert, { messageCallback: () => {} });
+    app.load_conversion_stack();
+    console.debug(`[qidicom worker] conversion stack ready after ${Math.round(performance.now() - t0)} ms`);
+    post("stack-ready", { elapsed: performance.now() - t0 });
+  })();
+}
+
+async function receiveFiles(role, files) {
+  await conversionStackReady;
+  const items = [];
+  for (const file of files) {
+    items.push([file.webkitRelativePath || file.name, new Uint8Array(await file.arrayBuffer())]);
+  }
+  app.STATE.receive_files(role, items);
+  post("files-read", { role, count: items.length });
+}
+
+const started = start().catch((error) => {
+  console.error(error);
+  post("fatal", { message: `The app could not start in this browser: ${String(error.message || error).split("\n").slice(-2).join(" ")}` });
+  throw error;
+});
+
+self.onmessage = async (event) => {
+  const msg = event.data;
+  await started;
+  try {
+    if (msg.type === "rendered") {
+      pyodide.runPython(`
+from panel.io.pyodide import _link_docs_worker
+from panel.io.state import state
+_link_docs_worker(state.curdoc, sendPatch, setter="js")
+`);
+      post("ready", { elapsed: performance.now() - t0 });
+    } else if (msg.type === "patch") {
+      pyodide.globals.set("patch", msg.patch);
+      pyodide.runPython(`
+from panel.io.pyodide import _convert_json_patch
+from panel.io.state import state
+state.curdoc.apply_json_patch(_convert_json_patch(patch), setter="js")
+`);
+      post("idle");
+    } else if (msg.type === "files") {
+      await receiveFiles(msg.role, msg.files);
+    }
+  } catch (error) {
+    // Python errors are handled in qidicom_app; anything reaching here is a bug: log it, keep going.
+    console.error(error);
+    if (msg.type === "patch") post("idle");
+  }
+};
