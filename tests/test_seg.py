@@ -403,3 +403,55 @@ def test_metadata_dict_is_not_modified(liver_sample):
     before = copy.deepcopy(metadata)
     segmentation_from_files([liver_sample["labels"]], metadata, liver_sample["series"])
     assert metadata == before
+
+
+# --------------------------------------------------------------------------- binary to labelmap
+
+
+def test_bin2labelsegimage_converts_dcmqis_binary_seg(liver_sample, tmp_path):
+    from qidicom.seg import binary_to_labelmap
+
+    result = binary_to_labelmap(liver_sample["dcmqi_seg"])
+    path = tmp_path / "labelmap.dcm"
+    path.write_bytes(result.data)
+    assert dciodvfy_errors(path) == [UNKNOWN_IOD]
+    labelmap = hd.seg.segread(path)
+    assert labelmap.SegmentationType == "LABELMAP"
+    assert labelmap.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7"
+    binary = pydicom.dcmread(liver_sample["dcmqi_seg"])
+    for keyword in ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert labelmap.get(keyword) == binary.get(keyword)
+    assert labelmap.ReferencedSeriesSequence[0].SeriesInstanceUID == binary.ReferencedSeriesSequence[0].SeriesInstanceUID
+    assert labelmap.SegmentSequence[0].SegmentAlgorithmName == "SlicerEditor"
+    assert np.array_equal(read_back(result.data)[1], read_image(liver_sample["labels"]).array > 0)
+
+
+def test_bin2labelsegimage_palette_16_bit_rle(liver_sample, tmp_path):
+    from qidicom.seg import binary_to_labelmap
+
+    result = binary_to_labelmap(liver_sample["dcmqi_seg"], use_palette=True, force_16_bit=True, compress="rle")
+    path = tmp_path / "palette.dcm"
+    path.write_bytes(result.data)
+    seg = hd.seg.segread(path)
+    assert (seg.PhotometricInterpretation, int(seg.BitsAllocated)) == ("PALETTE COLOR", 16)
+    assert seg.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert np.array_equal(read_back(result.data)[1], read_image(liver_sample["labels"]).array > 0)
+    # dciodvfy predates LABELMAP, and its LUT heuristic flags an 8-bit palette whose largest
+    # entry is below 0x80 (the liver colour's blue is 101): both are known and expected.
+    errors = dciodvfy_errors(path)
+    assert errors[-1] == UNKNOWN_IOD
+    assert all("Palette Color LUT - LUT Descriptor number of bits = 8" in e for e in errors[:-1])
+
+
+def test_bin2labelsegimage_refuses_overlapping_segments(synthetic_ct, tmp_path):
+    from qidicom.seg import binary_to_labelmap
+
+    directory, datasets = synthetic_ct
+    shape = synthetic.grid_shape(datasets)
+    paths = [
+        on_grid(datasets, synthetic.sphere_labels(shape, [((10, 10, 2), 4, 1)]), tmp_path, "a.nii.gz"),
+        on_grid(datasets, synthetic.sphere_labels(shape, [((11, 10, 2), 4, 1)]), tmp_path, "b.nii.gz"),
+    ]
+    binary = segmentation_from_files(paths, seg_metadata([segment(1, "A")], [segment(1, "B")]), directory)
+    with pytest.raises(Exception, match=r"segment 2 overlaps segment 1 in \d+ voxel\(s\); overlapping segments cannot be one label map"):
+        binary_to_labelmap(binary.data)

@@ -153,7 +153,7 @@ def segment_description(spec: SegmentSpec, warnings: list[str]):
     # non-manual segments, and copies the first segment's type to the background segment
     # it adds to a LABELMAP; the standard only needs Segment Algorithm Name (Type 1C),
     # which is what dcmqi's metadata carries. So build as MANUAL and set the real type and
-    # name on the finished dataset (see _set_algorithms).
+    # name on the finished dataset (see build_segmentation).
     description = hd.seg.SegmentDescription(
         segment_number=spec.number,
         segment_label=label,
@@ -188,18 +188,6 @@ def _algorithm(spec: SegmentSpec, warnings: list[str]) -> tuple[str, str | None]
             f"{algorithm_type} but no SegmentAlgorithmName is given; DICOM requires one, so 'Unspecified' was written"
         )
     return algorithm_type, (str(name) if name else None)
-
-
-def _set_algorithms(dataset: Dataset, specs: Sequence[SegmentSpec], warnings: list[str]) -> None:
-    by_number = {spec.number: spec for spec in specs}
-    for item in dataset.SegmentSequence:
-        spec = by_number.get(int(item.SegmentNumber))
-        if spec is None:
-            continue  # the background segment highdicom adds to a LABELMAP
-        algorithm_type, name = _algorithm(spec, warnings)
-        item.SegmentAlgorithmType = algorithm_type
-        if name:
-            item.SegmentAlgorithmName = name
 
 
 def _background_as_padding(dataset: Dataset) -> None:
@@ -384,10 +372,38 @@ def write_segmentation(
     pixel_array = _pixel_array(arrays, specs, segmentation_type, names)
     del arrays
     report("encoding the segmentation", 0.45)
+    algorithms = {spec.number: _algorithm(spec, warnings) for spec in specs}
+    segmentation = build_segmentation(
+        reference.datasets, pixel_array, segmentation_type, descriptions, algorithms, metadata,
+        fractional_type=fractional_type, transfer_syntax=transfer_syntax, skip_empty=skip_empty,
+    )
+    report("writing the file", 0.9)
+    with tolerant_dicom_values():
+        data = dicom_bytes(segmentation, compress)
+    report("done", 1.0)
+    return SegResult(segmentation, data, suggested_filename(segmentation, "SEG"), warnings)
+
+
+def build_segmentation(
+    source_images: Sequence[Dataset],
+    pixel_array: np.ndarray,
+    segmentation_type: str,
+    descriptions: Sequence,
+    algorithms: dict[int, tuple[str, str | None]],
+    metadata: dict,
+    *,
+    fractional_type: str = "PROBABILITY",
+    transfer_syntax: str,
+    skip_empty: bool = True,
+    palette=None,
+) -> Dataset:
+    """The highdicom Segmentation, with the dcmqi-level details highdicom does not set."""
+    import highdicom as hd
+
     with tolerant_dicom_values():
         try:
             segmentation = hd.seg.Segmentation(
-                source_images=reference.datasets,
+                source_images=source_images,
                 pixel_array=pixel_array,
                 segmentation_type=segmentation_type.upper(),
                 segment_descriptions=descriptions,
@@ -406,17 +422,20 @@ def write_segmentation(
                 series_description=metadata.get("SeriesDescription") or "Segmentation",
                 transfer_syntax_uid=transfer_syntax,
                 omit_empty_frames=skip_empty,
+                palette_color_lut_transformation=palette,
             )
         except (ValueError, TypeError) as error:
             raise QidicomError(f"the segmentation could not be built: {error}") from None
-        _set_algorithms(segmentation, specs, warnings)
-        if segmentation_type == "labelmap":
-            _background_as_padding(segmentation)
-        _add_clinical_trial_attributes(segmentation, metadata)
-        report("writing the file", 0.9)
-        data = dicom_bytes(segmentation, compress)
-    report("done", 1.0)
-    return SegResult(segmentation, data, suggested_filename(segmentation, "SEG"), warnings)
+    for item in segmentation.SegmentSequence:
+        number = int(item.SegmentNumber)
+        if number in algorithms:
+            item.SegmentAlgorithmType, name = algorithms[number]
+            if name:
+                item.SegmentAlgorithmName = name
+    if segmentation_type == "labelmap":
+        _background_as_padding(segmentation)
+    _add_clinical_trial_attributes(segmentation, metadata)
+    return segmentation
 
 
 def _integer(value, field_name: str) -> int:
@@ -552,9 +571,9 @@ def _label_dtype(numbers: Sequence[int]):
     return np.uint8 if max(numbers) < 256 else np.uint16
 
 
-def read_segmentation(source: Source, name: str | None = None) -> SegmentationContents:
+def read_segmentation(source: Source | Dataset, name: str | None = None) -> SegmentationContents:
     """Read any SEG (binary, fractional or labelmap; from dcmqi, highdicom or qidicom)."""
-    dataset = read_dicom(source, name)
+    dataset = source if isinstance(source, Dataset) else read_dicom(source, name)
     label = getattr(dataset, "filename", None) or name or "the SEG"
     if str(dataset.get("Modality", "")) != "SEG" or "SegmentSequence" not in dataset:
         raise InputError(f"{label}: not a DICOM Segmentation (Modality is '{dataset.get('Modality', '')}')")
@@ -763,3 +782,133 @@ def segmentation_to_files(
     meta["segmentAttributes"] = groups
     files.append(ExportedFile(f"{prefix}-meta.json", (json.dumps(meta, indent=2) + "\n").encode()))
     return files
+
+
+# --------------------------------------------------------------------------- binary to labelmap
+
+#: Study- and patient-level attributes a derived object copies from its sources.
+_CONTEXT_KEYWORDS = (
+    "PatientName", "PatientID", "IssuerOfPatientID", "PatientBirthDate", "PatientSex", "PatientAge",
+    "PatientWeight", "PatientSize", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyID",
+    "AccessionNumber", "ReferringPhysicianName", "StudyDescription", "ClinicalTrialSponsorName",
+    "ClinicalTrialProtocolID", "ClinicalTrialProtocolName", "ClinicalTrialSiteID", "ClinicalTrialSiteName",
+    "ClinicalTrialSubjectID", "ClinicalTrialSubjectReadingID", "ClinicalTrialTimePointID",
+)
+
+
+def _source_stand_ins(binary: Dataset, label: str) -> list[tuple[Dataset, np.ndarray]]:
+    """The source images a SEG references per frame, as far as the SEG describes them.
+
+    A SEG carries the patient and study of its sources, their frame of reference, and,
+    per frame, which instance at which position it was derived from: enough to derive a
+    new SEG from the same sources without having them.
+    """
+    series_of = {}
+    for series in binary.get("ReferencedSeriesSequence", []):
+        for instance in series.get("ReferencedInstanceSequence", []):
+            series_of[str(instance.ReferencedSOPInstanceUID)] = str(series.SeriesInstanceUID)
+    orientation, pixel_spacing, spacing_between = _shared_geometry(binary, label)
+    measures = binary.SharedFunctionalGroupsSequence[0].get("PixelMeasuresSequence") or [Dataset()]
+    thickness = float(measures[0].get("SliceThickness") or spacing_between or 1.0)
+    stand_ins: dict[str, tuple[Dataset, np.ndarray]] = {}
+    for item in binary.PerFrameFunctionalGroupsSequence:
+        try:
+            source = item.DerivationImageSequence[0].SourceImageSequence[0]
+            position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
+        except (AttributeError, IndexError):
+            raise InputError(
+                f"{label}: its frames do not say which source image each was derived from, "
+                "which bin2labelsegimage needs"
+            ) from None
+        uid = str(source.ReferencedSOPInstanceUID)
+        if uid in stand_ins:
+            continue
+        image = Dataset()
+        for keyword in _CONTEXT_KEYWORDS:
+            if keyword in binary:
+                setattr(image, keyword, binary.data_element(keyword).value)
+        image.SOPClassUID = source.ReferencedSOPClassUID
+        image.SOPInstanceUID = uid
+        image.SeriesInstanceUID = series_of.get(uid, "")
+        image.FrameOfReferenceUID = binary.FrameOfReferenceUID
+        image.Modality = "OT"
+        image.Rows, image.Columns = binary.Rows, binary.Columns
+        image.ImageOrientationPatient = [float(v) for v in orientation]
+        image.PixelSpacing = [float(v) for v in pixel_spacing]
+        image.ImagePositionPatient = [float(v) for v in position]
+        image.SliceThickness = thickness
+        stand_ins[uid] = (image, position)
+    if not stand_ins:
+        raise InputError(f"{label}: has no frames to convert")
+    return list(stand_ins.values())
+
+
+def _palette(descriptions: Sequence[Dataset]):
+    import highdicom as hd
+
+    colours = {}
+    for item in descriptions:
+        lab = item.get("RecommendedDisplayCIELabValue")
+        rgb = hd.color.CIELabColor.from_dicom_value([int(v) for v in lab]).to_rgb(clip=True) if lab else (128, 128, 128)
+        colours[int(item.SegmentNumber)] = "#{:02x}{:02x}{:02x}".format(*rgb)
+    table = ["#000000"] + [colours.get(n, "#000000") for n in range(1, max(colours) + 1)]
+    return hd.PaletteColorLUTTransformation.from_colors(table)
+
+
+def binary_to_labelmap(
+    source: Source,
+    *,
+    compress: str = "none",
+    use_palette: bool = False,
+    force_16_bit: bool = False,
+    name: str | None = None,
+) -> SegResult:
+    """A BINARY (or FRACTIONAL-free) SEG as a LABELMAP SEG of the same segments, as dcmqi's
+    ``bin2labelsegimage`` does. Overlapping segments cannot share one label map: error."""
+    import highdicom as hd
+
+    binary = read_dicom(source, name)
+    label = getattr(binary, "filename", None) or name or "the SEG"
+    contents = read_segmentation(binary, label)
+    if contents.segmentation_type != "BINARY":
+        raise InputError(f"{label}: is a {contents.segmentation_type} SEG; bin2labelsegimage converts BINARY ones")
+    transfer_syntax = transfer_syntax_for(compress)
+    merged = np.zeros(contents.segments[0].array.shape, np.uint16)
+    for segment in contents.segments:
+        clash = merged[segment.array]
+        if clash.any():
+            raise InputError(
+                f"{label}: segment {segment.number} overlaps segment {int(clash[clash > 0][0])} in "
+                f"{int((clash > 0).sum())} voxel(s); overlapping segments cannot be one label map"
+            )
+        merged[segment.array] = segment.number
+    stand_ins = _source_stand_ins(binary, label)
+    inverse = np.linalg.inv(contents.affine)
+    slices = [int(round((inverse @ np.append(position, 1.0))[2])) for _, position in stand_ins]
+    pixel_array = np.stack([merged[:, :, k].T for k in slices])
+    descriptions, algorithms = [], {}
+    for item in binary.SegmentSequence:
+        description = hd.seg.SegmentDescription.from_dataset(item, copy=True)
+        algorithms[int(item.SegmentNumber)] = (str(item.get("SegmentAlgorithmType", "MANUAL")), item.get("SegmentAlgorithmName"))
+        description.SegmentAlgorithmType = "MANUAL"  # restored by build_segmentation
+        if use_palette and "RecommendedDisplayCIELabValue" in description:
+            del description.RecommendedDisplayCIELabValue  # the palette carries the colours
+        descriptions.append(description)
+    metadata = {key: value for key, value in top_level_metadata(binary).items() if not key.startswith("@")}
+    segmentation = build_segmentation(
+        [image for image, _ in stand_ins], pixel_array, "labelmap", descriptions, algorithms, metadata,
+        transfer_syntax=transfer_syntax if not force_16_bit else transfer_syntax_for("none"),
+        skip_empty=False, palette=_palette(binary.SegmentSequence) if use_palette else None,
+    )
+    # The stand-ins stood for the real sources; the new SEG references them as the old one did.
+    segmentation.ReferencedSeriesSequence = binary.ReferencedSeriesSequence
+    if force_16_bit and int(segmentation.BitsAllocated) == 8:
+        frames = np.frombuffer(segmentation.PixelData, np.uint8).astype(np.uint16)
+        segmentation.BitsAllocated, segmentation.BitsStored, segmentation.HighBit = 16, 16, 15
+        segmentation.PixelData = frames.tobytes()
+        segmentation["PixelData"].VR = "OW"
+        if compress == "rle":
+            segmentation.compress(transfer_syntax, encoding_plugin="pydicom")
+    with tolerant_dicom_values():
+        data = dicom_bytes(segmentation, compress)
+    return SegResult(segmentation, data, suggested_filename(segmentation, "LABELMAP_SEG"), [])
