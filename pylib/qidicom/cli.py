@@ -102,6 +102,33 @@ def bin2labelsegimage(args: argparse.Namespace) -> None:
     write_file_atomically(args.outputDICOM, result.data)
 
 
+# --------------------------------------------------------------------------- PM
+
+
+def itkimage2paramap(args: argparse.Namespace) -> None:
+    from qidicom.pm import parametric_map_from_files
+    from qidicom.writers import write_file_atomically
+
+    result = parametric_map_from_files(
+        Path(args.inputImage),
+        Path(args.inputMetadata),
+        _references(args),
+        compress=args.compress,
+        data_type=args.dataType,
+    )
+    _print_warnings(result.warnings)
+    write_file_atomically(args.outputDICOM, result.data)
+    log.info("wrote %s: parametric map, %d frame(s)", args.outputDICOM, int(result.dataset.NumberOfFrames))
+
+
+def paramap2itkimage(args: argparse.Namespace) -> None:
+    from qidicom.pm import parametric_map_to_files
+
+    files, warnings = parametric_map_to_files(Path(args.inputDICOM), prefix=args.prefix, output_type=args.outputType)
+    _print_warnings(warnings)
+    _write_all(Path(args.outputDirectory), files)
+
+
 # --------------------------------------------------------------------------- parser
 
 Command = Callable[[argparse.Namespace], None]
@@ -147,6 +174,22 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--usePalette", action="store_true", help="add a palette colour lookup table from the segment colours")
     sub.add_argument("--compress", choices=("none", "rle", "deflate"), default="none", help="transfer syntax (default none)")
     sub.add_argument("--force16Bit", action="store_true", help="store 16-bit pixels even when 8 bits would do")
+
+    sub = command("itkimage2paramap", itkimage2paramap, "A parametric map (NIfTI/NRRD) and metadata JSON to a DICOM Parametric Map.")
+    sub.add_argument("--inputImage", required=True, metavar="FILE", help="the map, on the grid of the reference series")
+    sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style pm metadata JSON")
+    _add_reference_options(sub)
+    sub.add_argument("--outputDICOM", required=True, metavar="FILE", help="the Parametric Map to write")
+    sub.add_argument("--compress", choices=("none", "deflate"), default="none", help="transfer syntax: none (Explicit VR Little Endian) or deflate")
+    sub.add_argument("--dataType", choices=("auto", "float32", "float64"), default="auto",
+                     help="pixel type: auto keeps the map's type (integers as 16-bit with slope/intercept); "
+                     "float32 as dcmqi writes, which dcmqi's paramap2itkimage needs to read the map (default auto)")
+
+    sub = command("paramap2itkimage", paramap2itkimage, "A DICOM Parametric Map to a map image (real-world values) and a metadata JSON.")
+    sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the Parametric Map to read")
+    sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-pmap.<ext> and <prefix>-meta.json")
+    sub.add_argument("--prefix", default="", help="output file name prefix (default none: pmap.<ext>, meta.json)")
+    sub.add_argument("--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
 
     return parser
 

@@ -1,0 +1,548 @@
+"""DICOM Parametric Map: a NIfTI/NRRD map plus dcmqi-style metadata to a PM, and back.
+
+Writing goes through highdicom and keeps the map's data type: integer maps stay integers
+(16-bit, with the real-world value mapping's slope and intercept giving the real values),
+float maps are written as 32-bit float and double maps as 64-bit float, unlike dcmqi, which
+writes float always. Reading decodes any PM with pydicom and places every frame by its own
+plane position (as the SEG reader does), because highdicom cannot read dcmqi's PMs: their
+dimension index points at the Real World Value Mapping instead of the Plane Position.
+
+dcmqi 1.5.7's ``paramap2itkimage`` reads only Float Pixel Data; ``data_type="float32"``
+writes that for pipelines that must stay readable by dcmqi.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from qidicom import __version__
+from qidicom import metadata as metadata_module
+from qidicom.errors import InputError, QidicomError
+from qidicom.geometry import Volume, resample_onto, slice_normal
+from qidicom.readers import (
+    ReferenceSeries,
+    Source,
+    read_dicom,
+    read_dicom_series,
+    read_image,
+    tolerant_dicom_values,
+)
+from qidicom.seg import (
+    ExportedFile,
+    _frame_positions,
+    _grid_for_positions,
+    _shared_geometry,
+    _source_name,
+    code_from_json,
+    suggested_filename,
+)
+from qidicom.writers import IMAGE_EXTENSIONS, dicom_bytes, transfer_syntax_for, volume_bytes
+
+#: What ``data_type`` accepts: keep the input's type, or force float like dcmqi does.
+DATA_TYPES = ("auto", "float32", "float64")
+#: Transfer syntaxes offered: Explicit VR Little Endian, or that deflated. (DICOM has no
+#: compression for float pixels, and one choice for every map keeps the frames' order simple.)
+COMPRESSIONS = ("none", "deflate")
+PARAMETRIC_MAP_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
+Progress = Callable[[str, float], None]
+
+# Concept names of the Quantity Definition Sequence items (PS3.3 C.7.6.16.2.11.1), with the
+# retired SNOMED-RT codes older writers used.
+_QUANTITY = ("246205007", "G-C1C6")
+_MEASUREMENT_METHOD = ("370129005", "G-C306")
+_MODEL_FITTING = ("113241",)
+_DIFFUSION_B_VALUE = ("113240",)
+_SECONDS_PER_MM2 = ("s/mm2", "UCUM", "seconds per square millimeter")
+
+
+@dataclass
+class PmResult:
+    """A written PM: the dataset, its file bytes, a download name and any warnings."""
+
+    dataset: Dataset
+    data: bytes
+    filename: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class StoredValues:
+    """The map as the PM stores it: frames, and how stored values become real values."""
+
+    frames: np.ndarray  # (slices, rows, columns): uint16, float32 or float64
+    slope: float
+    intercept: float
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def parametric_map_from_files(
+    image: Source,
+    metadata: Source | dict,
+    references: Source | Sequence[Source],
+    *,
+    compress: str = "none",
+    data_type: str = "auto",
+    progress: Progress | None = None,
+) -> PmResult:
+    """The whole conversion, as ``itkimage2paramap`` does it: validate, read, check, write.
+
+    The metadata is validated before the image is read, so schema problems come first and
+    all at once.
+    """
+    report = progress or (lambda message, fraction: None)
+    report("validating the metadata", 0.0)
+    document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
+    metadata_module.check(document, "pm", _source_name(metadata, "metadata"))
+    report("reading the map", 0.05)
+    volume = read_image(image)
+    report("reading the reference series", 0.15)
+    reference = read_dicom_series(references, match=volume)
+    return write_parametric_map(volume, document, reference, compress=compress, data_type=data_type, progress=progress)
+
+
+def write_parametric_map(
+    volume: Volume,
+    metadata: dict,
+    reference: ReferenceSeries,
+    *,
+    compress: str = "none",
+    data_type: str = "auto",
+    progress: Progress | None = None,
+) -> PmResult:
+    """Build a DICOM Parametric Map from a map on the reference series' grid.
+
+    ``metadata`` must already be valid against the pm schema (``parametric_map_from_files``
+    checks it).
+    """
+    import highdicom as hd
+
+    report = progress or (lambda message, fraction: None)
+    if data_type not in DATA_TYPES:
+        raise InputError(f"data type '{data_type}' is not one of {', '.join(DATA_TYPES)}")
+    if compress not in COMPRESSIONS:
+        raise InputError(f"compression '{compress}' is not one of {', '.join(COMPRESSIONS)} for a parametric map")
+    transfer_syntax = transfer_syntax_for(compress)
+    warnings = list(reference.warnings)
+    report("placing the map on the reference grid", 0.25)
+    array = resample_onto(volume, reference.affine, reference.shape)
+    slope = _number(metadata.get("RealWorldValueSlope", "1"), "RealWorldValueSlope")
+    intercept = _number(metadata.get("RealWorldValueIntercept", "0"), "RealWorldValueIntercept")
+    stored = stored_values(array, slope, intercept, data_type, volume.name, warnings)
+    mapping = real_world_value_mapping(metadata, stored)
+    low, high = _finite_range(stored.frames)
+    width = max(high - low, 1e-6 if stored.frames.dtype.kind == "f" else 1)
+    window = hd.VOILUTTransformation(window_center=low + width / 2, window_width=width)
+    contrast = str(metadata.get("DerivedPixelContrast") or "QUANTITY").upper()
+    known_contrasts = {item.value for item in hd.pm.DerivedPixelContrastValues}
+    report("encoding the parametric map", 0.45)
+    with tolerant_dicom_values():
+        try:
+            parametric_map = hd.pm.ParametricMap(
+                source_images=_shared_orientation(reference.datasets),
+                pixel_array=stored.frames,
+                series_instance_uid=hd.UID(),
+                series_number=_integer(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
+                sop_instance_uid=hd.UID(),
+                instance_number=_integer(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
+                manufacturer="qidicom",
+                manufacturer_model_name="qidicom",
+                software_versions=__version__,
+                device_serial_number="1",
+                contains_recognizable_visual_features=False,
+                real_world_value_mappings=[mapping],
+                voi_lut_transformations=[window],
+                transfer_syntax_uid=transfer_syntax,
+                content_label=str(metadata.get("ContentLabel") or "PARAMETRIC_MAP"),
+                content_description=(metadata.get("ContentDescription") or None),
+                content_creator_name=metadata.get("ContentCreatorName") or None,
+                derived_pixel_contrast=contrast if contrast in known_contrasts else "QUANTITY",
+                derivation=code_from_json(metadata["DerivationCode"]),
+                series_description=metadata.get("SeriesDescription") or "Parametric map",
+            )
+        except (ValueError, TypeError) as error:
+            raise QidicomError(f"the parametric map could not be built: {error}") from None
+        _order_frames_along_normal(parametric_map)
+        _add_frame_anatomy(parametric_map, metadata)
+        _add_series_attributes(parametric_map, metadata)
+        if contrast not in known_contrasts:
+            _set_derived_pixel_contrast(parametric_map, contrast)
+        report("writing the file", 0.9)
+        data = dicom_bytes(parametric_map, compress)
+    report("done", 1.0)
+    return PmResult(parametric_map, data, suggested_filename(parametric_map, "PM"), warnings)
+
+
+def stored_values(
+    array: np.ndarray, slope: float, intercept: float, data_type: str, name: str, warnings: list[str]
+) -> StoredValues:
+    """The frames to store and the mapping that gives back the real values.
+
+    Floats stay float32 or float64. Integers are stored as 16-bit unsigned values (the only
+    integer pixels a PM holds); a map with negative values is shifted up by its minimum and
+    the shift is folded into the intercept, so real values are exact. Integers spanning
+    more than 65535 values are written as float64, which holds them exactly.
+    """
+    frames = np.transpose(array, (2, 1, 0))
+    if data_type != "auto":
+        return StoredValues(np.ascontiguousarray(frames, dtype=data_type), slope, intercept)
+    if frames.dtype.kind == "f":
+        wanted = np.float64 if frames.dtype == np.float64 else np.float32
+        return StoredValues(np.ascontiguousarray(frames, dtype=wanted), slope, intercept)
+    if frames.dtype == bool:
+        frames = frames.astype(np.uint8)
+    low, high = (int(frames.min()), int(frames.max())) if frames.size else (0, 0)
+    if high - low > 65535:
+        warnings.append(
+            f"{name}: integer values span {low}..{high}, more than 16 bits; written as 64-bit float, "
+            "which keeps every value exact"
+        )
+        return StoredValues(np.ascontiguousarray(frames, dtype=np.float64), slope, intercept)
+    offset = 0 if low >= 0 and high <= 65535 else low
+    shifted = (frames.astype(np.int64) - offset).astype(np.uint16) if offset else frames.astype(np.uint16)
+    return StoredValues(np.ascontiguousarray(shifted), slope, intercept + offset * slope)
+
+
+def real_world_value_mapping(metadata: dict, stored: StoredValues):
+    """The Real World Value Mapping item: units, value range, slope, intercept and the
+    quantity definition (quantity, measurement method, model fitting, diffusion b-values)."""
+    import highdicom as hd
+
+    units = metadata["MeasurementUnitsCode"]
+    quantity = metadata["QuantityValueCode"]
+    low, high = _finite_range(stored.frames)
+    value_range = (float(low), float(high)) if stored.frames.dtype.kind == "f" else (int(low), int(high))
+    try:
+        mapping = hd.pm.RealWorldValueMapping(
+            lut_label=str(units["CodeValue"])[:16],
+            lut_explanation=f"{quantity['CodeMeaning']} ({units['CodeMeaning']})"[:64],
+            unit=code_from_json(units),
+            value_range=value_range,
+            slope=_plain_number(stored.slope),
+            intercept=_plain_number(stored.intercept),
+            quantity_definition=code_from_json(quantity),
+        )
+    except (ValueError, TypeError) as error:
+        raise QidicomError(f"the real world value mapping could not be built: {error}") from None
+    definitions = mapping.QuantityDefinitionSequence
+    if metadata.get("MeasurementMethodCode"):
+        definitions.append(_code_item(("370129005", "SCT", "Measurement Method"), metadata["MeasurementMethodCode"]))
+    if metadata.get("ModelFittingMethodCode"):
+        definitions.append(_code_item(("113241", "DCM", "Model fitting method"), metadata["ModelFittingMethodCode"]))
+    for b_value in metadata.get("SourceImageDiffusionBValues") or []:
+        definitions.append(_b_value_item(b_value))
+    return mapping
+
+
+def _code_item(name: tuple[str, str, str], value: dict) -> Dataset:
+    """A CODE item of the Quantity Definition Sequence (Content Item Macro, PS3.3 Table 10-2)."""
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    item = Dataset()
+    item.ValueType = "CODE"
+    item.ConceptNameCodeSequence = [hd.sr.CodedConcept.from_code(Code(*name))]
+    item.ConceptCodeSequence = [hd.sr.CodedConcept.from_code(code_from_json(value))]
+    return item
+
+
+def _b_value_item(b_value: str) -> Dataset:
+    """A NUMERIC item of the Quantity Definition Sequence: one source image's b-value."""
+    import highdicom as hd
+    from pydicom.sr.coding import Code
+
+    item = Dataset()
+    item.ValueType = "NUMERIC"
+    item.ConceptNameCodeSequence = [hd.sr.CodedConcept.from_code(Code("113240", "DCM", "Source image diffusion b-value"))]
+    item.NumericValue = _format_decimal(_number(b_value, "SourceImageDiffusionBValues"))
+    item.MeasurementUnitsCodeSequence = [hd.sr.CodedConcept.from_code(Code(*_SECONDS_PER_MM2))]
+    return item
+
+
+def _shared_orientation(datasets: Sequence[Dataset]) -> list[Dataset]:
+    """The series with every slice's orientation text equal to the first's.
+
+    highdicom demands identical ImageOrientationPatient strings, but scanners round the
+    last digit differently from slice to slice (the dcmqi PM example does); the reader has
+    already checked the orientations agree within tolerance.
+    """
+    first = datasets[0].ImageOrientationPatient
+    if all(ds.ImageOrientationPatient == first for ds in datasets):
+        return list(datasets)
+    harmonised = []
+    for ds in datasets:
+        ds = copy.deepcopy(ds)
+        ds.ImageOrientationPatient = first
+        harmonised.append(ds)
+    return harmonised
+
+
+def _order_frames_along_normal(dataset: Dataset) -> None:
+    """Put frame 1 at the series' first slice and go up along the slice normal.
+
+    highdicom orders frames the other way; dcmqi's paramap2itkimage (1.5.7) then reads the
+    map upside down, so the frames are stored in the order dcmqi itself writes them.
+    """
+    per_frame = dataset.PerFrameFunctionalGroupsSequence
+    orientation = dataset.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
+    normal = slice_normal(orientation)
+    distances = [float(np.dot(np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float), normal)) for item in per_frame]
+    order = np.argsort(distances, kind="stable")
+    if (order == np.arange(len(order))).all():
+        return
+    keyword = next(k for k in ("FloatPixelData", "DoubleFloatPixelData", "PixelData") if k in dataset)
+    frames = np.frombuffer(dataset[keyword].value, np.uint8).reshape(len(order), -1)
+    dataset[keyword].value = frames[order].tobytes()
+    dataset.PerFrameFunctionalGroupsSequence = [per_frame[int(n)] for n in order]
+
+
+def _add_frame_anatomy(dataset: Dataset, metadata: dict) -> None:
+    """Frame Anatomy (mandatory in a PM, and needed by dcmqi's reader): region and laterality."""
+    import highdicom as hd
+
+    anatomy = Dataset()
+    anatomy.AnatomicRegionSequence = [hd.sr.CodedConcept.from_code(code_from_json(metadata["AnatomicRegionSequence"]))]
+    anatomy.FrameLaterality = str(metadata.get("FrameLaterality") or "U")
+    dataset.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [anatomy]
+
+
+def _add_series_attributes(dataset: Dataset, metadata: dict) -> None:
+    if "ContentCreatorName" not in dataset:
+        dataset.ContentCreatorName = ""  # Type 2: present, even when unknown
+    if metadata.get("BodyPartExamined"):
+        dataset.BodyPartExamined = str(metadata["BodyPartExamined"])
+    description = metadata.get("DerivationDescription")
+    if description:
+        for frame in dataset.PerFrameFunctionalGroupsSequence:
+            for item in frame.get("DerivationImageSequence", []):
+                item.DerivationDescription = str(description)
+
+
+def _set_derived_pixel_contrast(dataset: Dataset, contrast: str) -> None:
+    """Value 4 of Image Type and Frame Type, for terms highdicom's list lacks (e.g. ADC)."""
+    image_type = list(dataset.ImageType)
+    image_type[3] = contrast
+    dataset.ImageType = image_type
+    dataset.SharedFunctionalGroupsSequence[0].ParametricMapFrameTypeSequence[0].FrameType = image_type
+
+
+def _finite_range(frames: np.ndarray) -> tuple[float, float]:
+    if frames.dtype.kind == "f":
+        finite = frames[np.isfinite(frames)]
+        if finite.size == 0:
+            return 0.0, 0.0
+        return float(finite.min()), float(finite.max())
+    return (int(frames.min()), int(frames.max())) if frames.size else (0, 0)
+
+
+def _number(value, field_name: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise InputError(f"metadata: {field_name} '{value}' is not a number") from None
+    if not math.isfinite(number):
+        raise InputError(f"metadata: {field_name} '{value}' is not a finite number")
+    return number
+
+
+def _plain_number(value: float) -> int | float:
+    """An integral float as int, so DICOM text reads "1" rather than "1.0"."""
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
+
+
+def _integer(value, field_name: str) -> int:
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise InputError(f"metadata: {field_name} '{value}' is not an integer") from None
+
+
+# --------------------------------------------------------------------------- reading
+
+
+@dataclass
+class ParametricMapContents:
+    """A PM read back: the real-world values on their grid, and the metadata describing them."""
+
+    volume: Volume
+    metadata: dict
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_parametric_map(source: Source, name: str | None = None) -> ParametricMapContents:
+    """Read any Parametric Map (qidicom's, dcmqi's, highdicom's) as real-world values.
+
+    Each frame's stored values go through its Real World Value Mapping (slope and intercept,
+    or a lookup table). Integer maps whose mapping is integral come back as integers;
+    otherwise as float32 (a float32 PM with slope 1 and intercept 0) or float64.
+    """
+    dataset = read_dicom(source, name)
+    label = getattr(dataset, "filename", None) or name or "the PM"
+    if str(dataset.get("SOPClassUID", "")) != PARAMETRIC_MAP_SOP_CLASS:
+        raise InputError(f"{label}: not a DICOM Parametric Map (SOP Class {dataset.get('SOPClassUID', 'missing')})")
+    warnings: list[str] = []
+    try:
+        with tolerant_dicom_values():
+            frames = np.asarray(dataset.pixel_array)
+    except Exception as error:
+        raise InputError(f"{label}: its pixel data cannot be decoded ({error})") from None
+    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    frames = frames.reshape(frame_count, int(dataset.Rows), int(dataset.Columns))
+    positions, _ = _frame_positions(dataset, frame_count, label)
+    orientation, pixel_spacing, spacing_between = _shared_geometry(dataset, label)
+    grid, slice_index = _grid_for_positions(orientation, pixel_spacing, spacing_between, positions, dataset, label)
+    if len(set(slice_index.tolist())) != frame_count:
+        raise InputError(
+            f"{label}: several frames lie at the same position (a multi-channel or time-series PM); "
+            "only one map per position is supported"
+        )
+    mappings = [_frame_item(dataset, f, "RealWorldValueMappingSequence") for f in range(frame_count)]
+    if any(item is None for item in mappings):
+        warnings.append(f"{label}: no Real World Value Mapping; stored values are written as they are")
+    real = [_apply_mapping(frames[f], mappings[f], label) for f in range(frame_count)]
+    dtype = _output_dtype(frames.dtype, mappings, real)
+    shape = (int(dataset.Columns), int(dataset.Rows), grid[1])
+    array = np.zeros(shape, dtype)
+    for f in range(frame_count):
+        array[:, :, slice_index[f]] = real[f].T
+    meta = pm_metadata(dataset, mappings[0], warnings)
+    return ParametricMapContents(Volume(array, grid[0], label), meta, warnings)
+
+
+def _frame_item(dataset: Dataset, frame: int, keyword: str) -> Dataset | None:
+    """The first item of a functional group sequence for one frame (per-frame, else shared)."""
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) > frame and per_frame[frame].get(keyword):
+        return per_frame[frame][keyword][0]
+    shared = dataset.get("SharedFunctionalGroupsSequence")
+    if shared and shared[0].get(keyword):
+        return shared[0][keyword][0]
+    return None
+
+
+def _apply_mapping(frame: np.ndarray, mapping: Dataset | None, label: str) -> np.ndarray:
+    if mapping is None:
+        return frame
+    if mapping.get("RealWorldValueLUTData") is not None:
+        first = int(mapping.RealWorldValueFirstValueMapped)
+        table = np.asarray(mapping.RealWorldValueLUTData, np.float64)
+        index = frame.astype(np.int64) - first
+        if index.min(initial=0) < 0 or index.max(initial=0) >= len(table):
+            raise InputError(f"{label}: stored values fall outside the Real World Value LUT")
+        return table[index]
+    slope = float(mapping.get("RealWorldValueSlope", 1.0))
+    intercept = float(mapping.get("RealWorldValueIntercept", 0.0))
+    if frame.dtype.kind in "iu" and slope.is_integer() and intercept.is_integer():
+        return frame.astype(np.int64) * int(slope) + int(intercept)
+    if slope == 1.0 and intercept == 0.0:
+        return frame
+    return frame.astype(np.float64) * slope + intercept
+
+
+def _output_dtype(stored: np.dtype, mappings: Sequence[Dataset | None], real: Sequence[np.ndarray]) -> np.dtype:
+    kinds = {r.dtype.kind for r in real}
+    if kinds <= {"i", "u"}:
+        low = min(int(r.min(initial=0)) for r in real)
+        high = max(int(r.max(initial=0)) for r in real)
+        for candidate in (np.int16, np.uint16, np.int32):
+            info = np.iinfo(candidate)
+            if info.min <= low and high <= info.max:
+                return np.dtype(candidate)
+        return np.dtype(np.float64)
+    if all(r.dtype == np.float32 for r in real):
+        return np.dtype(np.float32)
+    return np.dtype(np.float64)
+
+
+def _code_json(item: Dataset) -> dict:
+    return {
+        "CodeValue": str(item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")),
+        "CodingSchemeDesignator": str(item.CodingSchemeDesignator),
+        "CodeMeaning": str(item.CodeMeaning),
+    }
+
+
+def _format_decimal(value: float) -> str:
+    """A number as a DICOM decimal string (at most 16 characters)."""
+    text = repr(_plain_number(float(value)))
+    return text if len(text) <= 16 else f"{float(value):.10g}"
+
+
+def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) -> dict:
+    """dcmqi-style pm metadata describing a PM; it validates against qidicom's pm schema.
+
+    The map written beside it holds real-world values, so no slope or intercept is listed.
+    """
+    meta: dict = {"@schema": metadata_module.SCHEMA_IDS["pm"]}
+    for keyword in ("SeriesDescription", "SeriesNumber", "InstanceNumber", "BodyPartExamined",
+                    "ContentLabel", "ContentDescription", "ContentCreatorName"):
+        value = dataset.get(keyword)
+        if value not in (None, ""):
+            meta[keyword] = str(value)
+    label = getattr(dataset, "filename", None) or "the PM"
+    if mapping is not None:
+        units = mapping.get("MeasurementUnitsCodeSequence")
+        if units:
+            meta["MeasurementUnitsCode"] = _code_json(units[0])
+        for item in mapping.get("QuantityDefinitionSequence", []):
+            concept = item.ConceptNameCodeSequence[0].CodeValue
+            if concept in _QUANTITY and item.get("ConceptCodeSequence"):
+                meta["QuantityValueCode"] = _code_json(item.ConceptCodeSequence[0])
+            elif concept in _MEASUREMENT_METHOD and item.get("ConceptCodeSequence"):
+                meta["MeasurementMethodCode"] = _code_json(item.ConceptCodeSequence[0])
+            elif concept in _MODEL_FITTING and item.get("ConceptCodeSequence"):
+                meta["ModelFittingMethodCode"] = _code_json(item.ConceptCodeSequence[0])
+            elif concept in _DIFFUSION_B_VALUE:
+                value = item.get("NumericValue")
+                if value is None and item.get("MeasuredValueSequence"):
+                    value = item.MeasuredValueSequence[0].get("NumericValue")
+                if value not in (None, ""):
+                    meta.setdefault("SourceImageDiffusionBValues", []).append(_format_decimal(float(value)))
+    derivation = _frame_item(dataset, 0, "DerivationImageSequence")
+    if derivation is not None:
+        if derivation.get("DerivationCodeSequence"):
+            meta["DerivationCode"] = _code_json(derivation.DerivationCodeSequence[0])
+        if derivation.get("DerivationDescription"):
+            meta["DerivationDescription"] = str(derivation.DerivationDescription)
+    frame_type = _frame_item(dataset, 0, "ParametricMapFrameTypeSequence")
+    image_type = list(frame_type.FrameType) if frame_type is not None and frame_type.get("FrameType") else list(dataset.get("ImageType", []))
+    if len(image_type) >= 4 and image_type[3]:
+        meta["DerivedPixelContrast"] = str(image_type[3])
+    anatomy = _frame_item(dataset, 0, "FrameAnatomySequence")
+    if anatomy is not None:
+        if anatomy.get("AnatomicRegionSequence"):
+            meta["AnatomicRegionSequence"] = _code_json(anatomy.AnatomicRegionSequence[0])
+        if anatomy.get("FrameLaterality"):
+            meta["FrameLaterality"] = str(anatomy.FrameLaterality)
+    for required in ("QuantityValueCode", "MeasurementUnitsCode", "DerivationCode", "AnatomicRegionSequence", "FrameLaterality"):
+        if required not in meta:
+            warnings.append(
+                f"{label}: has no {required}; the metadata lacks it and must be completed before "
+                "the map is written again"
+            )
+    return meta
+
+
+def parametric_map_to_files(
+    source: Source, prefix: str = "", output_type: str = "nrrd", name: str | None = None
+) -> tuple[list[ExportedFile], list[str]]:
+    """What ``paramap2itkimage`` writes: ``<prefix>-pmap.<ext>`` and ``<prefix>-meta.json``
+    (``pmap.<ext>`` and ``meta.json`` without a prefix, as dcmqi names them), and warnings."""
+    extension = IMAGE_EXTENSIONS.get(output_type)
+    if extension is None:
+        raise InputError(f"output type '{output_type}' is not one of {', '.join(IMAGE_EXTENSIONS)}")
+    contents = read_parametric_map(source, name)
+    stem = f"{prefix}-" if prefix else ""
+    files = [
+        ExportedFile(f"{stem}pmap{extension}", volume_bytes(contents.volume, output_type)),
+        ExportedFile(f"{stem}meta.json", (json.dumps(contents.metadata, indent=2) + "\n").encode()),
+    ]
+    return files, contents.warnings
