@@ -196,7 +196,7 @@ def resample_onto(volume: Volume, target_affine: np.ndarray, target_shape: tuple
                 + describe_grid_difference(volume, target_affine, target_shape)
             )
     if starts == [0, 0, 0] and list(data.shape[:3]) == list(target_shape):
-        return np.ascontiguousarray(data)
+        return data  # a view: no copy of a large label map
     result = np.zeros(tuple(target_shape) + data.shape[3:], data.dtype)
     result[starts[0]:ends[0], starts[1]:ends[1], starts[2]:ends[2]] = data
     return result

@@ -221,6 +221,17 @@ def _label_arrays_on_grid(
     return arrays
 
 
+def _label_values(array: np.ndarray) -> set[int]:
+    """The distinct values of an integer label map; bincount is far faster than unique."""
+    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() < 1 << 20:
+        # Slice by slice: bincount casts to intp, which for a whole volume is a huge copy.
+        counts = np.zeros(int(array.max()) + 1, np.int64)
+        for k in range(array.shape[2]):
+            counts += np.bincount(array[:, :, k].ravel(), minlength=counts.size)
+        return set(int(v) for v in np.flatnonzero(counts))
+    return set(int(v) for v in np.unique(array))
+
+
 def _check_labels(
     arrays: Sequence[np.ndarray], specs: Sequence[SegmentSpec], names: Sequence[str], fractional: bool, warnings: list[str]
 ) -> list[SegmentSpec]:
@@ -253,7 +264,7 @@ def _check_labels(
                 raise InputError(
                     f"{name}: holds non-integer values; for probabilities use --segmentationType fractional"
                 )
-        present = set(int(v) for v in np.unique(array)) - {0}
+        present = _label_values(array) - {0}
         described = {spec.label_id for spec in file_specs}
         missing = sorted(present - described)
         if missing:
@@ -300,27 +311,42 @@ def _pixel_array(
             stack[..., n] = np.transpose(arrays[spec.file_index], (2, 1, 0))
         return stack
     label_dtype = np.uint8 if max(s.number for s in specs) < 256 else np.uint16
-    merged = np.zeros(shape, label_dtype)
-    owner = {}
-    overlapping = False
-    for spec in specs:
-        mask = arrays[spec.file_index] == spec.label_id
-        clash = merged[mask]
-        if clash.any():
-            other = next(s for s in specs if s.number == int(clash[clash > 0][0]))
-            if segmentation_type == "labelmap":
-                raise InputError(
-                    f"a LABELMAP segmentation cannot hold overlapping segments: segment {spec.number} "
-                    f"('{spec.attributes.get('SegmentLabel', '')}', label {spec.label_id} of {names[spec.file_index]}) "
-                    f"overlaps segment {other.number} ('{other.attributes.get('SegmentLabel', '')}') in "
-                    f"{int((clash > 0).sum())} voxel(s); use --segmentationType binary"
-                )
-            overlapping = True
-            break
-        merged[mask] = spec.number
-        owner[spec.number] = spec
-    if not overlapping:
-        return np.transpose(merged, (2, 1, 0))
+    # Built plane by plane, straight into the (frames, rows, columns) layout highdicom
+    # reads frame by frame; whole-volume fancy indexing would copy the volume as intp.
+    frames = np.zeros((shape[2], shape[1], shape[0]), label_dtype)
+    for file_index in sorted({spec.file_index for spec in specs}):
+        file_specs = [spec for spec in specs if spec.file_index == file_index]
+        array = arrays[file_index]
+        table = np.zeros(max(int(array.max()), max(s.label_id for s in file_specs)) + 1, label_dtype)
+        for spec in file_specs:
+            table[spec.label_id] = spec.number
+        for k in range(shape[2]):
+            plane = table[array[:, :, k].astype(np.intp, copy=False)].T
+            target = frames[k]
+            if file_index and np.any((target != 0) & (plane != 0)):
+                if segmentation_type == "labelmap":
+                    _raise_overlap(arrays, specs, file_specs, names, frames, k, plane)
+                return _binary_stack(arrays, specs, shape)
+            np.maximum(target, plane, out=target)
+    return frames
+
+
+def _raise_overlap(arrays, specs, file_specs, names, frames, k, plane) -> None:
+    clash = (frames[k] != 0) & (plane != 0)
+    row, column = (int(v) for v in np.argwhere(clash)[0])
+    mine = next(s for s in file_specs if s.number == int(plane[row, column]))
+    other = next(s for s in specs if s.number == int(frames[k][row, column]))
+    overlap = int(np.count_nonzero((arrays[mine.file_index] == mine.label_id) & (arrays[other.file_index] == other.label_id)))
+    raise InputError(
+        f"a LABELMAP segmentation cannot hold overlapping segments: segment {mine.number} "
+        f"('{mine.attributes.get('SegmentLabel', '')}', label {mine.label_id} of {names[mine.file_index]}) "
+        f"overlaps segment {other.number} ('{other.attributes.get('SegmentLabel', '')}') in "
+        f"{overlap} voxel(s); use --segmentationType binary"
+    )
+
+
+def _binary_stack(arrays: Sequence[np.ndarray], specs: Sequence[SegmentSpec], shape) -> np.ndarray:
+    """Overlapping segments: one boolean channel per segment."""
     stack = np.zeros((shape[2], shape[1], shape[0], len(specs)), bool)
     for n, spec in enumerate(specs):
         stack[..., n] = np.transpose(arrays[spec.file_index] == spec.label_id, (2, 1, 0))
