@@ -4,10 +4,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# System tools: dciodvfy (dicom3tools) checks conformance; Debian's chromium runs the
+# System tools: dciodvfy (dicom3tools) checks conformance, dcmtk's dcmconv inflates
+# deflated files for it (Debian's dciodvfy cannot read them); Debian's chromium runs the
 # browser tests. Installed only when missing and we may install (root).
 missing=()
 command -v dciodvfy >/dev/null || missing+=(dicom3tools)
+command -v dcmconv >/dev/null || missing+=(dcmtk)
 command -v chromium >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
