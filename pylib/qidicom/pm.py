@@ -138,10 +138,8 @@ def write_parametric_map(
     intercept = _number(metadata.get("RealWorldValueIntercept", "0"), "RealWorldValueIntercept")
     stored = stored_values(array, slope, intercept, data_type, volume.name, warnings)
     mapping = real_world_value_mapping(metadata, stored)
-    low, high = _finite_range(stored.frames)
-    width = max(high - low, 1e-6 if stored.frames.dtype.kind == "f" else 1)
-    window = hd.VOILUTTransformation(window_center=low + width / 2, window_width=width)
-    contrast = str(metadata.get("DerivedPixelContrast") or "QUANTITY").upper()
+    window = _window(stored.frames)
+    contrast = code_string(str(metadata.get("DerivedPixelContrast") or "QUANTITY"), "DerivedPixelContrast", warnings)
     known_contrasts = {item.value for item in hd.pm.DerivedPixelContrastValues}
     report("encoding the parametric map", 0.45)
     with tolerant_dicom_values():
@@ -172,7 +170,7 @@ def write_parametric_map(
             raise QidicomError(f"the parametric map could not be built: {error}") from None
         _order_frames_along_normal(parametric_map)
         _add_frame_anatomy(parametric_map, metadata)
-        _add_series_attributes(parametric_map, metadata)
+        _add_series_attributes(parametric_map, metadata, warnings)
         if contrast not in known_contrasts:
             _set_derived_pixel_contrast(parametric_map, contrast)
         report("writing the file", 0.9)
@@ -314,16 +312,25 @@ def _add_frame_anatomy(dataset: Dataset, metadata: dict) -> None:
     dataset.SharedFunctionalGroupsSequence[0].FrameAnatomySequence = [anatomy]
 
 
-def _add_series_attributes(dataset: Dataset, metadata: dict) -> None:
+def _add_series_attributes(dataset: Dataset, metadata: dict, warnings: list[str]) -> None:
     if "ContentCreatorName" not in dataset:
         dataset.ContentCreatorName = ""  # Type 2: present, even when unknown
     if metadata.get("BodyPartExamined"):
-        dataset.BodyPartExamined = str(metadata["BodyPartExamined"])
+        dataset.BodyPartExamined = code_string(str(metadata["BodyPartExamined"]), "BodyPartExamined", warnings)
     description = metadata.get("DerivationDescription")
     if description:
         for frame in dataset.PerFrameFunctionalGroupsSequence:
             for item in frame.get("DerivationImageSequence", []):
                 item.DerivationDescription = str(description)
+
+
+def code_string(value: str, field_name: str, warnings: list[str]) -> str:
+    """A DICOM CS value (upper case, digits, space, underscore): dcmqi's examples write
+    "Prostate", which DICOM does not allow, so it is written "PROSTATE" with a warning."""
+    cleaned = "".join(c if c.isalnum() or c in " _" else "_" for c in value.upper())[:16]
+    if cleaned != value:
+        warnings.append(f"metadata: {field_name} '{value}' is not a valid DICOM code string; written as '{cleaned}'")
+    return cleaned
 
 
 def _set_derived_pixel_contrast(dataset: Dataset, contrast: str) -> None:
@@ -332,6 +339,18 @@ def _set_derived_pixel_contrast(dataset: Dataset, contrast: str) -> None:
     image_type[3] = contrast
     dataset.ImageType = image_type
     dataset.SharedFunctionalGroupsSequence[0].ParametricMapFrameTypeSequence[0].FrameType = image_type
+
+
+def _window(frames: np.ndarray):
+    """A window spanning the stored values; LINEAR_EXACT for floats, whose range may be below 1."""
+    import highdicom as hd
+
+    low, high = _finite_range(frames)
+    if frames.dtype.kind == "f":
+        width = (high - low) or 1.0
+        return hd.VOILUTTransformation(window_center=low + width / 2, window_width=width, voi_lut_function="LINEAR_EXACT")
+    width = max(high - low, 1)
+    return hd.VOILUTTransformation(window_center=low + width / 2, window_width=width)
 
 
 def _finite_range(frames: np.ndarray) -> tuple[float, float]:
