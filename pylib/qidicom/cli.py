@@ -129,6 +129,42 @@ def paramap2itkimage(args: argparse.Namespace) -> None:
     _write_all(Path(args.outputDirectory), files)
 
 
+# --------------------------------------------------------------------------- SR TID 1500
+
+
+def _directory(path: str | None, option: str) -> Path | None:
+    if path is None:
+        return None
+    if not Path(path).is_dir():
+        raise QidicomError(f"{path}: not a folder ({option})")
+    return Path(path)
+
+
+def tid1500writer(args: argparse.Namespace) -> None:
+    from qidicom.sr import report_from_files
+    from qidicom.writers import write_file_atomically
+
+    result = report_from_files(
+        Path(args.inputMetadata),
+        _directory(args.inputImageLibraryDirectory, "--inputImageLibraryDirectory"),
+        _directory(args.inputCompositeContextDirectory, "--inputCompositeContextDirectory"),
+        compress=args.compress,
+    )
+    _print_warnings(result.warnings)
+    write_file_atomically(args.outputDICOM, result.data)
+    log.info("wrote %s: TID 1500 measurement report", args.outputDICOM)
+
+
+def tid1500reader(args: argparse.Namespace) -> None:
+    from qidicom.sr import report_to_json
+    from qidicom.writers import write_file_atomically
+
+    data, warnings = report_to_json(Path(args.inputDICOM))
+    _print_warnings(warnings)
+    write_file_atomically(args.outputMetadata, data)
+    log.info("wrote %s", args.outputMetadata)
+
+
 # --------------------------------------------------------------------------- parser
 
 Command = Callable[[argparse.Namespace], None]
@@ -190,6 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-pmap.<ext> and <prefix>-meta.json")
     sub.add_argument("--prefix", default="", help="output file name prefix (default none: pmap.<ext>, meta.json)")
     sub.add_argument("--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
+
+    sub = command("tid1500writer", tid1500writer, "dcmqi-style sr-tid1500 JSON to a DICOM TID 1500 measurement report (Comprehensive SR).")
+    sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style sr-tid1500 metadata JSON")
+    sub.add_argument("--outputDICOM", required=True, metavar="FILE", help="the SR to write")
+    sub.add_argument("--inputImageLibraryDirectory", metavar="DIR", help="folder with the files named in imageLibrary (searched recursively)")
+    sub.add_argument("--inputCompositeContextDirectory", metavar="DIR", help="folder with the files named in compositeContext: the SEG, the RWVM")
+    sub.add_argument("--compress", choices=("none", "deflate"), default="none", help="transfer syntax: none (Explicit VR Little Endian) or deflate")
+
+    sub = command("tid1500reader", tid1500reader, "A DICOM TID 1500 measurement report to dcmqi-style sr-tid1500 JSON.")
+    sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SR to read")
+    sub.add_argument("--outputMetadata", required=True, metavar="JSON", help="the metadata JSON to write")
 
     return parser
 
