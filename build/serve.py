@@ -14,6 +14,9 @@ from pathlib import Path
 CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self'; "
        "object-src 'none'; base-uri 'self'; form-action 'none'")
+# The Python worker also needs eval: Panel's Pyodide support defines a JS helper with
+# pyodide.code.run_js. It is still barred from every other origin by connect-src.
+WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval'")
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -25,7 +28,8 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     }
 
     def end_headers(self):
-        self.send_header("Content-Security-Policy", CSP)
+        worker = self.path.split("?")[0].endswith("/worker.js")
+        self.send_header("Content-Security-Policy", WORKER_CSP if worker else CSP)
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 

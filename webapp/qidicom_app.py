@@ -136,6 +136,12 @@ class ConverterState(param.Parameterized):
             asyncio.get_event_loop().create_task(self.convert())
 
     async def convert(self) -> None:
+        from panel.io.state import set_curdoc
+
+        with set_curdoc(DOCUMENT):
+            await self._convert()
+
+    async def _convert(self) -> None:
         from qidicom.errors import MetadataError, QidicomError
         from qidicom.seg import segmentation_from_files
 
@@ -307,20 +313,63 @@ def create_app(state: ConverterState) -> pn.viewable.Viewable:
 
 
 STATE = ConverterState()
+DOCUMENT = None  # the worker-side Bokeh document, mirrored by the page
+
+
+def in_document(function):
+    """Run an entry point called from JavaScript with the app's document as Panel's curdoc,
+    so that state changes update the document's models (and so the page)."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        from panel.io.state import set_curdoc
+
+        with set_curdoc(DOCUMENT):
+            return function(*args, **kwargs)
+
+    return wrapper
 
 
 async def render() -> tuple[str, str, str]:
     """Build the app in a worker-side document; returns what the page needs to render it."""
+    global DOCUMENT
     from panel.io.pyodide import init_doc, write_doc
     from panel.io.state import state as panel_state
 
     init_doc()
+    DOCUMENT = panel_state.curdoc
     # Stylesheets come from dist/static/panel/, relative to the page (works under a subpath).
-    panel_state.curdoc._template_variables["dist_url"] = "./static/panel/"
+    DOCUMENT._template_variables["dist_url"] = "./static/panel/"
     create_app(STATE).servable(title="qidicom")
-    return await write_doc()
+    return await write_doc(DOCUMENT)
 
 
+@in_document
+def link(send_patch) -> None:
+    """Start sending every document change to the page (after it has rendered the document)."""
+    from panel.io.pyodide import _link_docs_worker
+    from panel.io.state import state as panel_state
+
+    _link_docs_worker(DOCUMENT, send_patch, setter="js")
+    # Mark the document loaded: until then Panel keeps holding the events of every update.
+    panel_state._on_load(DOCUMENT)
+
+
+@in_document
+def apply_patch(patch) -> None:
+    """A change made in the page (a click, a choice)."""
+    from panel.io.pyodide import _convert_json_patch
+
+    DOCUMENT.apply_json_patch(_convert_json_patch(patch), setter="js")
+
+
+@in_document
+def receive_files(role: str, items) -> None:
+    STATE.receive_files(role, items)
+
+
+@in_document
 def load_conversion_stack() -> None:
     """Import the conversion libraries (after the first paint) and enable Convert."""
     try:

@@ -42,7 +42,6 @@ async function start() {
     const response = await fetch(`app/${name}`);
     pyodide.FS.writeFile(`/home/pyodide/${name}`, await response.text());
   }
-  pyodide.globals.set("sendPatch", sendPatch);
   status("Drawing the page");
   app = pyodide.pyimport("qidicom_app");
   const rendered = await app.render();
@@ -64,7 +63,7 @@ async function receiveFiles(role, files) {
   for (const file of files) {
     items.push([file.webkitRelativePath || file.name, new Uint8Array(await file.arrayBuffer())]);
   }
-  app.STATE.receive_files(role, items);
+  app.receive_files(role, items);
   post("files-read", { role, count: items.length });
 }
 
@@ -79,19 +78,10 @@ self.onmessage = async (event) => {
   await started;
   try {
     if (msg.type === "rendered") {
-      pyodide.runPython(`
-from panel.io.pyodide import _link_docs_worker
-from panel.io.state import state
-_link_docs_worker(state.curdoc, sendPatch, setter="js")
-`);
+      app.link(sendPatch);
       post("ready", { elapsed: performance.now() - t0 });
     } else if (msg.type === "patch") {
-      pyodide.globals.set("patch", msg.patch);
-      pyodide.runPython(`
-from panel.io.pyodide import _convert_json_patch
-from panel.io.state import state
-state.curdoc.apply_json_patch(_convert_json_patch(patch), setter="js")
-`);
+      app.apply_patch(msg.patch);
       post("idle");
     } else if (msg.type === "files") {
       await receiveFiles(msg.role, msg.files);
