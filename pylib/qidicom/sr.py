@@ -345,11 +345,6 @@ def _measurement_group(index: int, group: dict, metadata: dict, context: Sequenc
     measurements = [
         _measurement(f"{path}.measurementItems[{n}]", item) for n, item in enumerate(group.get("measurementItems") or [])
     ]
-    evaluations = [
-        hd.sr.QualitativeEvaluation(name=code_from_json(item["conceptCode"]), value=code_from_json(item["conceptValue"]))
-        for item in group.get("qualitativeEvaluations") or []
-        if isinstance(item["conceptValue"], dict)
-    ]
     session = group.get("activitySession", metadata.get("activitySession"))
     time_point = group.get("timePoint", metadata.get("timePoint"))
     try:
@@ -364,18 +359,20 @@ def _measurement_group(index: int, group: dict, metadata: dict, context: Sequenc
             finding_sites=finding_sites,
             session=str(session) if session else None,
             measurements=measurements or None,
-            qualitative_evaluations=evaluations or None,
         )
     except (ValueError, TypeError) as error:
         raise InputError(f"{path}: {error}") from None
+    # Evaluations in the metadata's order; highdicom's template takes coded ones only, and
+    # TID 1411 allows text ones too.
     container = built[0]
     for item in group.get("qualitativeEvaluations") or []:
+        name = code_from_json(item["conceptCode"])
         if isinstance(item["conceptValue"], str):
             container.ContentSequence.append(
-                hd.sr.TextContentItem(
-                    name=code_from_json(item["conceptCode"]), value=item["conceptValue"], relationship_type="CONTAINS"
-                )
+                hd.sr.TextContentItem(name=name, value=item["conceptValue"], relationship_type="CONTAINS")
             )
+        else:
+            container.ContentSequence.extend(hd.sr.QualitativeEvaluation(name=name, value=code_from_json(item["conceptValue"])))
     return built
 
 
