@@ -362,9 +362,14 @@ def _measurement_group(index: int, group: dict, metadata: dict, context: Sequenc
         )
     except (ValueError, TypeError) as error:
         raise InputError(f"{path}: {error}") from None
+    container = built[0]
+    for item in container.ContentSequence:
+        # TID 1411 qualifies the group with its Measurement Method (HAS CONCEPT MOD, as dcmqi
+        # writes and reads it); highdicom 0.28 relates it with CONTAINS.
+        if _concept(item) in _MEASUREMENT_METHOD:
+            item.RelationshipType = "HAS CONCEPT MOD"
     # Evaluations in the metadata's order; highdicom's template takes coded ones only, and
     # TID 1411 allows text ones too.
-    container = built[0]
     for item in group.get("qualitativeEvaluations") or []:
         name = code_from_json(item["conceptCode"])
         if isinstance(item["conceptValue"], str):
