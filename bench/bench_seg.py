@@ -129,6 +129,8 @@ def main(argv=None) -> int:
     for name, t in tools.items():
         for seg_type in types:
             for comp in payload["tools"][name]["compress_choices"]:
+                if seg_type == "binary" and comp == "rle":
+                    continue  # RLE Lossless is not defined for 1-bit frames: no tool offers it
                 write_cases.append((name, seg_type, comp))
     sources: dict[tuple[str, str], Path] = {}  # (writer, type) -> uncompressed SEG kept for the read cases
     if args.only != "read":

@@ -47,7 +47,8 @@ SUBCOMMANDS = ["itkimage2segimage", "segimage2itkimage", "itkimage2paramap", "pa
 
 def find_qidicom(spec: str | None = None) -> Tool:
     """The qidicom command: --qidicom / $QIDICOM (a command line), else <repo>/.venv/bin/qidicom,
-    else `qidicom` on PATH, else `python -m qidicom.cli` with PYTHONPATH=<repo>/pylib."""
+    else the `qidicom` script beside this interpreter, else `qidicom` on PATH, else
+    `python -m qidicom.cli` with PYTHONPATH=<repo>/pylib."""
     env: dict[str, str] = {}
     spec = spec or os.environ.get("QIDICOM")
     if spec:
@@ -56,9 +57,13 @@ def find_qidicom(spec: str | None = None) -> Tool:
     elif (REPO / ".venv" / "bin" / "qidicom").exists():
         base = [str(REPO / ".venv" / "bin" / "qidicom")]
         how = "repo .venv/bin/qidicom"
+    elif (Path(sys.executable).parent / "qidicom").exists():
+        # the console script of the interpreter running the benchmark (skips a pyenv shim)
+        base = [str(Path(sys.executable).parent / "qidicom")]
+        how = f"{base[0]}"
     elif shutil.which("qidicom"):
         base = [shutil.which("qidicom")]
-        how = "qidicom on PATH"
+        how = f"qidicom on PATH ({base[0]})"
     else:
         base = [sys.executable, "-m", "qidicom.cli"]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "pylib"), os.environ.get("PYTHONPATH")]))
