@@ -259,6 +259,27 @@ def test_reads_a_pm_written_by_dcmqi_which_highdicom_cannot():
         hd.pm.ParametricMap.from_file(DCMQI_PM).get_volume()
 
 
+def test_reads_a_pm_written_by_plain_highdicom(mr_series, tmp_path):
+    directory, affine, shape = mr_series
+    datasets = [pydicom.dcmread(p) for p in sorted(directory.iterdir())]
+    datasets.sort(key=lambda ds: float(np.dot(np.asarray(ds.ImagePositionPatient, float), [0, -0.28, 0.96])))
+    array = np.arange(np.prod(shape), dtype=np.uint16).reshape(shape)
+    mapping = hd.pm.RealWorldValueMapping(
+        lut_label="ADC", lut_explanation="ADC", unit=pydicom.sr.coding.Code("um2/s", "UCUM", "um2/s"),
+        value_range=(0, int(array.max())), slope=0.5, intercept=-3,
+    )
+    written = hd.pm.ParametricMap(
+        datasets, np.transpose(array, (2, 1, 0)), hd.UID(), 10, hd.UID(), 1, "test", "test", "1", "1", False, [mapping],
+        voi_lut_transformations=[hd.VOILUTTransformation(window_center=100.0, window_width=200.0)],
+    )
+    contents = read_parametric_map(written)
+    np.testing.assert_array_equal(contents.volume.array, array * 0.5 - 3)
+    np.testing.assert_allclose(contents.volume.affine, affine, atol=1e-4)
+    assert contents.metadata["MeasurementUnitsCode"]["CodeValue"] == "um2/s"
+    # highdicom wrote no Frame Anatomy (which the PM IOD requires): the reader says so.
+    assert any("AnatomicRegionSequence" in warning for warning in contents.warnings)
+
+
 def test_nifti_export(tmp_path):
     files, _ = parametric_map_to_files(DCMQI_PM, output_type="nifti")
     assert [f.name for f in files] == ["pmap.nii.gz", "meta.json"]

@@ -56,7 +56,7 @@ Progress = Callable[[str, float], None]
 # Concept names of the Quantity Definition Sequence items (PS3.3 C.7.6.16.2.11.1), with the
 # retired SNOMED-RT codes older writers used.
 _QUANTITY = ("246205007", "G-C1C6")
-_MEASUREMENT_METHOD = ("370129005", "G-C306")
+_MEASUREMENT_METHOD = ("370129005", "G-C036")
 _MODEL_FITTING = ("113241",)
 _DIFFUSION_B_VALUE = ("113240",)
 _SECONDS_PER_MM2 = ("s/mm2", "UCUM", "seconds per square millimeter")
@@ -396,14 +396,15 @@ class ParametricMapContents:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_parametric_map(source: Source, name: str | None = None) -> ParametricMapContents:
-    """Read any Parametric Map (qidicom's, dcmqi's, highdicom's) as real-world values.
+def read_parametric_map(source: Source | Dataset, name: str | None = None) -> ParametricMapContents:
+    """Read any Parametric Map (qidicom's, dcmqi's, highdicom's; a file or a pydicom
+    dataset) as real-world values.
 
     Each frame's stored values go through its Real World Value Mapping (slope and intercept,
     or a lookup table). Integer maps whose mapping is integral come back as integers;
     otherwise as float32 (a float32 PM with slope 1 and intercept 0) or float64.
     """
-    dataset = read_dicom(source, name)
+    dataset = source if isinstance(source, Dataset) else read_dicom(source, name)
     label = getattr(dataset, "filename", None) or name or "the PM"
     if str(dataset.get("SOPClassUID", "")) != PARAMETRIC_MAP_SOP_CLASS:
         raise InputError(f"{label}: not a DICOM Parametric Map (SOP Class {dataset.get('SOPClassUID', 'missing')})")

@@ -588,13 +588,13 @@ class ReportContents:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_report(source: Source, name: str | None = None) -> ReportContents:
+def read_report(source: Source | Dataset, name: str | None = None) -> ReportContents:
     """Read a TID 1500 measurement report (qidicom's, dcmqi's, highdicom's) as sr metadata.
 
     ``compositeContext`` and ``imageLibrary`` list the SOP Instance UIDs the report refers
     to, as dcmqi's reader does; the writer accepts them in place of file names.
     """
-    dataset = read_dicom(source, name, keep_pixels=False)
+    dataset = source if isinstance(source, Dataset) else read_dicom(source, name, keep_pixels=False)
     label = getattr(dataset, "filename", None) or name or "the SR"
     if str(dataset.get("Modality", "")) != "SR" or "ContentSequence" not in dataset:
         raise InputError(f"{label}: not a DICOM Structured Report (Modality is '{dataset.get('Modality', '')}')")
