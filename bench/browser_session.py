@@ -111,7 +111,7 @@ def browser_context(server: SiteServer, viewport=(1200, 1400)) -> Iterator[tuple
                     route.abort()
 
             context.route("**/*", on_route)
-            context.on("request", lambda request: log.requests.append(request.url))
+            context.on("request", lambda request: log.requests.append(f"{request.method} {request.url}"))
             context.on("requestfailed", lambda request: log.failed.append(f"{request.url} {request.failure}"))
             context.on("response", lambda response: response.status >= 400 and log.failed.append(f"{response.url} HTTP {response.status}"))
             try:

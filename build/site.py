@@ -85,11 +85,7 @@ def require_hash(path: Path, expected: str, what: str) -> None:
 
 def cached_if_valid(path: Path, expected: str) -> bool:
     """True when a cached download exists and still has the pinned hash."""
-    if path.is_file() and sha256_of(path) == expected:
-        return True
-    if path.exists():
-        path.unlink()
-    return False
+    return path.is_file() and sha256_of(path) == expected
 
 
 def canonical(name: str) -> str:
@@ -151,7 +147,10 @@ def top_level_imports(files: dict[str, bytes]) -> list[str]:
 
 
 def declared_dependencies(files: dict[str, bytes]) -> list[str]:
-    from packaging.requirements import Requirement  # vendored by pip, and in the dev Python
+    try:
+        from packaging.requirements import Requirement
+    except ImportError:  # a bare venv: pip carries its own copy
+        from pip._vendor.packaging.requirements import Requirement
 
     result = []
     for line in wheel_metadata(files).get_all("Requires-Dist") or []:
@@ -268,10 +267,15 @@ def build_wheel_from_sdist(pin: dict) -> Path:
     sdist = CACHE / "sdist" / pin["file"]
     if not cached_if_valid(sdist, pin["sha256"]):
         log(f"downloading sdist {pin['name']}=={pin['version']}")
-        sdist.parent.mkdir(parents=True, exist_ok=True)
-        pip("download", "-q", "--no-deps", "--no-binary=:all:", "-d", str(sdist.parent),
-            f"{pin['name']}=={pin['version']}")
-        require_hash(sdist, pin["sha256"], f"{pin['name']} sdist")
+        with tempfile.TemporaryDirectory() as scratch:
+            pip("download", "-q", "--no-deps", "--no-binary=:all:", "-d", scratch,
+                f"{pin['name']}=={pin['version']}")
+            downloaded = Path(scratch) / pin["file"]
+            if not downloaded.is_file():
+                raise BuildError(f"pip did not produce {pin['file']}: got {os.listdir(scratch)}")
+            require_hash(downloaded, pin["sha256"], f"{pin['name']} sdist")
+            sdist.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(downloaded, sdist)
     files: dict[str, bytes] = {}
     pkg_info = b""
     licence = {}
@@ -479,8 +483,8 @@ def inputs_digest() -> str:
     return digest.hexdigest()
 
 
-def build(mirror: Path | None = None, out: Path = DIST) -> Path:
-    lock = tomllib.loads(LOCK_FILE.read_text())
+def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_FILE) -> Path:
+    lock = tomllib.loads(lock_file.read_text())
     mirror = mirror or default_mirror()
     log(f"compiled packages: mirror {mirror or '(none)'}")
     core = fetch_pyodide_core(lock["pyodide"])

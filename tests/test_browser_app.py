@@ -1,0 +1,156 @@
+"""End to end in Debian's chromium: the built site, served locally under a subpath, used the
+way a person uses it (real file inputs, Convert, the download link), then again with the
+server gone to prove the offline mode. Every request is recorded: none may leave the local
+server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+from conftest import dciodvfy_errors
+from test_site_build import dist  # noqa: F401  (fixture)
+from test_site_node import assert_same_segmentation, cpython_segmentation
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import browser_session  # noqa: E402
+
+SCREENSHOTS = ROOT / "build" / "cache" / "screenshots"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def browser(dist, liver_sample):  # noqa: F811
+    reason = browser_session.chromium_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    with browser_session.SiteServer(dist) as server, browser_session.browser_context(server) as (context, log):
+        page = context.new_page()
+        browser_session.watch_page(page, log)
+        page.goto(server.url)
+        timing = browser_session.wait_ready(page)
+        yield {"server": server, "context": context, "page": page, "log": log, "timing": timing}
+
+
+def choose_inputs(page, series=(), labelmap=None, metadata=None):
+    """Use the page's own file inputs, as a person would."""
+    if series:
+        page.set_input_files("#series-files", [str(p) for p in series])
+    if labelmap:
+        page.set_input_files("#labelmap-file", str(labelmap))
+    if metadata:
+        page.set_input_files("#metadata-file", str(metadata))
+
+
+def convert_and_download(page, target: Path, timeout_s: float = 120) -> str:
+    button = page.get_by_role("button", name="Convert to DICOM SEG")
+    button.wait_for(state="visible")
+    page.wait_for_selector(".bk-btn-primary:not([disabled])", timeout=timeout_s * 1000)
+    button.click()
+    link = page.locator("a.qi-download")
+    link.wait_for(timeout=timeout_s * 1000)
+    with page.expect_download() as download:
+        link.click()
+    download.value.save_as(target)
+    return download.value.suggested_filename
+
+
+def shows(page, text: str) -> bool:
+    # Text locators pierce Bokeh's shadow roots (innerText of the page does not).
+    return page.get_by_text(text).count() > 0
+
+
+def test_app_is_ready_and_names_no_other_origin(browser):
+    timing = browser["timing"]
+    assert 0 < timing["rendered"] <= timing["ready"]
+    assert browser["log"].foreign == []
+    assert browser["log"].errors == []
+
+
+def test_bad_inputs_give_readable_messages_and_leave_the_app_usable(browser, liver_sample, tmp_path):
+    page = browser["page"]
+    document = json.loads(liver_sample["metadata"].read_text())
+    document["segmentAttributes"][0][0]["labelID"] = "one"
+    broken_metadata = tmp_path / "broken-metadata.json"
+    broken_metadata.write_text(json.dumps(document))
+    choose_inputs(page, metadata=broken_metadata)
+    problem = page.get_by_text("segmentAttributes[0][0].labelID")
+    problem.wait_for(timeout=120_000)
+    assert "is not of type 'integer'" in problem.inner_text()
+
+    not_nrrd = tmp_path / "labels.nrrd"
+    not_nrrd.write_bytes(b"NRRD0004\nthis is not a label map\n")
+    choose_inputs(page, series=sorted(liver_sample["series"].glob("*.dcm")), labelmap=not_nrrd,
+                  metadata=liver_sample["metadata"])
+    page.get_by_text("seg-example.json is valid").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Convert to DICOM SEG").click()
+    failure = page.get_by_text("Conversion failed.")
+    failure.wait_for(timeout=60_000)
+    assert shows(page, "labels.nrrd: not a readable NRRD header")
+    assert not shows(page, "Traceback") and not shows(page, 'File "')
+
+
+def test_sample_converts_in_the_browser_like_the_library(browser, liver_sample, tmp_path):
+    page, log = browser["page"], browser["log"]
+    series = sorted(liver_sample["series"].glob("*.dcm"))
+    choose_inputs(page, series=series, labelmap=liver_sample["labels"], metadata=liver_sample["metadata"])
+    page.get_by_text("Series found (3 files)").wait_for(timeout=60_000)
+    assert shows(page, "512 × 512 pixels, 3 slices") and shows(page, "JANCT000")
+
+    target = tmp_path / "browser.dcm"
+    name = convert_and_download(page, target)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "after-conversion.png", full_page=True)
+
+    expected = cpython_segmentation(liver_sample["labels"], liver_sample["metadata"], series)
+    assert name == expected.filename
+    made = pydicom.dcmread(target)
+    assert_same_segmentation(made, expected.dataset)
+    import highdicom
+
+    assert highdicom.seg.segread(target).number_of_segments == len(expected.dataset.SegmentSequence)
+    assert dciodvfy_errors(target) == []
+
+    assert log.foreign == [], f"requests to other origins: {log.foreign}"
+    assert log.failed == [], f"failed requests: {log.failed}"
+    assert log.errors == []
+    # Files go to the worker as File objects: nothing is ever sent anywhere.
+    assert [r for r in log.requests if not r.startswith("GET ")] == []
+
+
+def test_options_reach_the_conversion(browser, liver_sample, tmp_path):
+    page = browser["page"]
+    page.get_by_role("button", name="Label map", exact=True).click()
+    page.get_by_role("button", name="RLE", exact=True).click()
+    target = tmp_path / "labelmap-rle.dcm"
+    convert_and_download(page, target)
+    made = pydicom.dcmread(target)
+    series = sorted(liver_sample["series"].glob("*.dcm"))
+    expected = cpython_segmentation(liver_sample["labels"], liver_sample["metadata"], series,
+                                    segmentation_type="labelmap", compress="rle")
+    assert made.SegmentationType == "LABELMAP"
+    assert made.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    assert_same_segmentation(made, expected.dataset)
+
+
+def test_second_visit_works_with_the_network_cut(browser, liver_sample, tmp_path):
+    page, context, server = browser["page"], browser["context"], browser["server"]
+    page.wait_for_selector("body[data-offline=ready]", state="attached", timeout=120_000)
+    server.stop()
+    context.set_offline(True)
+    page.reload()
+    browser_session.wait_ready(page)
+    choose_inputs(page, series=sorted(liver_sample["series"].glob("*.dcm")), labelmap=liver_sample["labels"],
+                  metadata=liver_sample["metadata"])
+    page.get_by_text("Series found (3 files)").wait_for(timeout=60_000)
+    target = tmp_path / "offline.dcm"
+    convert_and_download(page, target)
+    assert pydicom.dcmread(target).Modality == "SEG"
+    page.screenshot(path=SCREENSHOTS / "offline-after-conversion.png", full_page=True)

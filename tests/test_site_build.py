@@ -1,0 +1,169 @@
+"""The offline site's build (build/site.py): pinned inputs, what ships, the bundled server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import importlib.util
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DIST = ROOT / "dist"
+
+
+def load_build_module(name: str):
+    spec = importlib.util.spec_from_file_location(f"qidicom_build_{name}", ROOT / "build" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+site = load_build_module("site")
+
+
+@pytest.fixture(scope="session")
+def dist() -> Path:
+    """dist/, built (or found up to date) once per test run."""
+    result = subprocess.run([sys.executable, str(ROOT / "build" / "site.py"), "build", "--if-needed"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return DIST
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_shipped_wheels_are_exactly_the_pruned_lock(dist):
+    lock = json.loads((dist / "pyodide" / "pyodide-lock.json").read_text())
+    listed = {entry["file_name"]: entry for entry in lock["packages"].values()}
+    shipped = {path.name for path in (dist / "pyodide").glob("*.whl")}
+    assert shipped == set(listed)
+    for name, entry in listed.items():
+        assert sha256(dist / "pyodide" / name) == entry["sha256"], name
+        for dependency in entry["depends"]:
+            assert dependency in lock["packages"], f"{entry['name']} depends on unshipped {dependency}"
+    # Start-up stays lean: pandas and the Panel/Bokeh JavaScript bundles do not ship to Python.
+    assert "pandas" not in lock["packages"]
+    assert lock["info"]["version"] == "0.27.7"
+    with zipfile.ZipFile(dist / "pyodide" / listed_file(lock, "panel")) as panel:
+        assert not [n for n in panel.namelist() if n.startswith("panel/dist/")]
+
+
+def listed_file(lock: dict, name: str) -> str:
+    return lock["packages"][name]["file_name"]
+
+
+def test_official_builds_match_the_official_lock(dist):
+    pins = tomllib.loads((ROOT / "build" / "lock.toml").read_text())["pyodide"]
+    official = json.loads((site.CACHE / "npm" / "pyodide-0.27.7" / "package" / "pyodide-lock.json").read_text())
+    shipped = json.loads((dist / "pyodide" / "pyodide-lock.json").read_text())["packages"]
+    for name in pins["packages"]:
+        entry = official["packages"][name]
+        assert shipped[name]["sha256"] == entry["sha256"] == sha256(dist / "pyodide" / entry["file_name"])
+
+
+def test_static_assets_come_from_the_pinned_wheels(dist):
+    lock = tomllib.loads((ROOT / "build" / "lock.toml").read_text())
+    for package, mapping in lock["static"].items():
+        pin = next(p for p in lock["wheel"] if p["name"] == package)
+        with zipfile.ZipFile(site.CACHE / "wheels" / pin["file"]) as archive:
+            for source, target in mapping.items():
+                if not source.endswith("/"):
+                    assert (dist / "static" / target).read_bytes() == archive.read(source)
+
+
+def test_page_declares_a_self_only_connect_policy(dist):
+    html = (dist / "index.html").read_text()
+    policy = re.search(r'http-equiv="Content-Security-Policy" content="([^"]+)"', html).group(1)
+    directives = dict(part.strip().split(" ", 1) for part in policy.split(";"))
+    assert directives["connect-src"] == "'self'"
+    assert directives["default-src"] == "'self'"
+    assert "'unsafe-eval'" not in directives["script-src"].split()
+    # Every script and stylesheet the page names is a relative path inside dist/.
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert "//" not in url and (dist / url).is_file(), url
+
+
+def test_service_worker_precaches_every_file(dist):
+    worker = (dist / "sw.js").read_text()
+    files = json.loads(re.search(r"const FILES = (\[.*?\]);", worker, re.S).group(1))
+    expected = {f"./{p.relative_to(dist)}" for p in dist.rglob("*") if p.is_file()} - {"./sw.js", "./serve.py", "./build-info.json"}
+    assert set(files) - {"./"} == expected
+
+
+def test_a_changed_input_hash_stops_the_build(tmp_path):
+    lock_text = (ROOT / "build" / "lock.toml").read_text()
+    pin = re.search(r'name = "mdurl"\nversion = "[^"]+"\nfile = "[^"]+"\nsha256 = "([0-9a-f]{64})"', lock_text)
+    tampered = tmp_path / "lock.toml"
+    tampered.write_text(lock_text.replace(pin.group(1), "0" * 64))
+    with pytest.raises(site.BuildError, match=r"mdurl.*sha256.*differs from the lock"):
+        site.build(out=tmp_path / "dist", lock_file=tampered)
+    assert not (tmp_path / "dist").exists()
+
+
+def test_wheels_built_from_sdists_are_reproducible():
+    lock = tomllib.loads((ROOT / "build" / "lock.toml").read_text())
+    for pin in lock["sdist"]:
+        first = sha256(site.build_wheel_from_sdist(pin))
+        second = sha256(site.build_wheel_from_sdist(pin))
+        assert first == second
+        with zipfile.ZipFile(site.build_wheel_from_sdist(pin)) as wheel:
+            names = wheel.namelist()
+        assert not [n for n in names if n.endswith((".c", ".so", ".pyx"))]
+        assert any(n.endswith("/__init__.py") for n in names)
+
+
+def test_synthetic_sample_converts(tmp_path):
+    """The sample the build writes when ../shared is absent is a valid conversion input."""
+    from qidicom.seg import segmentation_from_files
+
+    manifest = load_build_module("sample").write_synthetic_sample(tmp_path)
+    read = lambda name: (Path(name).name, (tmp_path / name).read_bytes())  # noqa: E731
+    result = segmentation_from_files(
+        [read(n) for n in manifest["labelmap"]], read(manifest["metadata"][0]),
+        [read(n) for n in manifest["series"]],
+    )
+    assert result.dataset.Modality == "SEG"
+    assert len(result.dataset.SegmentSequence) == 1
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_bundled_server_serves_wasm_and_the_policy(dist):
+    port = free_port()
+    server = subprocess.Popen([sys.executable, str(dist / "serve.py"), str(port)],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert "http://localhost:" in server.stdout.readline()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+                connection.request("GET", "/pyodide/pyodide.asm.wasm")
+                response = connection.getresponse()
+                break
+            except ConnectionRefusedError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert response.status == 200
+        assert response.getheader("Content-Type") == "application/wasm"
+        assert "connect-src 'self'" in response.getheader("Content-Security-Policy")
+        assert response.read() == (dist / "pyodide" / "pyodide.asm.wasm").read_bytes()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
