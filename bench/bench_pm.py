@@ -35,9 +35,9 @@ def datasets(work: Path, input_format: str) -> dict[str, dict]:
     return {
         "float-256x256x200": {"image": pm / ("map.nii.gz" if input_format == "nii" else "map.nrrd"),
                               "meta": pm / "pm-meta.json", "dicom": pm / "mr",
-                              "about": "synthetic float32 ADC-like map, 256x256x200"},
+                              "about": "synthetic float32 ADC-like map, 256x256x200", "integer": False},
         "example-20-slices": {"image": ex / "pm-example.nrrd", "meta": ex / "pm-example.json", "dicom": ex / "dcm",
-                              "about": "dcmqi pm-example: int16 ADC map 256x256x20"},
+                              "about": "dcmqi pm-example: int16 ADC map 256x256x20", "integer": True},
     }
 
 
@@ -124,16 +124,33 @@ def main(argv=None) -> int:
     for c in cases.values():
         h.prime_cache(c["image"], c["dicom"])
 
-    def write_argv(tool_name, case_name, comp, target):
+    # A write variant is the --compress value (None: the tool has no such option), optionally
+    # "+float32": qidicom keeps integer maps as integers by default; with --dataType float32 it
+    # writes float like dcmqi (which dcmqi's paramap2itkimage needs), so integer inputs get both.
+    data_type_option = {n: "--dataType" in h.tool_help(t, "itkimage2paramap") for n, t in tools.items()}
+
+    def variants(tool_name, case_name):
+        result = list(payload["tools"][tool_name]["compress_choices"])
+        if data_type_option[tool_name] and cases[case_name]["integer"]:
+            result.append(f"{result[0]}+float32")
+        return result
+
+    def write_argv(tool_name, case_name, variant, target):
         c = cases[case_name]
         options = ["--inputImage", str(c["image"]), "--inputMetadata", str(c["meta"]),
                    "--inputDICOMDirectory", str(c["dicom"]), "--outputDICOM", str(target)]
-        if comp is not None:
+        comp, _, data_type = (variant or "").partition("+")
+        if comp and comp != "None":
             options += ["--compress", comp]
+        if data_type:
+            options += ["--dataType", data_type]
         return tools[tool_name].argv("itkimage2paramap", options)
 
-    write_cases = [(t, c, comp) for c in cases for t in tools for comp in payload["tools"][t]["compress_choices"]]
-    sources: dict[tuple[str, str], Path] = {}
+    def writer_label(tool_name, variant):
+        return f"{tool_name} ({variant.partition('+')[2]})" if variant and "+" in variant else tool_name
+
+    write_cases = [(t, c, v) for c in cases for t in tools for v in variants(t, c)]
+    sources: dict[tuple[str, str], Path] = {}  # (writer label, case) -> uncompressed PM
     if args.only != "read":
         runs = {k: [] for k in write_cases}
         for r in range(args.runs):
@@ -156,41 +173,44 @@ def main(argv=None) -> int:
             if entry["ok"]:
                 entry["size_bytes"] = target.stat().st_size
                 entry["dicom"] = h.dicom_summary(target)
-                if comp in (None, "none"):
-                    sources[(tool_name, case_name)] = target
+                if comp is None or comp.partition("+")[0] in ("none", "None"):
+                    sources[(writer_label(tool_name, comp), case_name)] = target
             payload["write"].append(entry)
 
     if args.only != "write":
-        if not sources:
+        if not sources:  # --only read: write the uncompressed PMs to read, untimed
             for t in tools:
                 for c in cases:
-                    target = out / "write" / f"{t}-{c}-source.dcm"
-                    comp = "none" if "none" in payload["tools"][t]["compress_choices"] else None
-                    run = h.run_once(write_argv(t, c, comp, target), tools[t].env, out / "logs" / f"prep-{t}-{c}.log",
-                                     args.timeout)
-                    if run.returncode == 0 and target.exists():
-                        sources[(t, c)] = target
-                    else:
-                        print(f"  could not write {t} {c} PM to read: {run.log[-500:]}", flush=True)
+                    for v in variants(t, c):
+                        if v is not None and v.partition("+")[0] not in ("none", "None"):
+                            continue
+                        target = out / "write" / f"{t}-{c}-{v}-source.dcm"
+                        run = h.run_once(write_argv(t, c, v, target), tools[t].env,
+                                         out / "logs" / f"prep-{t}-{c}-{v}.log", args.timeout)
+                        if run.returncode == 0 and target.exists():
+                            sources[(writer_label(t, v), c)] = target
+                        else:
+                            print(f"  could not write {t} {c} {v} PM to read: {run.log[-500:]}", flush=True)
         read_cases = [(reader, writer, c) for (writer, c) in sources for reader in tools]
+        safe = lambda text: text.replace(" ", "").replace("(", "-").replace(")", "")  # noqa: E731
         runs = {k: [] for k in read_cases}
         for r in range(args.runs):
             for k in read_cases:
                 reader, writer, c = k
-                outdir = out / "read" / f"{reader}-reads-{writer}-{c}"
+                outdir = out / "read" / f"{reader}-reads-{safe(writer)}-{c}"
                 shutil.rmtree(outdir, ignore_errors=True)
                 outdir.mkdir(parents=True)
                 options = ["--inputDICOM", str(sources[(writer, c)]), "--outputDirectory", str(outdir),
                            "--prefix", "pm", "--outputType", args.output_type]
                 run = h.run_once(tools[reader].argv("paramap2itkimage", options), tools[reader].env,
-                                 out / "logs" / f"read-{reader}-{writer}-{c}-{r}.log", args.timeout)
+                                 out / "logs" / f"read-{reader}-{safe(writer)}-{c}-{r}.log", args.timeout)
                 runs[k].append(run)
-                print(f"  read  {reader:7s} <- {writer:7s} {c:18s} run {r + 1}: rc={run.returncode} "
+                print(f"  read  {reader:7s} <- {writer:17s} {c:18s} run {r + 1}: rc={run.returncode} "
                       f"{run.wall_s:.2f}s cpu {run.cpu_s:.2f}s rss {run.maxrss_mb:.0f}MiB", flush=True)
         references = {}
         for k in read_cases:
             reader, writer, c = k
-            outdir = out / "read" / f"{reader}-reads-{writer}-{c}"
+            outdir = out / "read" / f"{reader}-reads-{safe(writer)}-{c}"
             entry = {"tool": reader, "source_writer": writer, "case": c,
                      "source_size_bytes": sources[(writer, c)].stat().st_size, **h.summarize(runs[k])}
             if entry["ok"]:
@@ -214,6 +234,13 @@ def main(argv=None) -> int:
     return 0
 
 
+def _variant(variant) -> str:
+    if not variant:
+        return "-"
+    comp, _, data_type = variant.partition("+")
+    return f"{comp}, --dataType {data_type}" if data_type else comp
+
+
 def render(payload: dict) -> str:
     lines = ["### Parametric Map benchmark", "", h.context_lines(payload), "",
              "Cases: " + "; ".join(f"`{n}` = {c['about']} ({c['image']})" for n, c in payload["cases"].items()), ""]
@@ -230,15 +257,15 @@ def render(payload: dict) -> str:
             d = e.get("dicom", {})
             if e["ok"]:
                 pe = peer(e) if e["tool"] != "dcmqi" else None
-                rows.append([e["case"], e["tool"], e["compress"] or "-", d.get("transfer_syntax", "?"),
+                rows.append([e["case"], e["tool"], _variant(e["compress"]), d.get("transfer_syntax", "?"),
                              d.get("bits_allocated", "?"), h.fmt_size(e["size_bytes"]), h.fmt_s(e["wall_s_median"]),
                              h.fmt_s(e["cpu_s_median"]), f"{e['maxrss_mb_max']:.0f}",
                              f"{e['wall_s_median'] / pe['wall_s_median']:.2f}x" if pe else "-",
                              f"{e['size_bytes'] / pe['size_bytes']:.2f}x" if pe else "-"])
             else:
-                rows.append([e["case"], e["tool"], e["compress"] or "-", "FAILED"] + ["-"] * 7)
+                rows.append([e["case"], e["tool"], _variant(e["compress"]), "FAILED"] + ["-"] * 7)
         lines += ["**PM write** (`itkimage2paramap`)", "",
-                  h.md_table(["case", "tool", "--compress", "transfer syntax", "bits", "size", "wall (s)", "CPU (s)",
+                  h.md_table(["case", "tool", "--compress (options)", "transfer syntax", "bits", "size", "wall (s)", "CPU (s)",
                               "peak RSS (MiB)", "time vs dcmqi", "size vs dcmqi"], rows), ""]
     if payload["read"]:
         rows = []
@@ -262,7 +289,7 @@ def render(payload: dict) -> str:
         for e in failures:
             err = (e.get("error") or "").strip().splitlines()
             what = f"{e['tool']} write {e['case']}" if "compress" in e else f"{e['tool']} reading {e['source_writer']} {e['case']}"
-            lines.append(f"- {what}: rc {e['returncodes']}: {err[-1] if err else ''}")
+            lines.append(f"- {what}: {h.rc_text(e['returncodes'])}: {err[-1] if err else ''}")
     return "\n".join(lines) + "\n"
 
 

@@ -268,7 +268,7 @@ def render(payload: dict) -> str:
             what = f"{e['tool']} {e.get('type', '')} {e.get('compress', '')}".strip() if "type" in e else \
                 f"{e['tool']} reading {e['source_writer']} {e['source_type']}"
             err = (e.get("error") or "").strip().splitlines()
-            lines.append(f"- {what}: rc {e['returncodes']}: {err[-1] if err else ''}")
+            lines.append(f"- {what}: {h.rc_text(e['returncodes'])}: {err[-1] if err else ''}")
     return "\n".join(lines) + "\n"
 
 

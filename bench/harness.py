@@ -277,6 +277,22 @@ def save_results(kind: str, payload: dict, markdown: str) -> Path:
     return path
 
 
+def rc_text(returncodes: list[int]) -> str:
+    """Exit codes for a failure line; a negative one is a signal (e.g. -11 = SIGSEGV, a crash)."""
+    parts = []
+    for rc in returncodes:
+        if rc < 0 and rc != -999:
+            try:
+                parts.append(f"{rc} ({signal.Signals(-rc).name})")
+            except ValueError:
+                parts.append(str(rc))
+        elif rc == -999:
+            parts.append("0 but no output file")
+        else:
+            parts.append(str(rc))
+    return "exit " + ", ".join(parts)
+
+
 def fmt_size(n: int | None) -> str:
     if n is None:
         return "-"
