@@ -84,6 +84,9 @@ def main(argv=None) -> int:
     p.add_argument("--input-format", choices=["nii", "nrrd"], default="nii", help="synthetic map as NIfTI or NRRD")
     p.add_argument("--output-type", choices=["nrrd", "nii"], default="nrrd")
     p.add_argument("--qidicom", help="qidicom command line (default: repo .venv, PATH, python -m qidicom.cli)")
+    p.add_argument("--qidicom-ref", default="HEAD",
+                   help="benchmark qidicom as committed at this git ref (default HEAD: a snapshot, safe from "
+                        "concurrent edits); 'worktree' runs the live tree / installed command instead")
     p.add_argument("--dcmqi-venv", type=Path)
     p.add_argument("--dcmqi-wrapper", action="store_true")
     p.add_argument("--work", type=Path, default=h.BENCH / "work")
@@ -106,7 +109,7 @@ def main(argv=None) -> int:
     wanted = [t.strip() for t in args.tools.split(",") if t.strip()]
     tools: dict[str, h.Tool] = {}
     if "qidicom" in wanted:
-        tools["qidicom"] = h.find_qidicom(args.qidicom)
+        tools["qidicom"] = h.qidicom_from_args(args.qidicom, args.qidicom_ref)
     if "dcmqi" in wanted:
         tools["dcmqi"] = h.find_dcmqi(args.dcmqi_venv, args.dcmqi_wrapper)
 

@@ -73,6 +73,43 @@ def find_qidicom(spec: str | None = None) -> Tool:
     return tool
 
 
+def snapshot_qidicom(ref: str = "HEAD", work: Path | None = None) -> Tool:
+    """qidicom as committed at `ref`: `git archive ref pylib schemas` unpacked under
+    bench/work/snapshots/<sha>/ and run as `python -m qidicom.cli` with PYTHONPATH there.
+    Others edit the shared work tree while a benchmark runs; a snapshot keeps every run on the
+    same code and ties the figures to a commit."""
+    import tarfile
+    import io
+
+    sha = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+                         capture_output=True, text=True)
+    if sha.returncode != 0:
+        raise SystemExit(f"no such git ref: {ref}: {sha.stderr.strip()}")
+    sha = sha.stdout.strip()
+    target = (work or BENCH / "work") / "snapshots" / sha[:12]
+    if not (target / "pylib" / "qidicom" / "cli.py").exists():
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", sha, "pylib", "schemas"],
+                                 capture_output=True, check=True).stdout
+        shutil.rmtree(target, ignore_errors=True)
+        target.mkdir(parents=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(target)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(target / "pylib"), os.environ.get("PYTHONPATH")]))}
+    base = [sys.executable, "-m", "qidicom.cli"]
+    tool = Tool("qidicom", {sub: [*base, sub] for sub in SUBCOMMANDS}, env,
+                how=f"commit {sha[:10]} ({ref}) snapshot, {sys.executable} -m qidicom.cli")
+    text = subprocess.run([*base, "--version"], capture_output=True, text=True, env={**os.environ, **env}).stdout.strip()
+    tool.version = f"{text or '?'}, git {sha[:10]}"
+    return tool
+
+
+def qidicom_from_args(spec: str | None, ref: str) -> Tool:
+    """--qidicom CMD wins; else --qidicom-ref REF (default HEAD) snapshot; REF 'worktree' = live tree."""
+    if spec or os.environ.get("QIDICOM") or ref == "worktree":
+        return find_qidicom(spec)
+    return snapshot_qidicom(ref)
+
+
 def _qidicom_version(base: list[str], env: dict[str, str]) -> str:
     parts = []
     try:
