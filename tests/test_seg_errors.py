@@ -262,3 +262,26 @@ def test_cli_installed_entry_point_runs():
 
     result = subprocess.run([command, "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("qidicom ")
+
+
+def test_cli_output_gets_ordinary_file_permissions(case, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert cli("itkimage2segimage", "--inputImageList", case["label_path"], "--inputDICOMDirectory", case["series"],
+                   "--inputMetadata", case["metadata_path"], "--outputDICOM", tmp_path / "seg.dcm") == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "seg.dcm").stat().st_mode & 0o777 == 0o644
+
+
+def test_orientation_text_rounded_differently_per_slice_is_accepted(tmp_path):
+    """Scanners round the last digit of ImageOrientationPatient differently per slice."""
+    datasets = synthetic.make_ct_series(slices=4)
+    datasets[2].ImageOrientationPatient = ["1", "0", "0", "0", "0.99999999", "0"]
+    synthetic.write_series(datasets, tmp_path / "ct")
+    labels = synthetic.sphere_labels(synthetic.grid_shape(datasets), [((10, 10, 2), 3, 1)])
+    path = on_grid(datasets, labels, tmp_path)
+    result = segmentation_from_files([path], seg_metadata([segment(1, "Lesion")]), tmp_path / "ct")
+    assert len(result.dataset.SegmentSequence) == 1

@@ -13,7 +13,6 @@ writes that for pipelines that must stay readable by dcmqi.
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 from dataclasses import dataclass, field
@@ -29,20 +28,15 @@ from qidicom.geometry import Volume, resample_onto, slice_normal
 from qidicom.readers import (
     ReferenceSeries,
     Source,
+    frame_grid,
+    frame_item,
     read_dicom,
     read_dicom_series,
     read_image,
+    source_name,
     tolerant_dicom_values,
 )
-from qidicom.seg import (
-    ExportedFile,
-    _frame_positions,
-    _grid_for_positions,
-    _shared_geometry,
-    _source_name,
-    code_from_json,
-    suggested_filename,
-)
+from qidicom.seg import ExportedFile, code_from_json, suggested_filename
 from qidicom.writers import IMAGE_EXTENSIONS, dicom_bytes, transfer_syntax_for, volume_bytes
 
 #: What ``data_type`` accepts: keep the input's type, or force float like dcmqi does.
@@ -101,7 +95,7 @@ def parametric_map_from_files(
     report = progress or (lambda message, fraction: None)
     report("validating the metadata", 0.0)
     document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
-    metadata_module.check(document, "pm", _source_name(metadata, "metadata"))
+    metadata_module.check(document, "pm", source_name(metadata, "metadata"))
     report("reading the map", 0.05)
     volume = read_image(image)
     report("reading the reference series", 0.15)
@@ -145,7 +139,7 @@ def write_parametric_map(
     with tolerant_dicom_values():
         try:
             parametric_map = hd.pm.ParametricMap(
-                source_images=_shared_orientation(reference.datasets),
+                source_images=reference.datasets,
                 pixel_array=stored.frames,
                 series_instance_uid=hd.UID(),
                 series_number=_integer(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
@@ -263,24 +257,6 @@ def _b_value_item(b_value: str) -> Dataset:
     item.NumericValue = _format_decimal(_number(b_value, "SourceImageDiffusionBValues"))
     item.MeasurementUnitsCodeSequence = [hd.sr.CodedConcept.from_code(Code(*_SECONDS_PER_MM2))]
     return item
-
-
-def _shared_orientation(datasets: Sequence[Dataset]) -> list[Dataset]:
-    """The series with every slice's orientation text equal to the first's.
-
-    highdicom demands identical ImageOrientationPatient strings, but scanners round the
-    last digit differently from slice to slice (the dcmqi PM example does); the reader has
-    already checked the orientations agree within tolerance.
-    """
-    first = datasets[0].ImageOrientationPatient
-    if all(ds.ImageOrientationPatient == first for ds in datasets):
-        return list(datasets)
-    harmonised = []
-    for ds in datasets:
-        ds = copy.deepcopy(ds)
-        ds.ImageOrientationPatient = first
-        harmonised.append(ds)
-    return harmonised
 
 
 def _order_frames_along_normal(dataset: Dataset) -> None:
@@ -416,36 +392,24 @@ def read_parametric_map(source: Source | Dataset, name: str | None = None) -> Pa
         raise InputError(f"{label}: its pixel data cannot be decoded ({error})") from None
     frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
     frames = frames.reshape(frame_count, int(dataset.Rows), int(dataset.Columns))
-    positions, _ = _frame_positions(dataset, frame_count, label)
-    orientation, pixel_spacing, spacing_between = _shared_geometry(dataset, label)
-    grid, slice_index = _grid_for_positions(orientation, pixel_spacing, spacing_between, positions, dataset, label)
+    grid = frame_grid(dataset, label)
+    slice_index = grid.slice_index
     if len(set(slice_index.tolist())) != frame_count:
         raise InputError(
             f"{label}: several frames lie at the same position (a multi-channel or time-series PM); "
             "only one map per position is supported"
         )
-    mappings = [_frame_item(dataset, f, "RealWorldValueMappingSequence") for f in range(frame_count)]
+    mappings = [frame_item(dataset, f, "RealWorldValueMappingSequence") for f in range(frame_count)]
     if any(item is None for item in mappings):
         warnings.append(f"{label}: no Real World Value Mapping; stored values are written as they are")
     real = [_apply_mapping(frames[f], mappings[f], label) for f in range(frame_count)]
     dtype = _output_dtype(frames.dtype, mappings, real)
-    shape = (int(dataset.Columns), int(dataset.Rows), grid[1])
+    shape = grid.shape
     array = np.zeros(shape, dtype)
     for f in range(frame_count):
         array[:, :, slice_index[f]] = real[f].T
     meta = pm_metadata(dataset, mappings[0], warnings)
-    return ParametricMapContents(Volume(array, grid[0], label), meta, warnings)
-
-
-def _frame_item(dataset: Dataset, frame: int, keyword: str) -> Dataset | None:
-    """The first item of a functional group sequence for one frame (per-frame, else shared)."""
-    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
-    if per_frame is not None and len(per_frame) > frame and per_frame[frame].get(keyword):
-        return per_frame[frame][keyword][0]
-    shared = dataset.get("SharedFunctionalGroupsSequence")
-    if shared and shared[0].get(keyword):
-        return shared[0][keyword][0]
-    return None
+    return ParametricMapContents(Volume(array, grid.affine, label), meta, warnings)
 
 
 def _apply_mapping(frame: np.ndarray, mapping: Dataset | None, label: str) -> np.ndarray:
@@ -526,17 +490,17 @@ def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) 
                     value = item.MeasuredValueSequence[0].get("NumericValue")
                 if value not in (None, ""):
                     meta.setdefault("SourceImageDiffusionBValues", []).append(_format_decimal(float(value)))
-    derivation = _frame_item(dataset, 0, "DerivationImageSequence")
+    derivation = frame_item(dataset, 0, "DerivationImageSequence")
     if derivation is not None:
         if derivation.get("DerivationCodeSequence"):
             meta["DerivationCode"] = _code_json(derivation.DerivationCodeSequence[0])
         if derivation.get("DerivationDescription"):
             meta["DerivationDescription"] = str(derivation.DerivationDescription)
-    frame_type = _frame_item(dataset, 0, "ParametricMapFrameTypeSequence")
+    frame_type = frame_item(dataset, 0, "ParametricMapFrameTypeSequence")
     image_type = list(frame_type.FrameType) if frame_type is not None and frame_type.get("FrameType") else list(dataset.get("ImageType", []))
     if len(image_type) >= 4 and image_type[3]:
         meta["DerivedPixelContrast"] = str(image_type[3])
-    anatomy = _frame_item(dataset, 0, "FrameAnatomySequence")
+    anatomy = frame_item(dataset, 0, "FrameAnatomySequence")
     if anatomy is not None:
         if anatomy.get("AnatomicRegionSequence"):
             meta["AnatomicRegionSequence"] = _code_json(anatomy.AnatomicRegionSequence[0])

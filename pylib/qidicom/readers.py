@@ -13,7 +13,7 @@ import os
 import warnings as warnings_module
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterable, Iterator, Sequence, Union
+from typing import BinaryIO, Iterator, Sequence, Union
 
 import numpy as np
 import pydicom
@@ -25,6 +25,7 @@ from qidicom.errors import GeometryError, InputError
 from qidicom.geometry import (
     LPS_FROM_RAS,
     PlaneStack,
+    POSITION_TOLERANCE_MM,
     Volume,
     check_regular_spacing,
     index_mapping,
@@ -465,6 +466,10 @@ def _build_series(datasets: list[Dataset], check_spacing: bool) -> ReferenceSeri
             raise GeometryError(
                 f"{ds.filename} is {ds.Columns}x{ds.Rows} but {first.filename} is {columns}x{rows}"
             )
+    # Scanners round the orientation text differently from slice to slice; highdicom wants
+    # it identical. These datasets are our own parsed copies, so align them to the first.
+    for ds in datasets[1:]:
+        ds.ImageOrientationPatient = first.ImageOrientationPatient
     normal = slice_normal(orientation)
     positions = np.array([np.asarray(ds.ImagePositionPatient, float) for ds in datasets])
     order = np.argsort(positions @ normal, kind="stable")
@@ -473,3 +478,78 @@ def _build_series(datasets: list[Dataset], check_spacing: bool) -> ReferenceSeri
     if check_spacing:
         check_regular_spacing(stack, [str(ds.filename) for ds in datasets])
     return ReferenceSeries(datasets, stack)
+
+
+def source_name(source, default: str | None = None) -> str | None:
+    """The name a person knows a source by, for messages (None for anonymous text or bytes)."""
+    if isinstance(source, dict):
+        return default
+    if isinstance(source, (tuple, NamedBytes)):
+        return as_named_bytes(source).name
+    if isinstance(source, str) and not source.lstrip().startswith("{"):
+        return source
+    return getattr(source, "name", None) or (str(source) if hasattr(source, "__fspath__") else None)
+
+
+# --------------------------------------------------------------------------- multi-frame objects
+
+
+def frame_item(dataset: Dataset, frame: int, keyword: str) -> Dataset | None:
+    """The first item of a functional group sequence for one frame (per-frame, else shared)."""
+    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
+    if per_frame is not None and len(per_frame) > frame and per_frame[frame].get(keyword):
+        return per_frame[frame][keyword][0]
+    shared = dataset.get("SharedFunctionalGroupsSequence")
+    if shared and shared[0].get(keyword):
+        return shared[0][keyword][0]
+    return None
+
+
+@dataclass
+class FrameGrid:
+    """Where the frames of a multi-frame object (SEG, PM) lie: a regular grid, and each
+    frame's slice index in it."""
+
+    affine: np.ndarray
+    shape: tuple[int, int, int]
+    slice_index: np.ndarray
+
+
+def frame_grid(dataset: Dataset, label: str) -> FrameGrid:
+    """Place every frame by its own plane position on one regular grid.
+
+    The slice step is SpacingBetweenSlices when present, else the smallest distance
+    between distinct planes: frames of empty slices may be missing, so gaps are allowed.
+    """
+    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    positions = []
+    for f in range(frame_count):
+        plane = frame_item(dataset, f, "PlanePositionSequence")
+        if plane is None:
+            raise InputError(f"{label}: frame {f + 1} has no plane position, so it cannot be placed")
+        positions.append([float(v) for v in plane.ImagePositionPatient])
+    positions = np.asarray(positions)
+    orientation_item = frame_item(dataset, 0, "PlaneOrientationSequence")
+    measures = frame_item(dataset, 0, "PixelMeasuresSequence")
+    if orientation_item is None or measures is None:
+        raise InputError(f"{label}: no plane orientation or pixel spacing, so its grid is unknown")
+    orientation = np.asarray(orientation_item.ImageOrientationPatient, float)
+    normal = slice_normal(orientation)
+    distances = positions @ normal
+    distinct = np.unique(np.round(distances, 4))
+    if measures.get("SpacingBetweenSlices") not in (None, ""):
+        step = abs(float(measures.SpacingBetweenSlices))
+    elif len(distinct) > 1:
+        step = float(np.min(np.diff(distinct)))
+    else:
+        step = float(measures.get("SliceThickness") or 1.0)
+    if step <= POSITION_TOLERANCE_MM:
+        raise GeometryError(f"{label}: slice spacing {step:g} mm is not usable")
+    start = distances.min()
+    index = np.round((distances - start) / step).astype(int)
+    if np.abs((distances - start) / step - index).max() > 0.02:
+        raise GeometryError(f"{label}: frame positions are not on a regular grid of {step:g} mm")
+    first = positions[int(np.argmin(distances))]
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    stack = PlaneStack(orientation, np.asarray(measures.PixelSpacing, float), np.array([first, first + normal * step]), rows, columns)
+    return FrameGrid(stack.affine, (columns, rows, int(index.max()) + 1), index)

@@ -17,15 +17,16 @@ from pydicom.sr.coding import Code
 from qidicom import __version__
 from qidicom import metadata as metadata_module
 from qidicom.errors import GeometryError, InputError, QidicomError
-from qidicom.geometry import PlaneStack, Volume, resample_onto, slice_normal
+from qidicom.geometry import Volume, resample_onto
 from qidicom.readers import (
-    NamedBytes,
     ReferenceSeries,
     Source,
-    as_named_bytes,
+    frame_grid,
+    frame_item,
     read_dicom,
     read_dicom_series,
     read_image,
+    source_name,
     tolerant_dicom_values,
 )
 from qidicom.writers import dicom_bytes, transfer_syntax_for
@@ -371,8 +372,6 @@ def write_segmentation(
     ``metadata`` must already be valid against the seg schema (see ``segmentation_from_files``
     for the whole path from files).
     """
-    import highdicom as hd
-
     report = progress or (lambda message, fraction: None)
     if segmentation_type not in SEGMENTATION_TYPES:
         raise InputError(f"segmentation type '{segmentation_type}' is not one of {', '.join(SEGMENTATION_TYPES)}")
@@ -508,7 +507,7 @@ def segmentation_from_files(
     report = progress or (lambda message, fraction: None)
     report("validating the metadata", 0.0)
     document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
-    metadata_module.check(document, "seg", _source_name(metadata, "metadata"))
+    metadata_module.check(document, "seg", source_name(metadata, "metadata"))
     report("reading label maps", 0.03)
     volumes = [read_image(source) for source in label_maps]
     if not volumes:
@@ -527,16 +526,6 @@ def segmentation_from_files(
         check_geometry=check_geometry,
         progress=progress,
     )
-
-
-def _source_name(source, default: str) -> str | None:
-    if isinstance(source, dict):
-        return default
-    if isinstance(source, (tuple, NamedBytes)):
-        return as_named_bytes(source).name
-    if isinstance(source, str) and not source.lstrip().startswith("{"):
-        return source
-    return getattr(source, "name", None) or (str(source) if hasattr(source, "__fspath__") else None)
 
 
 # --------------------------------------------------------------------------- reading
@@ -611,10 +600,9 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
         raise InputError(f"{label}: its pixel data cannot be decoded ({error})") from None
     frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
     frames = np.asarray(frames).reshape(frame_count, int(dataset.Rows), int(dataset.Columns))
-    positions, segment_of_frame = _frame_positions(dataset, frame_count, label)
-    orientation, pixel_spacing, spacing_between = _shared_geometry(dataset, label)
-    grid, slice_index = _grid_for_positions(orientation, pixel_spacing, spacing_between, positions, dataset, label)
-    shape = (int(dataset.Columns), int(dataset.Rows), grid[1])
+    grid = frame_grid(dataset, label)
+    segment_of_frame = _frame_segment_numbers(dataset, frame_count)
+    slice_index, shape = grid.slice_index, grid.shape
     descriptions = {int(item.SegmentNumber): item for item in dataset.SegmentSequence}
     segments = []
     if segmentation_type == "LABELMAP":
@@ -638,62 +626,15 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
             arrays[number][:, :, slice_index[f]] = values / scale if segmentation_type == "FRACTIONAL" else values != 0
         for number in sorted(descriptions):
             segments.append(Segment(number, arrays[number], segment_attributes(descriptions[number])))
-    return SegmentationContents(grid[0], segments, top_level_metadata(dataset), segmentation_type)
+    return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type)
 
 
-def _frame_positions(dataset: Dataset, frame_count: int, label: str) -> tuple[np.ndarray, list[int | None]]:
-    per_frame = dataset.get("PerFrameFunctionalGroupsSequence")
-    shared = dataset.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
-    positions, numbers = [], []
+def _frame_segment_numbers(dataset: Dataset, frame_count: int) -> list[int | None]:
+    numbers = []
     for f in range(frame_count):
-        item = per_frame[f] if per_frame is not None and len(per_frame) > f else Dataset()
-        plane = item.get("PlanePositionSequence") or shared.get("PlanePositionSequence")
-        if not plane:
-            raise InputError(f"{label}: frame {f + 1} has no plane position, so it cannot be placed")
-        positions.append([float(v) for v in plane[0].ImagePositionPatient])
-        identification = item.get("SegmentIdentificationSequence") or shared.get("SegmentIdentificationSequence")
-        numbers.append(int(identification[0].ReferencedSegmentNumber) if identification else None)
-    return np.asarray(positions), numbers
-
-
-def _shared_geometry(dataset: Dataset, label: str):
-    shared = dataset.get("SharedFunctionalGroupsSequence", [Dataset()])[0]
-    per_frame = dataset.get("PerFrameFunctionalGroupsSequence") or [Dataset()]
-    orientation = shared.get("PlaneOrientationSequence") or per_frame[0].get("PlaneOrientationSequence")
-    measures = shared.get("PixelMeasuresSequence") or per_frame[0].get("PixelMeasuresSequence")
-    if not orientation or not measures:
-        raise InputError(f"{label}: no plane orientation or pixel spacing, so its grid is unknown")
-    spacing_between = measures[0].get("SpacingBetweenSlices")
-    return (
-        np.asarray(orientation[0].ImageOrientationPatient, float),
-        np.asarray(measures[0].PixelSpacing, float),
-        float(spacing_between) if spacing_between not in (None, "") else None,
-    )
-
-
-def _grid_for_positions(orientation, pixel_spacing, spacing_between, positions, dataset, label):
-    """A regular grid holding every frame position, and each frame's slice index in it.
-
-    The step comes from SpacingBetweenSlices when present, else from the smallest distance
-    between distinct planes (frames of empty slices may be missing, so gaps are allowed).
-    """
-    normal = slice_normal(orientation)
-    distances = positions @ normal
-    unique = np.unique(np.round(distances, 4))
-    if spacing_between:
-        step = spacing_between
-    elif len(unique) > 1:
-        step = float(np.min(np.diff(unique)))
-    else:
-        step = float(dataset.get("SharedFunctionalGroupsSequence", [Dataset()])[0].get("PixelMeasuresSequence", [Dataset()])[0].get("SliceThickness", 1) or 1)
-    start = distances.min()
-    index = np.round((distances - start) / step).astype(int)
-    if np.abs((distances - start) / step - index).max() > 0.02:
-        raise GeometryError(f"{label}: frame positions are not on a regular grid of {step:g} mm")
-    first = positions[int(np.argmin(distances))]
-    stack = PlaneStack(orientation, pixel_spacing, np.array([first, first + normal * step]), int(dataset.Rows), int(dataset.Columns))
-    affine = stack.affine
-    return (affine, int(index.max()) + 1), index
+        identification = frame_item(dataset, f, "SegmentIdentificationSequence")
+        numbers.append(int(identification.ReferencedSegmentNumber) if identification is not None else None)
+    return numbers
 
 
 def _code_json(item: Dataset) -> dict:
@@ -833,9 +774,10 @@ def _source_stand_ins(binary: Dataset, label: str) -> list[tuple[Dataset, np.nda
     for series in binary.get("ReferencedSeriesSequence", []):
         for instance in series.get("ReferencedInstanceSequence", []):
             series_of[str(instance.ReferencedSOPInstanceUID)] = str(series.SeriesInstanceUID)
-    orientation, pixel_spacing, spacing_between = _shared_geometry(binary, label)
-    measures = binary.SharedFunctionalGroupsSequence[0].get("PixelMeasuresSequence") or [Dataset()]
-    thickness = float(measures[0].get("SliceThickness") or spacing_between or 1.0)
+    orientation = frame_item(binary, 0, "PlaneOrientationSequence").ImageOrientationPatient
+    measures = frame_item(binary, 0, "PixelMeasuresSequence")
+    pixel_spacing = measures.PixelSpacing
+    thickness = float(measures.get("SliceThickness") or measures.get("SpacingBetweenSlices") or 1.0)
     stand_ins: dict[str, tuple[Dataset, np.ndarray]] = {}
     for item in binary.PerFrameFunctionalGroupsSequence:
         try:

@@ -29,7 +29,8 @@ from qidicom import __version__
 from qidicom import metadata as metadata_module
 from qidicom.errors import InputError, QidicomError
 from qidicom.readers import Source, iter_dicom_sources, parse_dicom, read_dicom, tolerant_dicom_values
-from qidicom.seg import _source_name, code_from_json, suggested_filename
+from qidicom.readers import source_name
+from qidicom.seg import code_from_json, suggested_filename
 from qidicom.writers import dicom_bytes
 
 Progress = Callable[[str, float], None]
@@ -182,7 +183,7 @@ def report_from_files(
     report = progress or (lambda message, fraction: None)
     report("validating the metadata", 0.0)
     document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
-    metadata_module.check(document, "sr", _source_name(metadata, "metadata"))
+    metadata_module.check(document, "sr", source_name(metadata, "metadata"))
     report("reading the referenced files", 0.1)
     library = ReferencedFiles.load(image_library, "the image library files")
     context = ReferencedFiles.load(composite_context, "the composite context files")

@@ -54,6 +54,10 @@ def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(handle, "wb") as stream:
             stream.write(data)
+        # mkstemp makes the file private; give it the permissions any new file would get.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -93,5 +97,6 @@ def _nrrd_bytes(volume: Volume) -> bytes:
         "encoding": "gzip",
     }
     buffer = io.BytesIO()
-    nrrd.write(buffer, np.asarray(volume.array), header)
+    # pynrrd's default gzip level 9 takes seconds on a large map for a few percent of size.
+    nrrd.write(buffer, np.asarray(volume.array), header, compression_level=3)
     return buffer.getvalue()
