@@ -111,11 +111,16 @@ def write_wheel(path: Path, files: dict[str, bytes]) -> None:
         rows.append(f"{name},sha256={digest},{len(files[name])}")
     rows.append(f"{record_name},,")
     files[record_name] = ("\n".join(rows) + "\n").encode()
+    # dist-info last, as wheel tools write it
+    write_zip(path, files, order=lambda n: (n.startswith(dist_info), n))
+
+
+def write_zip(path: Path, files: dict[str, bytes], order=None) -> None:
+    """A zip with sorted entries and fixed timestamps: same files, same bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
     with zipfile.ZipFile(temporary, "w", zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
-        # dist-info last, as wheel tools write it
-        for name in sorted(files, key=lambda n: (n.startswith(dist_info), n)):
+        for name in sorted(files, key=order):
             info = zipfile.ZipInfo(name, ZIP_EPOCH)
             info.external_attr = 0o644 << 16
             info.compress_type = zipfile.ZIP_DEFLATED
@@ -336,6 +341,52 @@ def slim_wheel(source: Path, prefixes: list[str]) -> Path:
 
 
 # ---------------------------------------------------------------------------------------
+# Bytecode: compiled once here instead of in every browser at every start
+
+SITE_PACKAGES = "/lib/python3.12/site-packages/"
+STDLIB_ZIP_PREFIX = "/lib/python312.zip/"
+
+
+def compile_bytecode(sources: list[tuple[Path, str, str]], core: Path) -> dict[Path, Path]:
+    """{source zip: zip of its .pyc files} for (source, path prefix, layout) triples.
+
+    Compiled by Pyodide's own interpreter (build/pycompile.mjs) so the bytecode matches the
+    browser's Python exactly; cached by input hash, so only new inputs start Node.
+    """
+    script = BUILD_DIR / "pycompile.mjs"
+    salt = sha256_of(script) + sha256_of(core / "pyodide.asm.wasm")
+    results, jobs = {}, []
+    for source, prefix, layout in sources:
+        key = hashlib.sha256(f"{sha256_of(source)}|{salt}|{prefix}|{layout}".encode()).hexdigest()[:24]
+        target = CACHE / "pyc" / f"{key}.zip"
+        results[source] = target
+        if not target.is_file():
+            jobs.append({"source": str(source), "target": f"{target}.partial", "prefix": prefix, "layout": layout})
+    if jobs:
+        log(f"compiling bytecode for {len(jobs)} archives")
+        jobs_file = CACHE / "pyc" / "jobs.json"
+        jobs_file.parent.mkdir(parents=True, exist_ok=True)
+        jobs_file.write_text(json.dumps(jobs))
+        subprocess.run(["node", str(script), str(core), str(jobs_file)], check=True, stdout=subprocess.DEVNULL)
+        for job in jobs:
+            Path(job["target"]).replace(job["target"].removesuffix(".partial"))
+    return results
+
+
+def with_bytecode(archive: Path, pyc_zip: Path, is_wheel: bool = True) -> Path:
+    key = hashlib.sha256((sha256_of(archive) + sha256_of(pyc_zip)).encode()).hexdigest()[:24]
+    target = CACHE / "compiled" / key / archive.name
+    if not target.is_file():
+        files = read_wheel(archive)
+        files.update(read_wheel(pyc_zip))
+        if is_wheel:
+            write_wheel(target, files)
+        else:
+            write_zip(target, files)
+    return target
+
+
+# ---------------------------------------------------------------------------------------
 # Assembling dist/
 
 
@@ -369,7 +420,7 @@ def closure(roots: list[str], packages: dict[str, Package]) -> list[str]:
     return sorted(seen)
 
 
-def collect_packages(lock: dict, mirror: Path | None, core: Path) -> dict[str, Package]:
+def collect_packages(lock: dict, mirror: Path | None, core: Path, bytecode: bool) -> dict[str, Package]:
     pins = lock["pyodide"]
     official = json.loads((core / "pyodide-lock.json").read_text())
     wanted: list[tuple[str, str, Path, list[str], list[str], bool]] = []
@@ -389,6 +440,13 @@ def collect_packages(lock: dict, mirror: Path | None, core: Path) -> dict[str, P
     project = build_project_wheel()
     files = read_wheel(project)
     wanted.append(("qidicom", wheel_metadata(files)["Version"], project, ["qidicom"], declared_dependencies(files), False))
+
+    if bytecode:
+        # Pure-Python wheels only: the official builds ship exactly as the official lock has them.
+        pure = [(path, SITE_PACKAGES, "pycache") for (_, _, path, _, _, official) in wanted if not official]
+        compiled = compile_bytecode(pure, core)
+        wanted = [(n, v, with_bytecode(p, compiled[p]) if p in compiled else p, i, d, o)
+                  for (n, v, p, i, d, o) in wanted]
 
     shipped = {canonical(item[0]) for item in wanted}
     changes = lock.get("dependency_changes", {})
@@ -483,12 +541,12 @@ def inputs_digest() -> str:
     return digest.hexdigest()
 
 
-def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_FILE) -> Path:
+def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_FILE, bytecode: bool = True) -> Path:
     lock = tomllib.loads(lock_file.read_text())
     mirror = mirror or default_mirror()
     log(f"compiled packages: mirror {mirror or '(none)'}")
     core = fetch_pyodide_core(lock["pyodide"])
-    packages = collect_packages(lock, mirror, core)
+    packages = collect_packages(lock, mirror, core, bytecode)
 
     staging = out.with_name(out.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -496,6 +554,10 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     pyodide_dir.mkdir(parents=True)
     for name in lock["pyodide"]["core_files"]:
         shutil.copyfile(core / name, pyodide_dir / name)
+    if bytecode:
+        stdlib = core / "python_stdlib.zip"
+        compiled = compile_bytecode([(stdlib, STDLIB_ZIP_PREFIX, "beside")], core)[stdlib]
+        shutil.copyfile(with_bytecode(stdlib, compiled, is_wheel=False), pyodide_dir / stdlib.name)
     for package in packages.values():
         shutil.copyfile(package.wheel, pyodide_dir / package.wheel.name)
     official_info = json.loads((core / "pyodide-lock.json").read_text())["info"]
@@ -565,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--pyodide-mirror", type=Path, default=None,
                              help="directory holding official Pyodide package files (default: ../shared/pyodide-0.27.7 when present)")
         command.add_argument("--out", type=Path, default=DIST, help="output directory (default: dist/)")
+        command.add_argument("--no-bytecode", action="store_true",
+                             help="ship Python sources only (slower start; for comparison)")
     build_cmd.add_argument("--if-needed", action="store_true", help="skip when dist/ is up to date")
     serve_cmd.add_argument("--port", type=int, default=8000)
     serve_cmd.add_argument("--no-build", action="store_true", help="serve dist/ as it is")
@@ -574,10 +638,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.if_needed and is_current(args.out):
                 log(f"{args.out} is up to date")
             else:
-                build(args.pyodide_mirror, args.out)
+                build(args.pyodide_mirror, args.out, bytecode=not args.no_bytecode)
             return 0
         if not args.no_build and not is_current(args.out):
-            build(args.pyodide_mirror, args.out)
+            build(args.pyodide_mirror, args.out, bytecode=not args.no_bytecode)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)
         return 1

@@ -62,8 +62,10 @@
     switch (msg.type) {
       case "status":
         statusLine.textContent = `${msg.message}…`;
+        timing[`worker_${msg.stage}`] = msg.elapsed; // ms since the worker started
         break;
       case "render":
+        timing.worker_rendered = msg.elapsed;
         timing.rendered = performance.now();
         await render(msg);
         break;

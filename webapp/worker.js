@@ -15,9 +15,10 @@ function post(type, fields = {}) {
   self.postMessage({ type, ...fields });
 }
 
-function status(message) {
-  console.debug(`[qidicom worker ${Math.round(performance.now() - t0)} ms] ${message}`);
-  post("status", { message });
+function status(message, stage) {
+  const elapsed = performance.now() - t0;
+  console.debug(`[qidicom worker ${Math.round(elapsed)} ms] ${message}`);
+  post("status", { message, stage, elapsed });
 }
 
 // Called from Python (panel.io.pyodide._link_docs_worker) for every document change.
@@ -32,17 +33,17 @@ async function fetchJSON(url) {
 }
 
 async function start() {
-  status("Starting Python");
+  status("Starting Python", "start");
   const plan = fetchJSON("app/packages.json");
   pyodide = await loadPyodide({ indexURL: new URL("pyodide/", self.location).href });
-  status("Loading the interface");
+  status("Loading the interface", "python");
   const { ui, convert, modules } = await plan;
   await pyodide.loadPackage(ui, { messageCallback: () => {} });
   for (const name of modules) {
     const response = await fetch(`app/${name}`);
     pyodide.FS.writeFile(`/home/pyodide/${name}`, await response.text());
   }
-  status("Drawing the page");
+  status("Drawing the page", "packages");
   app = pyodide.pyimport("qidicom_app");
   const rendered = await app.render();
   const [docs_json, render_items, root_ids] = rendered.toJs();
