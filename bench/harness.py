@@ -177,31 +177,59 @@ class Run:
     log: str  # stdout+stderr tail
 
 
+# Linux counts in a child's ru_maxrss the peak RSS of the address space it replaced at exec,
+# which for a child forked (or vforked) from this benchmark process is this process's own
+# peak: children of a benchmark that has loaded a volume would all show at least that. So each
+# command is started by a small launcher (python3 -S, ~10 MB) that forks it and reports the
+# grandchild's rusage; the launcher's own start-up is outside the timed span.
+_LAUNCHER = r"""
+import os, sys, time
+argv, result = sys.argv[2:], sys.argv[1]
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        os.write(2, f"cannot run {argv[0]}: {exc}\n".encode())
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+wall = time.perf_counter() - start
+with open(result, "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {wall!r} {usage.ru_utime + usage.ru_stime!r} {usage.ru_maxrss}\n")
+"""
+
+
 def run_once(argv: list[str], env: dict[str, str] | None = None, log_path: Path | None = None,
              timeout: float = 900.0) -> Run:
-    """Run argv as a child process; measure wall time and, via wait4, its rusage."""
+    """Run argv as a grandchild through the launcher; wall time, CPU time (user + system of the
+    command and its descendants) and peak RSS (ru_maxrss of the command's process tree)."""
+    import tempfile
+
     log_path = log_path or Path(os.devnull)
-    with open(log_path, "wb") as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
-                                start_new_session=True)
-        deadline = start + timeout
-        while True:
-            pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
+    handle, result_path = tempfile.mkstemp(prefix="qidicom-bench-", suffix=".txt")
+    os.close(handle)
+    try:
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-S", "-c", _LAUNCHER, result_path, *argv], stdout=log,
+                                    stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                    start_new_session=True)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
-                pid, status, usage = os.wait4(proc.pid, 0)
-                break
-            time.sleep(0.005)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+                proc.wait()
+        text = Path(result_path).read_text().split()
+    finally:
+        Path(result_path).unlink(missing_ok=True)
     tail = ""
     if log_path != Path(os.devnull):
-        data = log_path.read_bytes()
-        tail = data[-4000:].decode("utf-8", "replace")
-    return Run(proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024.0, tail)
+        tail = log_path.read_bytes()[-4000:].decode("utf-8", "replace")
+    if len(text) != 4:  # killed by the timeout (or the launcher failed)
+        return Run(proc.returncode if proc.returncode else -9, float(timeout), 0.0, 0.0,
+                   tail + f"\n<no result: timeout {timeout} s or launcher failure>")
+    rc, wall, cpu, maxrss_kb = int(text[0]), float(text[1]), float(text[2]), int(text[3])
+    return Run(rc, wall, cpu, maxrss_kb / 1024.0, tail)
 
 
 def summarize(runs: list[Run]) -> dict:
