@@ -597,6 +597,7 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     (staging / "sw.js").write_text(render_template(WEBAPP / "sw.js", replacements))
     (staging / "build-info.json").write_text(json.dumps({
         "inputs_digest": inputs_digest(),
+        "bytecode": bytecode,
         "cache_version": replacements["CACHE_VERSION"],
         "pyodide": lock["pyodide"]["version"],
         "packages": {name: packages[name].version for name in sorted(packages)},
@@ -610,10 +611,11 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     return out
 
 
-def is_current(out: Path = DIST) -> bool:
+def is_current(out: Path = DIST, bytecode: bool = True) -> bool:
     info = out / "build-info.json"
     try:
-        return json.loads(info.read_text())["inputs_digest"] == inputs_digest()
+        recorded = json.loads(info.read_text())
+        return recorded["inputs_digest"] == inputs_digest() and recorded["bytecode"] == bytecode
     except (OSError, ValueError, KeyError):
         return False
 
@@ -635,12 +637,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "build":
-            if args.if_needed and is_current(args.out):
+            if args.if_needed and is_current(args.out, not args.no_bytecode):
                 log(f"{args.out} is up to date")
             else:
                 build(args.pyodide_mirror, args.out, bytecode=not args.no_bytecode)
             return 0
-        if not args.no_build and not is_current(args.out):
+        if not args.no_build and not is_current(args.out, not args.no_bytecode):
             build(args.pyodide_mirror, args.out, bytecode=not args.no_bytecode)
     except BuildError as error:
         print(f"build failed: {error}", file=sys.stderr)

@@ -5,6 +5,7 @@ server."""
 
 from __future__ import annotations
 
+import base64
 import json
 import sys
 from pathlib import Path
@@ -53,9 +54,11 @@ def convert_and_download(page, target: Path, timeout_s: float = 120) -> str:
     button = page.get_by_role("button", name="Convert to DICOM SEG")
     button.wait_for(state="visible")
     page.wait_for_selector(".bk-btn-primary:not([disabled])", timeout=timeout_s * 1000)
-    button.click()
     link = page.locator("a.qi-download")
-    link.wait_for(timeout=timeout_s * 1000)
+    previous = link.get_attribute("href") if link.count() else None
+    button.click()
+    # Wait for this conversion's link, not the one a previous conversion left on the page.
+    browser_session.wait_for(lambda: link.count() and link.get_attribute("href") != previous, timeout_s)
     with page.expect_download() as download:
         link.click()
     download.value.save_as(target)
@@ -138,6 +141,40 @@ def test_options_reach_the_conversion(browser, liver_sample, tmp_path):
     assert made.SegmentationType == "LABELMAP"
     assert made.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
     assert_same_segmentation(made, expected.dataset)
+
+
+def test_load_sample_button_uses_the_bundled_sample(browser, tmp_path):
+    page = browser["page"]
+    broken = tmp_path / "other.json"
+    broken.write_text("{not json")
+    choose_inputs(page, metadata=broken)
+    page.get_by_text("other.json").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Load sample data").click()
+    page.get_by_text("seg-example.json is valid").wait_for(timeout=60_000)
+    page.get_by_text("Series found (3 files)").wait_for(timeout=60_000)
+    assert shows(page, "liver_seg.nrrd")
+
+
+def test_dropped_files_are_sorted_into_series_label_map_and_metadata(browser, liver_sample):
+    page = browser["page"]
+    files = [(p.name, p.read_bytes()) for p in sorted(liver_sample["series"].glob("*.dcm"))]
+    files += [(liver_sample["labels"].name, liver_sample["labels"].read_bytes()),
+              ("dropped-metadata.json", liver_sample["metadata"].read_bytes())]
+    payload = [{"name": name, "base64": base64.b64encode(data).decode()} for name, data in files]
+    page.evaluate(
+        """(files) => {
+            const transfer = new DataTransfer();
+            for (const {name, base64} of files) {
+                const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name));
+            }
+            document.dispatchEvent(new DragEvent("drop", {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        }""",
+        payload,
+    )
+    page.get_by_text("dropped-metadata.json is valid").wait_for(timeout=60_000)
+    page.get_by_text("Series found (3 files)").wait_for(timeout=60_000)
+    assert shows(page, "liver_seg.nrrd")
 
 
 def test_second_visit_works_with_the_network_cut(browser, liver_sample, tmp_path):

@@ -10,6 +10,7 @@ const t0 = performance.now();
 let pyodide = null;
 let app = null; // the qidicom_app Python module
 let conversionStackReady = null; // resolves once qidicom and its dependencies are imported
+let fileBatches = Promise.resolve();
 
 function post(type, fields = {}) {
   self.postMessage({ type, ...fields });
@@ -85,7 +86,8 @@ self.onmessage = async (event) => {
       app.apply_patch(msg.patch);
       post("idle");
     } else if (msg.type === "files") {
-      await receiveFiles(msg.role, msg.files);
+      // One batch at a time, in the order chosen: a later choice always wins.
+      fileBatches = fileBatches.then(() => receiveFiles(msg.role, msg.files)).catch((error) => console.error(error));
     }
   } catch (error) {
     // Python errors are handled in qidicom_app; anything reaching here is a bug: log it, keep going.

@@ -41,15 +41,19 @@ from qidicom.seg import segmentation_from_files
 def pair(path):
     return (Path(path).name, Path(path).read_bytes())
 
+import time
 steps = []
+started = time.perf_counter()
 result = segmentation_from_files(
     [pair(labelmap_path)], pair(metadata_path), [pair(p) for p in series_paths],
-    progress=lambda message, fraction: steps.append((message, fraction)),
+    progress=lambda message, fraction: steps.append((message, round(time.perf_counter() - started, 3))),
 )
-(result.data, result.filename, len(steps))
+(result.data, result.filename, steps)
 `).toJs();
 lap("convert");
-const [data, filename, progressSteps] = result;
+const [data, filename, stepTimes] = result;
+const progressSteps = stepTimes.length;
+times.steps = stepTimes.map(([message, seconds]) => `${seconds}s ${message}`);
 writeFileSync(out, data);
 
 if (withApp) {

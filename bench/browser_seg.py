@@ -1,0 +1,109 @@
+"""In-browser SEG write of the 512x512x200, 10-label benchmark, through the app's own inputs.
+
+    python3 bench/make_data.py --only seg     # once (bench/work/seg/)
+    python3 bench/browser_seg.py [--runs 2] [--types binary,labelmap]
+
+Chromium opens the built site; the 200-slice series, the label map and the metadata are
+chosen with the page's file inputs; then Convert is pressed. Reported per run: "read" (files
+chosen -> series summary shown: the worker reads the File objects and parses the series),
+"convert" (Convert pressed -> download link shown: the whole library conversion, which reads
+everything again, as the CLI does) and the peak resident memory of the browser process that
+runs the Python worker. bench/results/seg-latest.json (bench_seg.py, same machine) gives the
+CPython and dcmqi figures to set these against.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import browser_session  # noqa: E402
+
+WORK = HERE / "work" / "seg"
+
+
+def renderer_peak_rss_mib() -> float:
+    """Largest peak RSS (VmHWM) among chromium renderer processes: the worker lives in one."""
+    peak = 0
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            cmdline = (status.parent / "cmdline").read_bytes()
+            if b"chromium" not in cmdline or b"--type=renderer" not in cmdline:
+                continue
+            for line in status.read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024
+
+
+def run_once(server, segmentation_type: str) -> dict:
+    series = sorted(str(p) for p in (WORK / "ct").iterdir())
+    with browser_session.browser_context(server) as (context, log):
+        page = context.new_page()
+        page.goto(server.url)
+        browser_session.wait_ready(page)
+        page.wait_for_selector("body[data-stack=ready]", state="attached", timeout=120_000)
+        start = time.perf_counter()
+        page.set_input_files("#series-files", series)
+        page.get_by_text(f"Series found ({len(series)} files)").wait_for(timeout=300_000)
+        read = time.perf_counter() - start
+        page.set_input_files("#labelmap-file", str(WORK / "labels.nrrd"))
+        page.set_input_files("#metadata-file", str(WORK / "seg-meta.json"))
+        page.get_by_text("seg-meta.json is valid").wait_for(timeout=120_000)
+        if segmentation_type != "binary":
+            page.get_by_role("button", name={"labelmap": "Label map"}[segmentation_type], exact=True).click()
+        page.wait_for_selector(".bk-btn-primary:not([disabled])", timeout=60_000)
+        start = time.perf_counter()
+        page.get_by_role("button", name="Convert to DICOM SEG").click()
+        link = page.locator("a.qi-download, .alert-danger")
+        link.first.wait_for(timeout=600_000)
+        convert = time.perf_counter() - start
+        if page.locator("a.qi-download").count() == 0:
+            raise RuntimeError("conversion failed in the browser")
+        size = page.locator("a.qi-download").evaluate("a => a.parentElement.textContent")
+        assert not log.foreign
+        return {"read_s": round(read, 2), "convert_s": round(convert, 2),
+                "renderer_peak_rss_mib": round(renderer_peak_rss_mib()), "result": size.strip()}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--types", default="binary")
+    args = parser.parse_args()
+    reason = browser_session.chromium_missing_reason()
+    if reason:
+        print(f"skipped: {reason}")
+        return 0
+    if not (WORK / "stamp.json").is_file():
+        subprocess.run([sys.executable, str(HERE / "make_data.py"), "--only", "seg"], check=True)
+    subprocess.run([sys.executable, str(HERE.parent / "build" / "site.py"), "build", "--if-needed"], check=True)
+    report = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
+    with browser_session.SiteServer() as server:
+        for segmentation_type in args.types.split(","):
+            rows = [run_once(server, segmentation_type) for _ in range(args.runs)]
+            report["runs"][segmentation_type] = rows
+            median = {k: statistics.median(r[k] for r in rows) for k in ("read_s", "convert_s", "renderer_peak_rss_mib")}
+            print(f"{segmentation_type:9} read {median['read_s']:.2f} s, convert {median['convert_s']:.2f} s, "
+                  f"renderer peak RSS {median['renderer_peak_rss_mib']:.0f} MiB  ({rows[0]['result']})")
+    reference = HERE / "results" / "seg-latest.json"
+    if reference.is_file():
+        report["cpython_and_dcmqi"] = str(reference)
+    out = HERE / "results" / "browser_seg.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
