@@ -122,6 +122,9 @@ def test_sample_converts_in_the_browser_like_the_library(browser, liver_sample, 
     assert dciodvfy_errors(target) == []
 
     assert log.foreign == [], f"requests to other origins: {log.foreign}"
+    # A request the page's CSP blocks never reaches the network (nor Playwright's request
+    # log), but the browser reports it on the console.
+    assert not [line for line in log.console if "Content Security Policy" in line], log.console
     assert log.failed == [], f"failed requests: {log.failed}"
     assert log.errors == []
     # Files go to the worker as File objects: nothing is ever sent anywhere.

@@ -210,11 +210,21 @@ def _escape(value) -> str:
     return html.escape(str(value))
 
 
+# Math rendering off everywhere: text here includes file names and messages, and BokehJS
+# would fetch MathJax from a CDN for anything between $$ delimiters.
+def markdown(text: str, **kwargs) -> pn.pane.Markdown:
+    return pn.pane.Markdown(text, disable_math=True, **kwargs)
+
+
+def alert(text: str, alert_type: str) -> pn.pane.Alert:
+    return pn.pane.Alert(text, alert_type=alert_type, disable_math=True)
+
+
 def series_view(summary, message, warnings, count):
     if message:
-        return pn.pane.Alert(f"**DICOM series:** {_escape(message)}", alert_type="danger")
+        return alert(f"**DICOM series:** {_escape(message)}", "danger")
     if not summary:
-        return pn.pane.Markdown("**DICOM series:** none chosen yet.")
+        return markdown("**DICOM series:** none chosen yet.")
     spacing = " × ".join(f"{v:g}" for v in summary["pixel_spacing_mm"])
     rows = [
         ("Patient", f"{summary['patient_name'] or '(no name)'} ({summary['patient_id'] or 'no ID'})"),
@@ -234,26 +244,24 @@ def series_view(summary, message, warnings, count):
 
 def labels_view(files, message):
     if not files:
-        return pn.pane.Markdown("**Label map:** none chosen yet.")
+        return markdown("**Label map:** none chosen yet.")
     names = ", ".join(_escape(name) for name, _ in files)
     text = f"**Label map:** {names}"
     if message:
-        return pn.pane.Alert(text + f"<br>{_escape(message)}", alert_type="warning")
-    return pn.pane.Markdown(text)
+        return alert(text + f"<br>{_escape(message)}", "warning")
+    return markdown(text)
 
 
 def metadata_view(file, problems, message):
     if file is None:
-        return pn.pane.Markdown("**Metadata JSON:** none chosen yet.")
+        return markdown("**Metadata JSON:** none chosen yet.")
     name = _escape(file[0])
     if not problems and not message:
-        return pn.pane.Alert(f"**Metadata JSON:** {name} is valid.", alert_type="success")
+        return alert(f"**Metadata JSON:** {name} is valid.", "success")
     items = "".join(f"<li><code>{_escape(p)}</code></li>" for p in problems)
     head = _escape(message) if message else f"{len(problems)} problem{'s' if len(problems) != 1 else ''} to fix"
-    return pn.pane.Alert(
-        f"<strong>Metadata JSON: {name}</strong>: {head}" + (f"<ul class='qi-problems'>{items}</ul>" if items else ""),
-        alert_type="danger",
-    )
+    return alert(
+        f"<strong>Metadata JSON: {name}</strong>: {head}" + (f"<ul class='qi-problems'>{items}</ul>" if items else ""), "danger")
 
 
 def progress_view(busy, progress, message):
@@ -261,17 +269,17 @@ def progress_view(busy, progress, message):
         return pn.Spacer(height=0)
     return pn.Column(
         pn.indicators.Progress(value=int(round(progress * 100)), max=100, sizing_mode="stretch_width"),
-        pn.pane.Markdown(f"Converting: {_escape(message)} ({progress:.0%})"),
+        markdown(f"Converting: {_escape(message)} ({progress:.0%})"),
         sizing_mode="stretch_width",
     )
 
 
 def result_view(error, url, name, size, warnings, stack_ready):
     if not stack_ready:
-        return pn.pane.Markdown("Loading the DICOM libraries…")
+        return markdown("Loading the DICOM libraries…")
     if error:
         lines = _escape(error).replace("\n", "<br>")
-        return pn.pane.Alert(f"<strong>Conversion failed.</strong> {lines}", alert_type="danger")
+        return alert(f"<strong>Conversion failed.</strong> {lines}", "danger")
     if not url:
         return pn.Spacer(height=0)
     notes = "".join(f"<li>{_escape(w)}</li>" for w in warnings)
@@ -294,15 +302,15 @@ def create_app(state: ConverterState) -> pn.viewable.Viewable:
     )
     convert_button.on_click(state.start_conversion)
     return pn.Column(
-        pn.pane.Markdown("## 2. Check"),
+        markdown("## 2. Check"),
         pn.bind(series_view, state.param.series_summary, state.param.series_message,
                 state.param.series_warnings, pn.bind(len, state.param.series_files)),
         pn.bind(labels_view, state.param.label_files, state.param.label_message),
         pn.bind(metadata_view, state.param.metadata_file, state.param.metadata_problems,
                 state.param.metadata_message),
-        pn.pane.Markdown("## 3. Convert"),
-        pn.Row(pn.pane.Markdown("Segmentation type", width=150), type_choice),
-        pn.Row(pn.pane.Markdown("Compression", width=150), compression_choice),
+        markdown("## 3. Convert"),
+        pn.Row(markdown("Segmentation type", width=150), type_choice),
+        pn.Row(markdown("Compression", width=150), compression_choice),
         convert_button,
         pn.bind(progress_view, state.param.busy, state.param.progress, state.param.progress_message),
         pn.bind(result_view, state.param.error, state.param.result_url, state.param.result_name,
