@@ -167,3 +167,32 @@ def test_bundled_server_serves_wasm_and_the_policy(dist):
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+def fake_vendoring_wheel(cache: Path, pins: dict, file_name: str, data: bytes) -> dict:
+    """A stand-in for the PyPI wheel that vendors official builds, already in the cache."""
+    wheel = cache / "vendoring" / pins["vendoring_wheel_file"]
+    wheel.parent.mkdir(parents=True)
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr(pins["vendoring_wheel_dir"] + file_name, data)
+    return dict(pins, vendoring_wheel_sha256=sha256(wheel))
+
+
+@pytest.mark.parametrize("corrupt", [False, True])
+def test_official_builds_fall_back_to_the_vendoring_wheel_and_are_verified(dist, tmp_path, monkeypatch, corrupt):
+    """No mirror and no route to the Pyodide release: the vendored copy is used, if it verifies."""
+    pins = tomllib.loads((ROOT / "build" / "lock.toml").read_text())["pyodide"]
+    official = json.loads((site.CACHE / "npm" / "pyodide-0.27.7" / "package" / "pyodide-lock.json").read_text())
+    entry = official["packages"]["sqlite3"]
+    good = (dist / "pyodide" / entry["file_name"]).read_bytes()
+    monkeypatch.setattr(site, "CACHE", tmp_path)
+    pins = fake_vendoring_wheel(tmp_path, dict(pins, release_url="http://127.0.0.1:9/"), entry["file_name"],
+                                good[:100] + bytes([good[100] ^ 0xFF]) + good[101:] if corrupt else good)
+    empty_mirror = tmp_path / "mirror"
+    empty_mirror.mkdir()
+    if corrupt:
+        with pytest.raises(site.BuildError, match="no verified copy of sqlite3.*mirror.*missing.*hash differs"):
+            site.fetch_official_package(entry, pins, empty_mirror)
+    else:
+        path = site.fetch_official_package(entry, pins, empty_mirror)
+        assert path.read_bytes() == good
