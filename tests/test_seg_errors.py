@@ -285,3 +285,11 @@ def test_orientation_text_rounded_differently_per_slice_is_accepted(tmp_path):
     path = on_grid(datasets, labels, tmp_path)
     result = segmentation_from_files([path], seg_metadata([segment(1, "Lesion")]), tmp_path / "ct")
     assert len(result.dataset.SegmentSequence) == 1
+
+
+def test_cli_segimage2itkimage_names_files_like_dcmqi_without_a_prefix(case, tmp_path):
+    seg = tmp_path / "s.dcm"
+    assert cli("itkimage2segimage", "--inputImageList", case["label_path"], "--inputDICOMDirectory", case["series"],
+               "--inputMetadata", case["metadata_path"], "--outputDICOM", seg) == 0
+    assert cli("segimage2itkimage", "--inputDICOM", seg, "--outputDirectory", tmp_path / "out", "-t", "nii") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.nii", "2.nii", "meta.json"]

@@ -200,8 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("segimage2itkimage", segimage2itkimage, "A DICOM Segmentation to label maps and a metadata JSON.")
     sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SEG to read")
     sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-<N>.<ext> and <prefix>-meta.json")
-    sub.add_argument("--prefix", default="seg", help="output file name prefix (default seg)")
-    sub.add_argument("--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
+    sub.add_argument("-p", "--prefix", default="", help="output file name prefix (none by default: 1.nrrd, meta.json)")
+    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
     sub.add_argument("--mergeSegments", action="store_true", help="merge non-overlapping segments into as few label maps as possible")
 
     sub = command("bin2labelsegimage", bin2labelsegimage, "A BINARY DICOM Segmentation to a LABELMAP one.")
@@ -224,8 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("paramap2itkimage", paramap2itkimage, "A DICOM Parametric Map to a map image (real-world values) and a metadata JSON.")
     sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the Parametric Map to read")
     sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-pmap.<ext> and <prefix>-meta.json")
-    sub.add_argument("--prefix", default="", help="output file name prefix (default none: pmap.<ext>, meta.json)")
-    sub.add_argument("--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
+    sub.add_argument("-p", "--prefix", default="", help="output file name prefix (default none: pmap.<ext>, meta.json)")
+    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
 
     sub = command("tid1500writer", tid1500writer, "dcmqi-style sr-tid1500 JSON to a DICOM TID 1500 measurement report (Comprehensive SR).")
     sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style sr-tid1500 metadata JSON")

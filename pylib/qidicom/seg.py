@@ -713,12 +713,13 @@ class ExportedFile:
 
 def segmentation_to_files(
     source: Source,
-    prefix: str = "seg",
+    prefix: str = "",
     output_type: str = "nrrd",
     merge_segments: bool = False,
     name: str | None = None,
 ) -> list[ExportedFile]:
-    """What ``segimage2itkimage`` writes: ``<prefix>-<N>.<ext>`` images and ``<prefix>-meta.json``.
+    """What ``segimage2itkimage`` writes: ``<prefix>-<N>.<ext>`` images and ``<prefix>-meta.json``
+    (``<N>.<ext>`` and ``meta.json`` without a prefix, as dcmqi names them).
 
     Unmerged, file N holds segment N (voxels = N, or probabilities for fractional SEGs);
     merged, file N holds the N-th group of non-overlapping segments.
@@ -731,23 +732,24 @@ def segmentation_to_files(
     extension = IMAGE_EXTENSIONS.get(output_type)
     if extension is None:
         raise InputError(f"output type '{output_type}' is not one of {', '.join(IMAGE_EXTENSIONS)}")
+    lead = f"{prefix}-" if prefix else ""
     files, groups, mapping = [], [], []
     if merge_segments:
         for index, (members, volume) in enumerate(contents.merged_volumes(), start=1):
-            filename = f"{prefix}-{index}{extension}"
+            filename = f"{lead}{index}{extension}"
             files.append(ExportedFile(filename, volume_bytes(volume, output_type)))
             groups.append([segment.attributes for segment in members])
             mapping.append(filename)
     else:
         for segment, volume in contents.segment_volumes():
-            filename = f"{prefix}-{segment.number}{extension}"
+            filename = f"{lead}{segment.number}{extension}"
             files.append(ExportedFile(filename, volume_bytes(volume, output_type)))
             groups.append([segment.attributes])
             mapping.append(filename)
     meta = dict(contents.metadata)
     meta["segmentAttributesFileMapping"] = mapping
     meta["segmentAttributes"] = groups
-    files.append(ExportedFile(f"{prefix}-meta.json", (json.dumps(meta, indent=2) + "\n").encode()))
+    files.append(ExportedFile(f"{lead}meta.json", (json.dumps(meta, indent=2) + "\n").encode()))
     return files
 
 
