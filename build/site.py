@@ -386,6 +386,24 @@ def with_bytecode(archive: Path, pyc_zip: Path, is_wheel: bool = True) -> Path:
     return target
 
 
+def bytecode_overlay(name: str, version: str, pyc_zip: Path) -> Path:
+    """A wheel holding only an official package's compiled bytecode."""
+    dist_name = f"{canonical(name).replace('-', '_')}_bytecode"
+    target = CACHE / "compiled" / sha256_of(pyc_zip)[:24] / f"{dist_name}-{version}-py3-none-any.whl"
+    if not target.is_file():
+        files = read_wheel(pyc_zip)
+        dist_info = f"{dist_name}-{version}.dist-info"
+        files[f"{dist_info}/METADATA"] = (
+            f"Metadata-Version: 2.1\nName: {dist_name}\nVersion: {version}\n"
+            f"Summary: bytecode of the official Pyodide build of {name}, compiled by qidicom's site build\n"
+        ).encode()
+        files[f"{dist_info}/WHEEL"] = (
+            "Wheel-Version: 1.0\nGenerator: qidicom build/site.py\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ).encode()
+        write_wheel(target, files)
+    return target
+
+
 # ---------------------------------------------------------------------------------------
 # Assembling dist/
 
@@ -442,11 +460,20 @@ def collect_packages(lock: dict, mirror: Path | None, core: Path, bytecode: bool
     wanted.append(("qidicom", wheel_metadata(files)["Version"], project, ["qidicom"], declared_dependencies(files), False))
 
     if bytecode:
-        # Pure-Python wheels only: the official builds ship exactly as the official lock has them.
-        pure = [(path, SITE_PACKAGES, "pycache") for (_, _, path, _, _, official) in wanted if not official]
-        compiled = compile_bytecode(pure, core)
-        wanted = [(n, v, with_bytecode(p, compiled[p]) if p in compiled else p, i, d, o)
-                  for (n, v, p, i, d, o) in wanted]
+        sources = [(path, SITE_PACKAGES, "pycache") for (_, _, path, _, _, _) in wanted]
+        compiled = compile_bytecode(sources, core)
+        result = []
+        for name, version, path, imports, declared, official in wanted:
+            if not official:
+                result.append((name, version, with_bytecode(path, compiled[path]), imports, declared, official))
+                continue
+            # Official builds ship byte-for-byte as the official lock has them; their bytecode
+            # comes as a separate package that only adds __pycache__ files beside theirs.
+            result.append((name, version, path, imports, declared, official))
+            if read_wheel(compiled[path]):
+                overlay = bytecode_overlay(name, version, compiled[path])
+                result.append((f"{name}-bytecode", version, overlay, [], [name], False))
+        wanted = result
 
     shipped = {canonical(item[0]) for item in wanted}
     changes = lock.get("dependency_changes", {})
@@ -571,9 +598,13 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     app_dir.mkdir()
     for path in sorted(WEBAPP.glob("*.py")):
         shutil.copyfile(path, app_dir / path.name)
+    def with_overlays(names: list[str]) -> list[str]:
+        return sorted(names + [f"{n}-bytecode" for n in names if f"{n}-bytecode" in packages])
+
+    ui = with_overlays(closure(["panel", "pyodide-http"], packages))
     stages = {
-        "ui": closure(["panel", "pyodide-http"], packages),
-        "convert": [n for n in closure(["qidicom"], packages) if n not in closure(["panel", "pyodide-http"], packages)],
+        "ui": ui,
+        "convert": [n for n in with_overlays(closure(["qidicom"], packages)) if n not in ui],
         "modules": [p.name for p in sorted(WEBAPP.glob("*.py"))],
     }
     (app_dir / "packages.json").write_text(json.dumps(stages, indent=1))
