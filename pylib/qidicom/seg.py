@@ -556,7 +556,9 @@ class SegmentationContents:
             if self.segmentation_type == "FRACTIONAL":
                 array = segment.array.astype(np.float32)
             else:
-                array = segment.array.astype(_label_dtype([segment.number])) * segment.number
+                # One pass, no bool-to-int copy first: a bool array is already bytes of 0 and 1.
+                dtype = _label_dtype([segment.number])
+                array = np.multiply(segment.array.view(np.uint8), segment.number, dtype=dtype)
             result.append((segment, Volume(array, self.affine, f"segment {segment.number}")))
         return result
 
@@ -575,7 +577,7 @@ class SegmentationContents:
                 groups.append(([segment], segment.array.copy()))
         result = []
         for members, _ in groups:
-            array = np.zeros(members[0].array.shape, _label_dtype([s.number for s in members]))
+            array = np.zeros(members[0].array.shape, _label_dtype([s.number for s in members]), order="F")
             for segment in members:
                 array[segment.array] = segment.number
             result.append((members, Volume(array, self.affine, "merged segments")))
@@ -606,7 +608,8 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
     descriptions = {int(item.SegmentNumber): item for item in dataset.SegmentSequence}
     segments = []
     if segmentation_type == "LABELMAP":
-        label_volume = np.zeros(shape, frames.dtype)
+        # Fortran order: a slice [:, :, k] is contiguous, and so is writing NRRD/NIfTI.
+        label_volume = np.zeros(shape, frames.dtype, order="F")
         for f in range(frame_count):
             label_volume[:, :, slice_index[f]] = frames[f].T
         for number in sorted(descriptions):
@@ -615,7 +618,7 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
     else:
         scale = float(dataset.get("MaximumFractionalValue", 255) or 255) if segmentation_type == "FRACTIONAL" else 1.0
         arrays = {
-            number: np.zeros(shape, np.float32 if segmentation_type == "FRACTIONAL" else bool)
+            number: np.zeros(shape, np.float32 if segmentation_type == "FRACTIONAL" else bool, order="F")
             for number in descriptions
         }
         for f in range(frame_count):

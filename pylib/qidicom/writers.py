@@ -10,11 +10,14 @@ import gzip
 import io
 import os
 import tempfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
+from pydicom.filebase import DicomBytesIO
+from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless
 
 from qidicom.errors import InputError
@@ -37,11 +40,29 @@ def dicom_bytes(dataset: Dataset, compress: str = "none") -> bytes:
     ``compress="deflate"`` writes Deflated Explicit VR Little Endian: highdicom cannot,
     pydicom can, and for sparse binary segmentations it is by far the smallest.
     """
-    if compress == "deflate":
-        dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    buffer = io.BytesIO()
-    pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
-    return buffer.getvalue()
+    if compress != "deflate":
+        buffer = io.BytesIO()
+        pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+        return buffer.getvalue()
+    # pydicom deflates at zlib's default level; level 9 costs little more time on sparse
+    # segmentation frames and makes the files smaller (smaller than dcmqi's). PS3.5 A.5:
+    # the file meta stays plain, the dataset is encoded Explicit VR Little Endian, then
+    # deflated without a zlib header.
+    dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    encoded = DicomBytesIO()
+    encoded.is_implicit_VR, encoded.is_little_endian = False, True
+    write_dataset(encoded, dataset)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    deflated = compressor.compress(encoded.getvalue()) + compressor.flush()
+    output = DicomBytesIO()
+    output.is_implicit_VR, output.is_little_endian = False, True
+    output.write(getattr(dataset, "preamble", None) or b"\0" * 128)
+    output.write(b"DICM")
+    write_file_meta_info(output, dataset.file_meta, enforce_standard=True)
+    output.write(deflated)
+    if len(deflated) % 2:
+        output.write(b"\0")
+    return output.getvalue()
 
 
 def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
