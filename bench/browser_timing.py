@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -66,21 +67,25 @@ def summarise(rows: list[dict]) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--dist", type=Path, default=None,
+                        help="a site built elsewhere (e.g. build/site.py build --no-bytecode --out DIR)")
     args = parser.parse_args()
     reason = browser_session.chromium_missing_reason()
     if reason:
         print(f"skipped: {reason}")
         return 0
-    subprocess.run([sys.executable, str(HERE.parent / "build" / "site.py"), "build", "--if-needed"], check=True)
-    with browser_session.SiteServer() as server:
+    if args.dist is None:
+        subprocess.run([sys.executable, str(HERE.parent / "build" / "site.py"), "build", "--if-needed"], check=True)
+    with browser_session.SiteServer(args.dist or browser_session.DIST) as server:
         cold = [cold_run(server) for _ in range(args.runs)]
         warm = warm_runs(server, args.runs)
     report = {
         "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "site": str(args.dist or browser_session.DIST), "load_average": list(os.getloadavg()),
         "cold_ms": cold, "warm_ms": warm,
         "cold_median_ms": summarise(cold), "warm_median_ms": summarise(warm),
     }
-    out = HERE / "results" / "browser_timing.json"
+    out = HERE / "results" / ("browser_timing.json" if args.dist is None else f"browser_timing-{args.dist.name}.json")
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
     keys = list(report["cold_median_ms"])
