@@ -124,12 +124,15 @@ def test_wheels_built_from_sdists_are_reproducible():
         assert any(n.endswith("/__init__.py") for n in names)
 
 
-def test_synthetic_sample_converts(tmp_path):
-    """The sample the build writes when ../shared is absent is a valid conversion input."""
+def test_without_shared_data_the_build_writes_a_synthetic_sample_that_converts(tmp_path, monkeypatch):
+    """A user's machine has no ../shared: "Load sample data" must still get valid inputs."""
     from qidicom.seg import segmentation_from_files
 
-    manifest = load_build_module("sample").write_synthetic_sample(tmp_path)
-    read = lambda name: (Path(name).name, (tmp_path / name).read_bytes())  # noqa: E731
+    monkeypatch.setattr(site, "SAMPLE_SOURCES", {role: tmp_path / "absent" / role for role in site.SAMPLE_SOURCES})
+    manifest = site.copy_sample(tmp_path)
+    assert manifest["source"].startswith("synthetic")
+    sample = tmp_path / "sample"
+    read = lambda name: (Path(name).name, (sample / name).read_bytes())  # noqa: E731
     result = segmentation_from_files(
         [read(n) for n in manifest["labelmap"]], read(manifest["metadata"][0]),
         [read(n) for n in manifest["series"]],
