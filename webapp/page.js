@@ -99,6 +99,9 @@
       case "files-read":
         document.body.dataset[`${msg.role}Files`] = String(msg.count);
         break;
+      case "notice":
+        statusLine.textContent = msg.message;
+        break;
       case "fatal":
         setState("failed", msg.message);
         break;
@@ -112,7 +115,9 @@
   // ----------------------------------------------------------------------------- inputs
 
   function sendFiles(role, files) {
-    if (files.length) worker.postMessage({ type: "files", role, files: Array.from(files) });
+    if (!files.length) return;
+    if (document.body.dataset.appState === "ready") statusLine.textContent = "";
+    worker.postMessage({ type: "files", role, files: Array.from(files) });
   }
 
   function roleOf(file) {

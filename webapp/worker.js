@@ -87,7 +87,13 @@ self.onmessage = async (event) => {
       post("idle");
     } else if (msg.type === "files") {
       // One batch at a time, in the order chosen: a later choice always wins.
-      fileBatches = fileBatches.then(() => receiveFiles(msg.role, msg.files)).catch((error) => console.error(error));
+      fileBatches = fileBatches
+        .then(() => receiveFiles(msg.role, msg.files))
+        .catch((error) => {
+          console.error(error);
+          const what = { series: "DICOM series", labelmap: "label map", metadata: "metadata" }[msg.role];
+          post("notice", { message: `The chosen ${what} files could not be read (details are in the browser console).` });
+        });
     }
   } catch (error) {
     // Python errors are handled in qidicom_app; anything reaching here is a bug: log it, keep going.
