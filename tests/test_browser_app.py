@@ -134,18 +134,21 @@ def test_sample_converts_in_the_browser_like_the_library(browser, liver_sample, 
     assert [r for r in log.requests if not r.startswith("GET ")] == []
 
 
-def test_options_reach_the_conversion(browser, liver_sample, tmp_path):
+@pytest.mark.parametrize("choices, options", [
+    (["Label map", "RLE"], {"segmentation_type": "labelmap", "compress": "rle"}),
+    (["Fractional", "Occupancy", "Deflate"], {"segmentation_type": "fractional", "fractional_type": "OCCUPANCY",
+                                               "compress": "deflate"}),
+])
+def test_options_reach_the_conversion(browser, liver_sample, tmp_path, choices, options):
     page = browser["page"]
-    page.get_by_role("button", name="Label map", exact=True).click()
-    page.get_by_role("button", name="RLE", exact=True).click()
-    target = tmp_path / "labelmap-rle.dcm"
+    for choice in choices:
+        page.get_by_role("button", name=choice, exact=True).click()
+    target = tmp_path / "with-options.dcm"
     convert_and_download(page, target)
     made = pydicom.dcmread(target)
     series = sorted(liver_sample["series"].glob("*.dcm"))
-    expected = cpython_segmentation(liver_sample["labels"], liver_sample["metadata"], series,
-                                    segmentation_type="labelmap", compress="rle")
-    assert made.SegmentationType == "LABELMAP"
-    assert made.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
+    expected = cpython_segmentation(liver_sample["labels"], liver_sample["metadata"], series, **options)
+    assert made.SegmentationType == options["segmentation_type"].upper()
     assert_same_segmentation(made, expected.dataset)
 
 

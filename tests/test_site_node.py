@@ -37,6 +37,7 @@ def assert_same_segmentation(made: pydicom.Dataset, expected: pydicom.Dataset) -
     """Same segments, same frames on the same source images, same pixels (UIDs and times differ)."""
     assert made.SOPClassUID == expected.SOPClassUID
     assert made.SegmentationType == expected.SegmentationType
+    assert made.get("SegmentationFractionalType") == expected.get("SegmentationFractionalType")
     assert made.file_meta.TransferSyntaxUID == expected.file_meta.TransferSyntaxUID
     for made_segment, expected_segment in zip(made.SegmentSequence, expected.SegmentSequence, strict=True):
         assert made_segment.to_json_dict() == expected_segment.to_json_dict()

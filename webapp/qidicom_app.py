@@ -22,6 +22,7 @@ import param
 
 SEGMENTATION_TYPES = {"Binary": "binary", "Label map": "labelmap", "Fractional": "fractional"}
 COMPRESSIONS = {"None": "none", "Deflate": "deflate", "RLE": "rle"}
+FRACTIONAL_TYPES = {"Probability": "PROBABILITY", "Occupancy": "OCCUPANCY"}
 
 
 def log_exception(context: str) -> None:
@@ -45,6 +46,9 @@ class ConverterState(param.Parameterized):
 
     segmentation_type = param.Selector(default="binary", objects=list(SEGMENTATION_TYPES.values()))
     compress = param.Selector(default="none", objects=list(COMPRESSIONS.values()))
+    fractional_type = param.Selector(default="PROBABILITY", objects=list(FRACTIONAL_TYPES.values()))
+    skip_empty = param.Boolean(default=True, doc="leave out frames with no segmented pixel")
+    use_label_id_as_segment_number = param.Boolean(default=False)
 
     stack_ready = param.Boolean(default=False, doc="qidicom and its dependencies are imported")
     busy = param.Boolean(default=False)
@@ -151,7 +155,9 @@ class ConverterState(param.Parameterized):
         try:
             result = segmentation_from_files(
                 self.label_files, self.metadata_file, self.series_files,
-                segmentation_type=self.segmentation_type, compress=self.compress,
+                segmentation_type=self.segmentation_type, fractional_type=self.fractional_type,
+                compress=self.compress, skip_empty=self.skip_empty,
+                use_label_id_as_segment_number=self.use_label_id_as_segment_number,
                 progress=self._report,
             )
         except MetadataError as error:
@@ -296,6 +302,12 @@ def create_app(state: ConverterState) -> pn.viewable.Viewable:
         state.param.segmentation_type, options=SEGMENTATION_TYPES, name="Segmentation type")
     compression_choice = pn.widgets.RadioButtonGroup.from_param(
         state.param.compress, options=COMPRESSIONS, name="Compression")
+    fractional_choice = pn.widgets.RadioButtonGroup.from_param(
+        state.param.fractional_type, options=FRACTIONAL_TYPES, name="Fractional type")
+    skip_empty_choice = pn.widgets.Checkbox.from_param(
+        state.param.skip_empty, name="Leave out slices with no segmented pixel")
+    label_numbers_choice = pn.widgets.Checkbox.from_param(
+        state.param.use_label_id_as_segment_number, name="Use label values as segment numbers")
     convert_button = pn.widgets.Button(
         name="Convert to DICOM SEG", button_type="primary",
         disabled=pn.bind(operator.not_, state.param.can_convert),
@@ -310,7 +322,11 @@ def create_app(state: ConverterState) -> pn.viewable.Viewable:
                 state.param.metadata_message),
         markdown("## 3. Convert"),
         pn.Row(markdown("Segmentation type", width=150), type_choice),
+        pn.Row(markdown("Fractional type", width=150), fractional_choice,
+               visible=pn.bind(lambda kind: kind == "fractional", state.param.segmentation_type)),
         pn.Row(markdown("Compression", width=150), compression_choice),
+        skip_empty_choice,
+        label_numbers_choice,
         convert_button,
         pn.bind(progress_view, state.param.busy, state.param.progress, state.param.progress_message),
         pn.bind(result_view, state.param.error, state.param.result_url, state.param.result_name,
