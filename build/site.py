@@ -15,6 +15,7 @@ import argparse
 import base64
 import csv
 import email.parser
+import fnmatch
 import hashlib
 import io
 import json
@@ -326,16 +327,23 @@ def build_project_wheel() -> Path:
     return wheels[0]
 
 
-def slim_wheel(source: Path, prefixes: list[str]) -> Path:
-    """A copy of a wheel without the given path prefixes (cached by source hash)."""
-    if not prefixes:
+def slim_wheel(source: Path, patterns: list[str]) -> Path:
+    """A copy of a wheel without the files matching the patterns (cached by source hash).
+
+    A pattern ending in "/" removes that folder; otherwise it is an fnmatch pattern, in which
+    "*" also matches "/".
+    """
+    if not patterns:
         return source
-    key = hashlib.sha256((sha256_of(source) + "|".join(prefixes)).encode()).hexdigest()[:16]
+    key = hashlib.sha256((sha256_of(source) + "|".join(patterns)).encode()).hexdigest()[:16]
     target = CACHE / "slim" / key / source.name
     if target.is_file():
         return target
-    files = {name: data for name, data in read_wheel(source).items()
-             if not any(name.startswith(prefix) for prefix in prefixes)}
+
+    def stripped(name: str) -> bool:
+        return any(name.startswith(p) if p.endswith("/") else fnmatch.fnmatchcase(name, p) for p in patterns)
+
+    files = {name: data for name, data in read_wheel(source).items() if not stripped(name)}
     write_wheel(target, files)
     return target
 
