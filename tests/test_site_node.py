@@ -72,3 +72,26 @@ def test_node_converts_the_sample_with_the_built_site(dist, liver_sample, tmp_pa
     segmentation = highdicom.seg.segread(out)
     assert segmentation.number_of_segments == len(expected.SegmentSequence)
     assert dciodvfy_errors(out) == []
+
+
+def test_node_converts_a_nifti_label_map_with_the_built_site(dist, liver_sample, tmp_path):  # noqa: F811
+    """The NIfTI path (nibabel under Pyodide) on a small synthetic series."""
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    import synthetic
+
+    datasets = synthetic.make_ct_series(rows=32, columns=40, slices=6)
+    series = synthetic.write_series(datasets, tmp_path / "ct")
+    shape = synthetic.grid_shape(datasets)
+    labels = synthetic.sphere_labels(shape, [((20, 16, 3), 6, 1)])
+    labelmap = synthetic.save_nifti(labels, synthetic.series_affine(datasets), tmp_path / "labels.nii.gz")
+    out = tmp_path / "node.dcm"
+    result = subprocess.run(
+        ["node", str(SMOKE), str(dist), str(out), str(labelmap), str(liver_sample["metadata"]), *map(str, series)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    expected = cpython_segmentation(labelmap, liver_sample["metadata"], series).dataset
+    made = pydicom.dcmread(out)
+    assert_same_segmentation(made, expected)
+    assert made.pixel_array.any()
