@@ -50,6 +50,7 @@ def run_once(server, segmentation_type: str) -> dict:
     series = sorted(str(p) for p in (WORK / "ct").iterdir())
     with browser_session.browser_context(server) as (context, log):
         page = context.new_page()
+        browser_session.watch_page(page, log)
         page.goto(server.url)
         browser_session.wait_ready(page)
         page.wait_for_selector("body[data-stack=ready]", state="attached", timeout=120_000)
@@ -72,7 +73,9 @@ def run_once(server, segmentation_type: str) -> dict:
             raise RuntimeError("conversion failed in the browser")
         size = page.locator("a.qi-download").evaluate("a => a.parentElement.textContent")
         assert not log.foreign
+        inside = [line for line in log.console if "SEG written in" in line]
         return {"read_s": round(read, 2), "convert_s": round(convert, 2),
+                "in_worker_s": float(inside[-1].split(" written in ")[1].split(" s")[0]) if inside else None,
                 "renderer_peak_rss_mib": round(renderer_peak_rss_mib()), "result": size.strip()}
 
 
@@ -93,8 +96,10 @@ def main() -> int:
         for segmentation_type in args.types.split(","):
             rows = [run_once(server, segmentation_type) for _ in range(args.runs)]
             report["runs"][segmentation_type] = rows
-            median = {k: statistics.median(r[k] for r in rows) for k in ("read_s", "convert_s", "renderer_peak_rss_mib")}
-            print(f"{segmentation_type:9} read {median['read_s']:.2f} s, convert {median['convert_s']:.2f} s, "
+            median = {k: statistics.median(r[k] for r in rows)
+                      for k in ("read_s", "convert_s", "in_worker_s", "renderer_peak_rss_mib")}
+            print(f"{segmentation_type:9} read {median['read_s']:.2f} s, convert {median['convert_s']:.2f} s "
+                  f"(library call in the worker {median['in_worker_s']:.2f} s), "
                   f"renderer peak RSS {median['renderer_peak_rss_mib']:.0f} MiB  ({rows[0]['result']})")
     reference = HERE / "results" / "seg-latest.json"
     if reference.is_file():
