@@ -274,12 +274,17 @@ def metadata_view(file, problems, message):
         f"<strong>Metadata JSON: {name}</strong>: {head}" + (f"<ul class='qi-problems'>{items}</ul>" if items else ""), "danger")
 
 
-def progress_view(busy, progress, message):
-    if not busy:
-        return pn.Spacer(height=0)
+def progress_text(progress, message) -> str:
+    return f"Converting: {_escape(message)} ({progress:.0%})"
+
+
+def progress_view(state: ConverterState) -> pn.viewable.Viewable:
+    """One bar and one line, updated in place: a progress step costs a value change, not new models."""
     return pn.Column(
-        pn.indicators.Progress(value=int(round(progress * 100)), max=100, sizing_mode="stretch_width"),
-        markdown(f"Converting: {_escape(message)} ({progress:.0%})"),
+        pn.indicators.Progress(value=pn.bind(lambda p: int(round(p * 100)), state.param.progress), max=100,
+                               sizing_mode="stretch_width"),
+        markdown(pn.bind(progress_text, state.param.progress, state.param.progress_message)),
+        visible=state.param.busy,
         sizing_mode="stretch_width",
     )
 
@@ -332,7 +337,7 @@ def create_app(state: ConverterState) -> pn.viewable.Viewable:
         skip_empty_choice,
         label_numbers_choice,
         convert_button,
-        pn.bind(progress_view, state.param.busy, state.param.progress, state.param.progress_message),
+        progress_view(state),
         pn.bind(result_view, state.param.error, state.param.result_url, state.param.result_name,
                 state.param.result_size, state.param.result_warnings, state.param.stack_ready),
         sizing_mode="stretch_width",
