@@ -18,6 +18,8 @@ from test_site_build import dist  # noqa: F401  (fixture)
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "tests" / "node" / "smoke.mjs"
 
+pytestmark = pytest.mark.node
+
 
 def cpython_segmentation(labelmap: Path, metadata: Path, series: list[Path], **options):
     from qidicom.seg import segmentation_from_files
