@@ -1,15 +1,15 @@
 """In-browser SEG write of the 512x512x200, 10-label benchmark, through the app's own inputs.
 
     python3 bench/make_data.py --only seg     # once (bench/work/seg/)
-    python3 bench/browser_seg.py [--runs 2] [--types binary,labelmap]
+    python3 bench/browser_seg.py [--runs 2] [--types binary,labelmap] [--no-native]
 
 Chromium opens the built site; the 200-slice series, the label map and the metadata are
 chosen with the page's file inputs; then Convert is pressed. Reported per run: "read" (files
 chosen -> series summary shown: the worker reads the File objects and parses the series),
 "convert" (Convert pressed -> download link shown: the whole library conversion, which reads
 everything again, as the CLI does) and the peak resident memory of the browser process that
-runs the Python worker. bench/results/seg-latest.json (bench_seg.py, same machine) gives the
-CPython and dcmqi figures to set these against.
+runs the Python worker. Unless --no-native is given, bench_seg.py first measures the CPython
+command line and dcmqi on the same inputs, so one run prints all three side by side.
 """
 
 from __future__ import annotations
@@ -79,10 +79,27 @@ def run_once(server, segmentation_type: str) -> dict:
                 "renderer_peak_rss_mib": round(renderer_peak_rss_mib()), "result": size.strip()}
 
 
+def print_table(report: dict) -> None:
+    """Markdown: uncompressed SEG write, browser vs CPython CLI vs dcmqi, median wall seconds."""
+    native = {(row["tool"], row["type"]): row for row in report["native"] if row["compress"] == "none" and row["ok"]}
+    print("\n| type | browser: page (library call) | qidicom CLI (CPython) | dcmqi | browser / dcmqi | browser peak RSS |")
+    print("|---|---|---|---|---|---|")
+    for kind, rows in report["runs"].items():
+        page = statistics.median(r["convert_s"] for r in rows)
+        call = statistics.median(r["in_worker_s"] for r in rows)
+        cli, dcmqi = native.get(("qidicom", kind)), native.get(("dcmqi", kind))
+        ratio = f"{page / dcmqi['wall_s_median']:.1f}x ({call / dcmqi['wall_s_median']:.1f}x)" if dcmqi else "-"
+        print(f"| {kind} | {page:.2f} s ({call:.2f} s) | {cli['wall_s_median']:.2f} s | "
+              f"{dcmqi['wall_s_median']:.2f} s | {ratio} | "
+              f"{statistics.median(r['renderer_peak_rss_mib'] for r in rows):.0f} MiB |" if cli and dcmqi else
+              f"| {kind} | {page:.2f} s ({call:.2f} s) | - | - | - | - |")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=2)
-    parser.add_argument("--types", default="binary")
+    parser.add_argument("--types", default="binary,labelmap")
+    parser.add_argument("--no-native", action="store_true", help="skip the CPython CLI and dcmqi runs")
     args = parser.parse_args()
     reason = browser_session.chromium_missing_reason()
     if reason:
@@ -101,9 +118,15 @@ def main() -> int:
             print(f"{segmentation_type:9} read {median['read_s']:.2f} s, convert {median['convert_s']:.2f} s "
                   f"(library call in the worker {median['in_worker_s']:.2f} s), "
                   f"renderer peak RSS {median['renderer_peak_rss_mib']:.0f} MiB  ({rows[0]['result']})")
-    reference = HERE / "results" / "seg-latest.json"
-    if reference.is_file():
-        report["cpython_and_dcmqi"] = str(reference)
+    if not args.no_native:
+        native = subprocess.run([sys.executable, str(HERE / "bench_seg.py"), "-n", str(args.runs), "--only", "write",
+                                 "--types", args.types], capture_output=True, text=True)
+        reference = HERE / "results" / "seg-latest.json"
+        if native.returncode == 0 and reference.is_file():
+            report["native"] = json.loads(reference.read_text())["write"]
+            print_table(report)
+        else:
+            print(f"native runs failed (bench_seg.py exit {native.returncode}): {native.stderr[-500:]}")
     out = HERE / "results" / "browser_seg.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
