@@ -150,8 +150,11 @@ class ConverterState(param.Parameterized):
         from qidicom.errors import MetadataError, QidicomError
         from qidicom.seg import segmentation_from_files
 
-        self.busy, self.error, self.progress, self.progress_message = True, "", 0.0, "starting"
-        self._forget_result()
+        if self.result_url:
+            revoke_download_url(self.result_url)
+        # One batched update per state change: every bound view re-renders once, not per field.
+        self.param.update(busy=True, error="", progress=0.0, progress_message="starting", result_url="",
+                          result_name="", result_size=0, result_warnings=[])
         await asyncio.sleep(0.05)
         started = time.perf_counter()
         try:
@@ -185,15 +188,9 @@ class ConverterState(param.Parameterized):
         self.progress = min(max(float(fraction), 0.0), 1.0)
 
     def _offer_download(self, result) -> None:
-        self.progress, self.progress_message = 1.0, "done"
-        self.result_url = make_download_url(result.data)
-        self.result_name, self.result_size = result.filename, len(result.data)
-        self.result_warnings = list(result.warnings)
-
-    def _forget_result(self) -> None:
-        if self.result_url:
-            revoke_download_url(self.result_url)
-        self.result_url, self.result_name, self.result_size, self.result_warnings = "", "", 0, []
+        self.param.update(progress=1.0, progress_message="done", result_url=make_download_url(result.data),
+                          result_name=result.filename, result_size=len(result.data),
+                          result_warnings=list(result.warnings))
 
 
 def make_download_url(data: bytes) -> str:
