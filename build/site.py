@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import base64
-import csv
 import email.parser
 import fnmatch
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -512,7 +510,7 @@ def pruned_lock(official_info: dict, packages: dict[str, Package]) -> dict:
     return {"info": official_info, "packages": entries}
 
 
-def copy_static_assets(packages: dict[str, Package], lock: dict, out: Path) -> None:
+def copy_static_assets(lock: dict, out: Path) -> None:
     """BokehJS and Panel's JS/CSS, taken from the same pinned wheels the worker runs."""
     assets = lock["static"]
     for package_name, mapping in assets.items():
@@ -598,7 +596,7 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     official_info = json.loads((core / "pyodide-lock.json").read_text())["info"]
     (pyodide_dir / "pyodide-lock.json").write_text(json.dumps(pruned_lock(official_info, packages), indent=1))
 
-    copy_static_assets(packages, lock, staging / "static")
+    copy_static_assets(lock, staging / "static")
     manifest = copy_sample(staging)
     (staging / "sample" / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
