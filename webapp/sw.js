@@ -6,8 +6,10 @@
 const CACHE = "qidicom-{{CACHE_VERSION}}";
 const FILES = {{PRECACHE}};
 
+// No skipWaiting: a new version waits until no open tab still runs the old one, so a running
+// app never finds its remaining files (loaded after the first paint) replaced by another build's.
 self.addEventListener("install", (event) => {
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(FILES)).then(() => self.skipWaiting()));
+  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(FILES)));
 });
 
 self.addEventListener("activate", (event) => {
