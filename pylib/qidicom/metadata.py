@@ -570,3 +570,11 @@ def load_metadata(source: JSONSource, kind: str, name: str | None = None) -> dic
     """:func:`load_json` then :func:`check`: a valid document, or a MetadataError naming the file."""
     document, label = _load(source, name)
     return check(document, kind, label)
+
+
+def integer_field(value, field_name: str) -> int:
+    """An IS field of the metadata (dcmqi writes numbers as strings) as an int."""
+    try:
+        return int(str(value).strip())
+    except ValueError:
+        raise MetadataError(f"metadata: {field_name} '{value}' is not an integer", [f"{field_name}: '{value}' is not an integer"]) from None

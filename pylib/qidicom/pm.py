@@ -142,9 +142,9 @@ def write_parametric_map(
                 source_images=reference.datasets,
                 pixel_array=stored.frames,
                 series_instance_uid=hd.UID(),
-                series_number=_integer(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
+                series_number=metadata_module.integer_field(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
                 sop_instance_uid=hd.UID(),
-                instance_number=_integer(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
+                instance_number=metadata_module.integer_field(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
                 manufacturer="qidicom",
                 manufacturer_model_name="qidicom",
                 software_versions=__version__,
@@ -352,12 +352,6 @@ def _plain_number(value: float) -> int | float:
     """An integral float as int, so DICOM text reads "1" rather than "1.0"."""
     return int(value) if float(value).is_integer() and abs(value) < 2**53 else float(value)
 
-
-def _integer(value, field_name: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise InputError(f"metadata: {field_name} '{value}' is not an integer") from None
 
 
 # --------------------------------------------------------------------------- reading

@@ -433,9 +433,9 @@ def build_segmentation(
                 segmentation_type=segmentation_type.upper(),
                 segment_descriptions=descriptions,
                 series_instance_uid=hd.UID(),
-                series_number=_integer(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
+                series_number=metadata_module.integer_field(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
                 sop_instance_uid=hd.UID(),
-                instance_number=_integer(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
+                instance_number=metadata_module.integer_field(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
                 manufacturer="qidicom",
                 manufacturer_model_name="qidicom",
                 software_versions=__version__,
@@ -462,12 +462,6 @@ def build_segmentation(
     _add_clinical_trial_attributes(segmentation, metadata)
     return segmentation
 
-
-def _integer(value, field_name: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise InputError(f"metadata: {field_name} '{value}' is not an integer") from None
 
 
 def _add_clinical_trial_attributes(dataset: Dataset, metadata: dict) -> None:

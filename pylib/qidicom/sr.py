@@ -234,9 +234,9 @@ def write_report(
                 evidence=evidence,
                 content=measurement_report[0],
                 series_instance_uid=hd.UID(),
-                series_number=_integer(metadata.get("SeriesNumber", "400"), "SeriesNumber"),
+                series_number=metadata_module.integer_field(metadata.get("SeriesNumber", "400"), "SeriesNumber"),
                 sop_instance_uid=hd.UID(),
-                instance_number=_integer(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
+                instance_number=metadata_module.integer_field(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
                 manufacturer="qidicom",
                 is_complete=metadata.get("CompletionFlag", "PARTIAL") == "COMPLETE",
                 is_verified=verified,
@@ -570,12 +570,6 @@ def _measurement(path: str, item: dict):
         num.ContentSequence = children
     return measurement
 
-
-def _integer(value, field_name: str) -> int:
-    try:
-        return int(str(value).strip())
-    except ValueError:
-        raise InputError(f"metadata: {field_name} '{value}' is not an integer") from None
 
 
 # --------------------------------------------------------------------------- reading
