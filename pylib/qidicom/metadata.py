@@ -33,6 +33,7 @@ from urllib.parse import urldefrag, urlsplit
 
 import jsonschema
 from jsonschema.exceptions import RefResolutionError, ValidationError
+from pydicom.sr.coding import Code
 
 from qidicom.errors import MetadataError, QidicomError
 from qidicom.readers import as_named_bytes
@@ -578,3 +579,18 @@ def integer_field(value, field_name: str) -> int:
         return int(str(value).strip())
     except ValueError:
         raise MetadataError(f"metadata: {field_name} '{value}' is not an integer", [f"{field_name}: '{value}' is not an integer"]) from None
+
+
+def code_from_json(entry: dict) -> Code:
+    """A metadata code object (CodeValue, CodingSchemeDesignator, CodeMeaning) as a pydicom Code."""
+    return Code(str(entry["CodeValue"]), str(entry["CodingSchemeDesignator"]), str(entry["CodeMeaning"]))
+
+
+def code_to_json(code) -> dict:
+    """A coded concept (a DICOM code sequence item or a pydicom Code) as a metadata code object."""
+    if hasattr(code, "scheme_designator"):
+        value, scheme, meaning = code.value, code.scheme_designator, code.meaning
+    else:
+        value = code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue")
+        scheme, meaning = code.CodingSchemeDesignator, code.CodeMeaning
+    return {"CodeValue": str(value), "CodingSchemeDesignator": str(scheme), "CodeMeaning": str(meaning)}

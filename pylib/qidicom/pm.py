@@ -36,8 +36,8 @@ from qidicom.readers import (
     source_name,
     tolerant_dicom_values,
 )
-from qidicom.seg import ExportedFile, code_from_json, suggested_filename
-from qidicom.writers import IMAGE_EXTENSIONS, dicom_bytes, transfer_syntax_for, volume_bytes
+from qidicom.metadata import code_from_json, code_to_json
+from qidicom.writers import ExportedFile, IMAGE_EXTENSIONS, dicom_bytes, suggested_filename, transfer_syntax_for, volume_bytes
 
 #: What ``data_type`` accepts: keep the input's type, or force float like dcmqi does.
 DATA_TYPES = ("auto", "float32", "float64")
@@ -440,14 +440,6 @@ def _output_dtype(stored: np.dtype, mappings: Sequence[Dataset | None], real: Se
     return np.dtype(np.float64)
 
 
-def _code_json(item: Dataset) -> dict:
-    return {
-        "CodeValue": str(item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")),
-        "CodingSchemeDesignator": str(item.CodingSchemeDesignator),
-        "CodeMeaning": str(item.CodeMeaning),
-    }
-
-
 def _format_decimal(value: float) -> str:
     """A number as a DICOM decimal string (at most 16 characters)."""
     text = repr(_plain_number(float(value)))
@@ -469,15 +461,15 @@ def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) 
     if mapping is not None:
         units = mapping.get("MeasurementUnitsCodeSequence")
         if units:
-            meta["MeasurementUnitsCode"] = _code_json(units[0])
+            meta["MeasurementUnitsCode"] = code_to_json(units[0])
         for item in mapping.get("QuantityDefinitionSequence", []):
             concept = item.ConceptNameCodeSequence[0].CodeValue
             if concept in _QUANTITY and item.get("ConceptCodeSequence"):
-                meta["QuantityValueCode"] = _code_json(item.ConceptCodeSequence[0])
+                meta["QuantityValueCode"] = code_to_json(item.ConceptCodeSequence[0])
             elif concept in _MEASUREMENT_METHOD and item.get("ConceptCodeSequence"):
-                meta["MeasurementMethodCode"] = _code_json(item.ConceptCodeSequence[0])
+                meta["MeasurementMethodCode"] = code_to_json(item.ConceptCodeSequence[0])
             elif concept in _MODEL_FITTING and item.get("ConceptCodeSequence"):
-                meta["ModelFittingMethodCode"] = _code_json(item.ConceptCodeSequence[0])
+                meta["ModelFittingMethodCode"] = code_to_json(item.ConceptCodeSequence[0])
             elif concept in _DIFFUSION_B_VALUE:
                 value = item.get("NumericValue")
                 if value is None and item.get("MeasuredValueSequence"):
@@ -487,7 +479,7 @@ def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) 
     derivation = frame_item(dataset, 0, "DerivationImageSequence")
     if derivation is not None:
         if derivation.get("DerivationCodeSequence"):
-            meta["DerivationCode"] = _code_json(derivation.DerivationCodeSequence[0])
+            meta["DerivationCode"] = code_to_json(derivation.DerivationCodeSequence[0])
         if derivation.get("DerivationDescription"):
             meta["DerivationDescription"] = str(derivation.DerivationDescription)
     frame_type = frame_item(dataset, 0, "ParametricMapFrameTypeSequence")
@@ -497,7 +489,7 @@ def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) 
     anatomy = frame_item(dataset, 0, "FrameAnatomySequence")
     if anatomy is not None:
         if anatomy.get("AnatomicRegionSequence"):
-            meta["AnatomicRegionSequence"] = _code_json(anatomy.AnatomicRegionSequence[0])
+            meta["AnatomicRegionSequence"] = code_to_json(anatomy.AnatomicRegionSequence[0])
         if anatomy.get("FrameLaterality"):
             meta["FrameLaterality"] = str(anatomy.FrameLaterality)
     for required in ("QuantityValueCode", "MeasurementUnitsCode", "DerivationCode", "AnatomicRegionSequence", "FrameLaterality"):

@@ -12,10 +12,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.sr.coding import Code
 
 from qidicom import __version__
 from qidicom import metadata as metadata_module
+from qidicom.metadata import code_from_json, code_to_json
 from qidicom.errors import GeometryError, InputError, QidicomError
 from qidicom.geometry import Volume, resample_onto
 from qidicom.readers import (
@@ -29,7 +29,7 @@ from qidicom.readers import (
     source_name,
     tolerant_dicom_values,
 )
-from qidicom.writers import dicom_bytes, transfer_syntax_for
+from qidicom.writers import ExportedFile, dicom_bytes, suggested_filename, transfer_syntax_for
 
 SEGMENTATION_TYPES = ("binary", "labelmap", "fractional")
 FRACTIONAL_TYPES = ("PROBABILITY", "OCCUPANCY")
@@ -57,10 +57,6 @@ class SegResult:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def code_from_json(entry: dict) -> Code:
-    return Code(str(entry["CodeValue"]), str(entry["CodingSchemeDesignator"]), str(entry["CodeMeaning"]))
 
 
 def assign_segments(
@@ -473,13 +469,6 @@ def _add_clinical_trial_attributes(dataset: Dataset, metadata: dict) -> None:
         dataset.BodyPartExamined = str(metadata["BodyPartExamined"])
 
 
-def suggested_filename(dataset: Dataset, kind: str) -> str:
-    """A download name a person recognises: patient, series and kind, no odd characters."""
-    parts = [str(dataset.get("PatientID", "")), str(dataset.get("SeriesDescription", "")), kind]
-    cleaned = ["".join(c if c.isalnum() or c in "-_" else "_" for c in part).strip("_") for part in parts]
-    return "_".join(part for part in cleaned if part) + ".dcm"
-
-
 def segmentation_from_files(
     label_maps: Sequence[Source],
     metadata: Source | dict,
@@ -634,14 +623,6 @@ def _frame_segment_numbers(dataset: Dataset, frame_count: int) -> list[int | Non
     return numbers
 
 
-def _code_json(item: Dataset) -> dict:
-    return {
-        "CodeValue": str(item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")),
-        "CodingSchemeDesignator": str(item.CodingSchemeDesignator),
-        "CodeMeaning": str(item.CodeMeaning),
-    }
-
-
 def segment_attributes(item: Dataset) -> dict:
     """dcmqi-style attributes of one SegmentSequence item (labelID filled in by the caller)."""
     import highdicom as hd
@@ -653,19 +634,19 @@ def segment_attributes(item: Dataset) -> dict:
         attributes["SegmentDescription"] = str(item.SegmentDescription)
     category = item.SegmentedPropertyCategoryCodeSequence[0]
     property_type = item.SegmentedPropertyTypeCodeSequence[0]
-    attributes["SegmentedPropertyCategoryCodeSequence"] = _code_json(category)
-    attributes["SegmentedPropertyTypeCodeSequence"] = _code_json(property_type)
+    attributes["SegmentedPropertyCategoryCodeSequence"] = code_to_json(category)
+    attributes["SegmentedPropertyTypeCodeSequence"] = code_to_json(property_type)
     modifier = property_type.get("SegmentedPropertyTypeModifierCodeSequence") or item.get(
         "SegmentedPropertyTypeModifierCodeSequence"
     )
     if modifier:
-        attributes["SegmentedPropertyTypeModifierCodeSequence"] = _code_json(modifier[0])
+        attributes["SegmentedPropertyTypeModifierCodeSequence"] = code_to_json(modifier[0])
     region = item.get("AnatomicRegionSequence")
     if region:
-        attributes["AnatomicRegionSequence"] = _code_json(region[0])
+        attributes["AnatomicRegionSequence"] = code_to_json(region[0])
         region_modifier = region[0].get("AnatomicRegionModifierSequence")
         if region_modifier:
-            attributes["AnatomicRegionModifierSequence"] = _code_json(region_modifier[0])
+            attributes["AnatomicRegionModifierSequence"] = code_to_json(region_modifier[0])
     attributes["SegmentAlgorithmType"] = str(item.get("SegmentAlgorithmType", "MANUAL"))
     if item.get("SegmentAlgorithmName"):
         attributes["SegmentAlgorithmName"] = str(item.SegmentAlgorithmName)
@@ -700,12 +681,6 @@ def top_level_metadata(dataset: Dataset) -> dict:
         if value not in (None, ""):
             meta[keyword] = str(value)
     return meta
-
-
-@dataclass
-class ExportedFile:
-    name: str
-    data: bytes
 
 
 def segmentation_to_files(

@@ -30,7 +30,8 @@ from qidicom import metadata as metadata_module
 from qidicom.errors import InputError, QidicomError
 from qidicom.readers import Source, iter_dicom_sources, parse_dicom, read_dicom, tolerant_dicom_values
 from qidicom.readers import source_name
-from qidicom.seg import code_from_json, suggested_filename
+from qidicom.metadata import code_from_json, code_to_json
+from qidicom.writers import suggested_filename
 from qidicom.writers import dicom_bytes
 
 Progress = Callable[[str, float], None]
@@ -615,7 +616,7 @@ def read_report(source: Source | Dataset, name: str | None = None) -> ReportCont
         elif concept in _DEVICE_FIELDS:
             observer[_DEVICE_FIELDS[concept]] = _text(item)
         elif concept in _PROCEDURE_REPORTED:
-            meta.setdefault("procedureReported", _code(item.ConceptCodeSequence[0]))
+            meta.setdefault("procedureReported", code_to_json(item.ConceptCodeSequence[0]))
         elif concept in _IMAGE_LIBRARY:
             library.extend(_image_references(item))
         elif concept in _IMAGING_MEASUREMENTS:
@@ -641,14 +642,6 @@ def read_report(source: Source | Dataset, name: str | None = None) -> ReportCont
 def _concept(item: Dataset) -> str:
     names = item.get("ConceptNameCodeSequence")
     return str(names[0].CodeValue) if names else ""
-
-
-def _code(item: Dataset) -> dict:
-    return {
-        "CodeValue": str(item.get("CodeValue") or item.get("LongCodeValue") or item.get("URNCodeValue")),
-        "CodingSchemeDesignator": str(item.CodingSchemeDesignator),
-        "CodeMeaning": str(item.CodeMeaning),
-    }
 
 
 def _text(item: Dataset) -> str:
@@ -685,7 +678,7 @@ def _read_group(container: Dataset, index: int, context: list[str], warnings: li
         elif concept in _TIME_POINT:
             group["timePoint"] = _text(item)
         elif concept in _FINDING and value_type == "CODE":
-            group["Finding"] = _code(item.ConceptCodeSequence[0])
+            group["Finding"] = code_to_json(item.ConceptCodeSequence[0])
         elif concept in _REFERENCED_SEGMENT:
             reference = item.ReferencedSOPSequence[0]
             group["segmentationSOPInstanceUID"] = str(reference.ReferencedSOPInstanceUID)
@@ -699,20 +692,20 @@ def _read_group(container: Dataset, index: int, context: list[str], warnings: li
             group["rwvmMapUsedForMeasurement"] = str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
             context.append(group["rwvmMapUsedForMeasurement"])
         elif concept in _MEASUREMENT_METHOD and value_type == "CODE":
-            group["MeasurementMethod"] = _code(item.ConceptCodeSequence[0])
+            group["MeasurementMethod"] = code_to_json(item.ConceptCodeSequence[0])
         elif concept in _FINDING_SITE and value_type == "CODE":
-            group["FindingSite"] = _code(item.ConceptCodeSequence[0])
+            group["FindingSite"] = code_to_json(item.ConceptCodeSequence[0])
             for modifier in item.get("ContentSequence", []):
                 if _concept(modifier) in _LATERALITY:
-                    group["Laterality"] = _code(modifier.ConceptCodeSequence[0])
+                    group["Laterality"] = code_to_json(modifier.ConceptCodeSequence[0])
         elif concept in _ALGORITHM_NAME | _ALGORITHM_VERSION | _ALGORITHM_PARAMETERS:
             _read_algorithm_item(item, algorithm)
         elif value_type == "NUM":
             measurements.append(_read_measurement(item, f"Measurements[{index}].measurementItems[{len(measurements)}]", warnings))
         elif value_type == "CODE" and item.get("RelationshipType") == "CONTAINS":
-            evaluations.append({"conceptCode": _code(item.ConceptNameCodeSequence[0]), "conceptValue": _code(item.ConceptCodeSequence[0])})
+            evaluations.append({"conceptCode": code_to_json(item.ConceptNameCodeSequence[0]), "conceptValue": code_to_json(item.ConceptCodeSequence[0])})
         elif value_type == "TEXT" and item.get("RelationshipType") == "CONTAINS":
-            evaluations.append({"conceptCode": _code(item.ConceptNameCodeSequence[0]), "conceptValue": str(item.TextValue)})
+            evaluations.append({"conceptCode": code_to_json(item.ConceptNameCodeSequence[0]), "conceptValue": str(item.TextValue)})
         elif concept not in _GROUP_STRUCTURE:
             warnings.append(
                 f"Measurements[{index}]: content item '{_meaning(item)}' ({value_type}) has no place in the "
@@ -749,7 +742,7 @@ def _numeric(item: Dataset, path: str, warnings: list[str]) -> tuple[str, dict |
         value = measured[0]
         units = value.get("MeasurementUnitsCodeSequence")
         text = str(value.NumericValue).strip() if value.get("NumericValue") is not None else "nan"
-        return text, (_code(units[0]) if units else None)
+        return text, (code_to_json(units[0]) if units else None)
     qualifier = item.get("NumericValueQualifierCodeSequence")
     if qualifier and qualifier[0].CodeValue != NOT_A_NUMBER.value:
         warnings.append(f"{path}: no value ({qualifier[0].CodeMeaning}); read as \"nan\"")
@@ -758,7 +751,7 @@ def _numeric(item: Dataset, path: str, warnings: list[str]) -> tuple[str, dict |
 
 def _read_measurement(item: Dataset, path: str, warnings: list[str]) -> dict:
     text, units = _numeric(item, path, warnings)
-    measurement: dict = {"value": text, "quantity": _code(item.ConceptNameCodeSequence[0])}
+    measurement: dict = {"value": text, "quantity": code_to_json(item.ConceptNameCodeSequence[0])}
     if units is not None:
         measurement["units"] = units
     modifiers, parameters, properties, algorithm = [], [], [], {}
@@ -767,22 +760,22 @@ def _read_measurement(item: Dataset, path: str, warnings: list[str]) -> dict:
         relationship = child.get("RelationshipType")
         value_type = child.get("ValueType")
         if concept in _DERIVATION and value_type == "CODE":
-            measurement["derivationModifier"] = _code(child.ConceptCodeSequence[0])
+            measurement["derivationModifier"] = code_to_json(child.ConceptCodeSequence[0])
         elif concept in _ALGORITHM_NAME | _ALGORITHM_VERSION | _ALGORITHM_PARAMETERS:
             _read_algorithm_item(child, algorithm)
         elif concept in _POPULATION_DESCRIPTION:
             measurement["measurementPopulationDescription"] = _text(child)
         elif value_type == "CODE" and relationship == "HAS CONCEPT MOD":
-            modifiers.append({"modifier": _code(child.ConceptNameCodeSequence[0]), "modifierValue": _code(child.ConceptCodeSequence[0])})
+            modifiers.append({"modifier": code_to_json(child.ConceptNameCodeSequence[0]), "modifierValue": code_to_json(child.ConceptCodeSequence[0])})
         elif value_type == "NUM" and relationship == "INFERRED FROM":
             value, units = _numeric(child, path, warnings)
-            entry = {"derivationParameter": _code(child.ConceptNameCodeSequence[0]), "derivationParameterValue": value}
-            entry["derivationParameterUnits"] = units or _code_dict(_NO_UNITS)
+            entry = {"derivationParameter": code_to_json(child.ConceptNameCodeSequence[0]), "derivationParameterValue": value}
+            entry["derivationParameterUnits"] = units or code_to_json(_NO_UNITS)
             parameters.append(entry)
         elif value_type == "NUM" and relationship == "HAS PROPERTIES":
             value, units = _numeric(child, path, warnings)
-            properties.append({"numProperty": _code(child.ConceptNameCodeSequence[0]), "numPropertyValue": value,
-                               "numPropertyUnits": units or _code_dict(_NO_UNITS)})
+            properties.append({"numProperty": code_to_json(child.ConceptNameCodeSequence[0]), "numPropertyValue": value,
+                               "numPropertyUnits": units or code_to_json(_NO_UNITS)})
         else:
             warnings.append(f"{path}: content item '{_meaning(child)}' ({value_type}) has no place in the metadata and was left out")
     if modifiers:
@@ -796,8 +789,7 @@ def _read_measurement(item: Dataset, path: str, warnings: list[str]) -> dict:
     return measurement
 
 
-def _code_dict(code: Code) -> dict:
-    return {"CodeValue": code.value, "CodingSchemeDesignator": code.scheme_designator, "CodeMeaning": code.meaning}
+
 
 
 def _hoist_session_and_time_point(meta: dict) -> None:

@@ -11,6 +11,7 @@ import io
 import os
 import tempfile
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,21 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, 
 
 from qidicom.errors import InputError
 from qidicom.geometry import LPS_FROM_RAS, Volume
+
+@dataclass
+class ExportedFile:
+    """One output file of a conversion back from DICOM: its name and contents."""
+
+    name: str
+    data: bytes
+
+
+def suggested_filename(dataset: Dataset, kind: str) -> str:
+    """A download name a person recognises: patient, series and kind, no odd characters."""
+    parts = [str(dataset.get("PatientID", "")), str(dataset.get("SeriesDescription", "")), kind]
+    cleaned = ["".join(c if c.isalnum() or c in "-_" else "_" for c in part).strip("_") for part in parts]
+    return "_".join(part for part in cleaned if part) + ".dcm"
+
 
 #: Compression names accepted by the converters and what transfer syntax highdicom writes.
 COMPRESSIONS = ("none", "deflate", "rle")
