@@ -214,7 +214,7 @@ def write_report(
             "no referenced DICOM files: the report takes its patient and study from the files named in "
             "compositeContext (the SEG it measures), so give them"
         )
-    _check_same_patient(evidence)
+    warnings.extend(other_patient_warnings(evidence))
     report("building the measurement groups", 0.4)
     groups = [
         _measurement_group(index, group, metadata, context_datasets, warnings)
@@ -273,14 +273,35 @@ def _unique(datasets: Sequence[Dataset]) -> list[Dataset]:
     return result
 
 
-def _check_same_patient(datasets: Sequence[Dataset]) -> None:
+def other_patient_warnings(datasets: Sequence[Dataset]) -> list[str]:
+    """A warning per other patient among the referenced objects, naming both patients.
+
+    The first dataset (the composite context) decides the report's patient. dcmqi's own
+    examples measure a SEG of one patient with an image library of another, and dcmqi
+    writes them; so this is said, not refused.
+    """
     first = datasets[0]
+    patient = _patient(first)
+    others: dict[str, list[str]] = {}
     for dataset in datasets[1:]:
-        if str(dataset.get("PatientID", "")) != str(first.get("PatientID", "")):
-            raise InputError(
-                f"{_label(dataset)} belongs to patient '{dataset.get('PatientID', '')}' but {_label(first)} to "
-                f"patient '{first.get('PatientID', '')}': one report covers one patient"
-            )
+        if _patient(dataset) != patient:
+            others.setdefault(_patient(dataset), []).append(_label(dataset))
+    warnings = []
+    for other, labels in others.items():
+        listing = ", ".join(labels[:5]) + (f" and {len(labels) - 5} more" if len(labels) > 5 else "")
+        verb = "belongs" if len(labels) == 1 else "belong"
+        warnings.append(
+            f"{listing} {verb} to patient {other}, but the report is for patient {patient} (from its composite "
+            f"context, {_label(first)}); referenced all the same"
+        )
+    return warnings
+
+
+def _patient(dataset: Dataset) -> str:
+    """A patient as a person recognises them: ID, and name when there is one."""
+    identifier = str(dataset.get("PatientID", "") or "")
+    name = str(dataset.get("PatientName", "") or "")
+    return f"'{identifier}'" + (f" ({name})" if name and name != identifier else "")
 
 
 def _label(dataset: Dataset) -> str:
