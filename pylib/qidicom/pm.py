@@ -23,8 +23,15 @@ from pydicom.dataset import Dataset
 
 from qidicom import __version__
 from qidicom import metadata as metadata_module
-from qidicom.errors import InputError, QidicomError
-from qidicom.geometry import Volume, resample_onto, slice_normal
+from qidicom.errors import GeometryError, InputError, QidicomError
+from qidicom.geometry import (
+    Volume,
+    check_regular_spacing,
+    describe_grid_difference,
+    index_mapping,
+    resample_onto,
+    slice_normal,
+)
 from qidicom.readers import (
     ReferenceSeries,
     Source,
@@ -35,6 +42,7 @@ from qidicom.readers import (
     read_image,
     source_name,
     tolerant_dicom_values,
+    volume_fits,
 )
 from qidicom.metadata import code_from_json, code_to_json
 from qidicom.writers import ExportedFile, IMAGE_EXTENSIONS, dicom_bytes, suggested_filename, transfer_syntax_for, volume_bytes
@@ -99,7 +107,8 @@ def parametric_map_from_files(
     report("reading the map", 0.05)
     volume = read_image(image)
     report("reading the reference series", 0.15)
-    reference = read_dicom_series(references, match=volume)
+    # Spacing is checked once it is known whether the files are a full series (see place_map).
+    reference = read_dicom_series(references, match=volume, check_spacing=False)
     return write_parametric_map(volume, document, reference, compress=compress, data_type=data_type, progress=progress)
 
 
@@ -112,10 +121,10 @@ def write_parametric_map(
     data_type: str = "auto",
     progress: Progress | None = None,
 ) -> PmResult:
-    """Build a DICOM Parametric Map from a map on the reference series' grid.
+    """Build a DICOM Parametric Map from a map and the reference images it was derived from.
 
     ``metadata`` must already be valid against the pm schema (``parametric_map_from_files``
-    checks it).
+    checks it). See ``place_map`` for how the map's grid relates to the references'.
     """
     import highdicom as hd
 
@@ -126,8 +135,9 @@ def write_parametric_map(
         raise InputError(f"compression '{compress}' is not one of {', '.join(COMPRESSIONS)} for a parametric map")
     transfer_syntax = transfer_syntax_for(compress)
     warnings = list(reference.warnings)
-    report("placing the map on the reference grid", 0.25)
-    array = resample_onto(volume, reference.affine, reference.shape)
+    report("placing the map on its grid", 0.25)
+    placement = place_map(volume, reference, warnings)
+    array = placement.array
     slope = _number(metadata.get("RealWorldValueSlope", "1"), "RealWorldValueSlope")
     intercept = _number(metadata.get("RealWorldValueIntercept", "0"), "RealWorldValueIntercept")
     stored = stored_values(array, slope, intercept, data_type, volume.name, warnings)
@@ -141,6 +151,7 @@ def write_parametric_map(
             parametric_map = hd.pm.ParametricMap(
                 source_images=reference.datasets,
                 pixel_array=stored.frames,
+                **placement.highdicom_geometry(),
                 series_instance_uid=hd.UID(),
                 series_number=metadata_module.integer_field(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
                 sop_instance_uid=hd.UID(),
@@ -162,6 +173,7 @@ def write_parametric_map(
             )
         except (ValueError, TypeError) as error:
             raise QidicomError(f"the parametric map could not be built: {error}") from None
+        _reference_frame_sources(parametric_map, placement, code_from_json(metadata["DerivationCode"]))
         _order_frames_along_normal(parametric_map)
         _add_frame_anatomy(parametric_map, metadata)
         _add_series_attributes(parametric_map, metadata, warnings)
@@ -171,6 +183,163 @@ def write_parametric_map(
         data = dicom_bytes(parametric_map, compress)
     report("done", 1.0)
     return PmResult(parametric_map, data, suggested_filename(parametric_map, "PM"), warnings)
+
+
+@dataclass
+class MapPlacement:
+    """Where a PM's frames lie, and which reference image each was derived from.
+
+    ``array`` is the map's own voxels ``[i, j, k]`` on ``affine``, with its axes turned to
+    follow the reference images' rows, columns and normal when they are parallel to them.
+    ``sources[k]`` is the reference image in whose plane slice k lies, or None.
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    sources: list[Dataset | None]
+    positions: np.ndarray  # (slices, 3): each frame's Image Position (Patient)
+    on_series_grid: bool  # True: checked against a full reference series, on its grid
+
+    def highdicom_geometry(self) -> dict:
+        """Plane positions, orientation and pixel measures for highdicom's constructor."""
+        import highdicom as hd
+
+        directions = self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+        spacing = np.linalg.norm(self.affine[:3, :3], axis=0)
+        geometry: dict = {
+            "plane_positions": [hd.PlanePositionSequence("PATIENT", [float(v) for v in p]) for p in self.positions],
+        }
+        if not self.on_series_grid:
+            orientation = [float(v) for v in np.concatenate([directions[:, 0], directions[:, 1]])]
+            geometry["plane_orientation"] = hd.PlaneOrientationSequence("PATIENT", orientation)
+            # Slice thickness is not known from a map: its slice spacing stands in, as in dcmqi.
+            geometry["pixel_measures"] = hd.PixelMeasuresSequence(
+                pixel_spacing=(float(spacing[1]), float(spacing[0])),
+                slice_thickness=float(spacing[2]),
+                spacing_between_slices=float(spacing[2]),
+            )
+        return geometry
+
+
+def place_map(volume: Volume, reference: ReferenceSeries, warnings: list[str]) -> MapPlacement:
+    """Decide the PM's grid and each frame's source image.
+
+    A full reference series (more than one image, at least one per slice of the map) gets
+    the full check: regular spacing, and the map on the series' grid (a slice subset is
+    fine). Fewer reference files, as in dcmqi's documented call with one MR slice for a
+    20-slice map, give the composite context only: the map keeps its own grid, each frame
+    references the image in whose plane it lies, and frames with none are counted in one
+    warning.
+    """
+    aligned = _aligned_with(volume, reference.stack.orientation)
+    count = len(reference.datasets)
+    name = volume.name or "the map"
+    if count > 1 and count >= aligned.shape[2]:
+        check_regular_spacing(reference.stack, reference.names)
+        if not volume_fits(aligned, reference):
+            raise GeometryError(describe_grid_difference(volume, reference.affine, reference.shape))
+        matrix, offset = index_mapping(aligned.affine, reference.affine)
+        start = offset.astype(int)  # the aligned map's axes follow the series': matrix is the identity
+        affine = reference.affine.copy()
+        affine[:3, 3] = reference.affine[:3, :3] @ start + reference.affine[:3, 3]
+        sources = [reference.datasets[start[2] + k] for k in range(aligned.shape[2])]
+        positions = np.array([affine[:3, 3] + affine[:3, 2] * k for k in range(aligned.shape[2])])
+        if start[0] == 0 and start[1] == 0:
+            positions = reference.stack.positions[start[2]:start[2] + aligned.shape[2]].copy()
+        return MapPlacement(aligned.array, affine, sources, positions, True)
+    affine = aligned.affine
+    positions = np.array([affine[:3, 3] + affine[:3, 2] * k for k in range(aligned.shape[2])])
+    sources = _sources_by_plane(affine, positions, reference)
+    for k, source in enumerate(sources):
+        # A frame at its source image's position takes that position's text, as a full series does.
+        if source is not None and np.allclose(np.asarray(source.ImagePositionPatient, float), positions[k], atol=0.01):
+            positions[k] = np.asarray(source.ImagePositionPatient, float)
+    found = sum(source is not None for source in sources)
+    if found < len(sources):
+        shape = "x".join(str(n) for n in aligned.shape)
+        spacing = " x ".join(f"{v:.5g}" for v in np.linalg.norm(affine[:3, :3], axis=0))
+        warnings.append(
+            f"{name}: the reference files are {count} image{'s' if count != 1 else ''}, not a series covering "
+            f"its {aligned.shape[2]} slices, so the map keeps its own grid ({shape}, {spacing} mm) and takes only "
+            f"patient, study and frame of reference from them; {found} of {len(sources)} frames lie in the plane "
+            f"of a reference image and reference it, the other {len(sources) - found} reference no source image"
+        )
+    return MapPlacement(aligned.array, affine, sources, positions, False)
+
+
+def _aligned_with(volume: Volume, orientation: Sequence[float]) -> Volume:
+    """The volume with its axes permuted and flipped to follow the image rows, columns and
+    slice normal of ``orientation``, when they are parallel to them; else unchanged."""
+    iop = np.asarray(orientation, float)
+    basis = np.stack([iop[:3], iop[3:], slice_normal(iop)], axis=1)
+    cosines = basis.T @ volume.directions  # [target axis, source axis]
+    rounded = np.round(cosines)
+    if np.abs(cosines - rounded).max() > 1e-3 or not (np.abs(rounded).sum(axis=0) == 1).all() \
+            or not (np.abs(rounded).sum(axis=1) == 1).all():
+        return volume
+    source_axis = [int(np.nonzero(rounded[t])[0][0]) for t in range(3)]
+    array = np.transpose(volume.array, source_axis)
+    affine = np.eye(4)
+    affine[:3, :3] = volume.affine[:3, source_axis]
+    affine[:3, 3] = volume.affine[:3, 3]
+    for t in range(3):
+        if rounded[t, source_axis[t]] < 0:
+            array = np.flip(array, axis=t)
+            affine[:3, 3] += affine[:3, t] * (array.shape[t] - 1)
+            affine[:3, t] = -affine[:3, t]
+    return Volume(array, affine, volume.name, volume.meta)
+
+
+def _sources_by_plane(affine: np.ndarray, positions: np.ndarray, reference: ReferenceSeries) -> list[Dataset | None]:
+    """For each frame, the reference image whose plane it lies in (parallel, and within 5%
+    of a slice, at least 0.01 mm, along the normal), or None."""
+    spacing = float(np.linalg.norm(affine[:3, 2]))
+    normal = affine[:3, 2] / spacing
+    if abs(float(np.dot(normal, reference.stack.normal))) < 1 - 1e-4:
+        return [None] * len(positions)
+    tolerance = max(0.01, 0.05 * spacing)
+    image_distances = reference.stack.positions @ normal
+    sources: list[Dataset | None] = []
+    for position in positions:
+        gaps = np.abs(image_distances - float(position @ normal))
+        best = int(np.argmin(gaps))
+        sources.append(reference.datasets[best] if gaps[best] <= tolerance else None)
+    return sources
+
+
+def _reference_frame_sources(dataset: Dataset, placement: MapPlacement, derivation) -> None:
+    """Each frame's Derivation Image: its source image, when one lies in its plane.
+
+    highdicom references source images only when every frame has one, so this is done
+    here for all frames alike. A frame with no source keeps the Derivation Code (how it was
+    made) with an empty Source Image Sequence (Type 2), so no derivation reference.
+    """
+    import highdicom as hd
+
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    pixel_spacing = np.linalg.norm(placement.affine[:3, :3], axis=0)[:2]  # along i (columns), j (rows)
+    for frame in dataset.PerFrameFunctionalGroupsSequence:
+        position = np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float)
+        k = int(np.argmin(np.linalg.norm(placement.positions - position, axis=1)))
+        source = placement.sources[k]
+        item = Dataset()
+        item.DerivationCodeSequence = [hd.sr.CodedConcept.from_code(derivation)]
+        item.SourceImageSequence = []
+        if source is not None:
+            reference = Dataset()
+            reference.ReferencedSOPClassUID = source.SOPClassUID
+            reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
+            preserved = (
+                (int(source.Rows), int(source.Columns)) == (rows, columns)
+                and np.allclose(np.asarray(source.ImagePositionPatient, float), position, atol=0.01)
+                and np.allclose(np.asarray(source.get("PixelSpacing", [0, 0]), float)[::-1], pixel_spacing, atol=1e-4)
+            )
+            reference.SpatialLocationsPreserved = "YES" if preserved else "NO"
+            reference.PurposeOfReferenceCodeSequence = [
+                hd.sr.CodedConcept("121322", "DCM", "Source image for image processing operation")
+            ]
+            item.SourceImageSequence = [reference]
+        frame.DerivationImageSequence = [item]
 
 
 def stored_values(
@@ -449,7 +618,9 @@ def _format_decimal(value: float) -> str:
 def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) -> dict:
     """dcmqi-style pm metadata describing a PM; it validates against qidicom's pm schema.
 
-    The map written beside it holds real-world values, so no slope or intercept is listed.
+    The map written beside it holds real-world values, so its RealWorldValueSlope is "1"
+    (listed, as dcmqi's reader lists it). BodyPartExamined and DerivationDescription are
+    always present, empty when the PM has none, as in dcmqi's reader's output.
     """
     meta: dict = {"@schema": metadata_module.SCHEMA_IDS["pm"]}
     for keyword in ("SeriesDescription", "SeriesNumber", "InstanceNumber", "BodyPartExamined",
@@ -457,6 +628,8 @@ def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) 
         value = dataset.get(keyword)
         if value not in (None, ""):
             meta[keyword] = str(value)
+    meta.setdefault("BodyPartExamined", "")
+    meta["RealWorldValueSlope"] = "1"
     label = getattr(dataset, "filename", None) or "the PM"
     if mapping is not None:
         units = mapping.get("MeasurementUnitsCodeSequence")
@@ -476,7 +649,13 @@ def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) 
                     value = item.MeasuredValueSequence[0].get("NumericValue")
                 if value not in (None, ""):
                     meta.setdefault("SourceImageDiffusionBValues", []).append(_format_decimal(float(value)))
-    derivation = frame_item(dataset, 0, "DerivationImageSequence")
+    # The first frame with a Derivation Image: with one reference image, frame 1 may have none.
+    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    derivation = next(
+        (item for item in (frame_item(dataset, f, "DerivationImageSequence") for f in range(frame_count)) if item is not None),
+        None,
+    )
+    meta["DerivationDescription"] = ""
     if derivation is not None:
         if derivation.get("DerivationCodeSequence"):
             meta["DerivationCode"] = code_to_json(derivation.DerivationCodeSequence[0])
@@ -501,18 +680,23 @@ def pm_metadata(dataset: Dataset, mapping: Dataset | None, warnings: list[str]) 
     return meta
 
 
+#: ``--outputType`` values and the image format written: dcmqi's paramap2itkimage writes
+#: gzipped NIfTI (``pmap.nii.gz``) for both "nii" and "nifti".
+OUTPUT_TYPES = {"nrrd": "nrrd", "nii": "nii.gz", "nifti": "nii.gz", "nii.gz": "nii.gz"}
+
+
 def parametric_map_to_files(
     source: Source, prefix: str = "", output_type: str = "nrrd", name: str | None = None
 ) -> tuple[list[ExportedFile], list[str]]:
     """What ``paramap2itkimage`` writes: ``<prefix>-pmap.<ext>`` and ``<prefix>-meta.json``
     (``pmap.<ext>`` and ``meta.json`` without a prefix, as dcmqi names them), and warnings."""
-    extension = IMAGE_EXTENSIONS.get(output_type)
-    if extension is None:
-        raise InputError(f"output type '{output_type}' is not one of {', '.join(IMAGE_EXTENSIONS)}")
+    image_type = OUTPUT_TYPES.get(output_type)
+    if image_type is None:
+        raise InputError(f"output type '{output_type}' is not one of {', '.join(OUTPUT_TYPES)}")
     contents = read_parametric_map(source, name)
     stem = f"{prefix}-" if prefix else ""
     files = [
-        ExportedFile(f"{stem}pmap{extension}", volume_bytes(contents.volume, output_type)),
+        ExportedFile(f"{stem}pmap{IMAGE_EXTENSIONS[image_type]}", volume_bytes(contents.volume, image_type)),
         ExportedFile(f"{stem}meta.json", (json.dumps(contents.metadata, indent=2) + "\n").encode()),
     ]
     return files, contents.warnings
