@@ -292,4 +292,4 @@ def test_cli_segimage2itkimage_names_files_like_dcmqi_without_a_prefix(case, tmp
     assert cli("itkimage2segimage", "--inputImageList", case["label_path"], "--inputDICOMDirectory", case["series"],
                "--inputMetadata", case["metadata_path"], "--outputDICOM", seg) == 0
     assert cli("segimage2itkimage", "--inputDICOM", seg, "--outputDirectory", tmp_path / "out", "-t", "nii") == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.nii", "2.nii", "meta.json"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.nii.gz", "2.nii.gz", "meta.json"]

@@ -76,9 +76,12 @@ def itkimage2segimage(args: argparse.Namespace) -> None:
 def segimage2itkimage(args: argparse.Namespace) -> None:
     from qidicom.seg import segmentation_to_files
 
+    warnings: list[str] = []
     files = segmentation_to_files(
-        Path(args.inputDICOM), prefix=args.prefix, output_type=args.outputType, merge_segments=args.mergeSegments
+        Path(args.inputDICOM), prefix=args.prefix, output_type=args.outputType, merge_segments=args.mergeSegments,
+        warnings=warnings,
     )
+    _print_warnings(warnings)
     _write_all(Path(args.outputDirectory), files)
 
 
@@ -201,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SEG to read")
     sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-<N>.<ext> and <prefix>-meta.json")
     sub.add_argument("-p", "--prefix", default="", help="output file name prefix (none by default: 1.nrrd, meta.json)")
-    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
+    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nii and nifti write .nii.gz, as dcmqi does; default nrrd)")
     sub.add_argument("--mergeSegments", action="store_true", help="merge non-overlapping segments into as few label maps as possible")
 
     sub = command("bin2labelsegimage", bin2labelsegimage, "A BINARY DICOM Segmentation to a LABELMAP one.")
@@ -225,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the Parametric Map to read")
     sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-pmap.<ext> and <prefix>-meta.json")
     sub.add_argument("-p", "--prefix", default="", help="output file name prefix (default none: pmap.<ext>, meta.json)")
-    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nifti writes .nii.gz; default nrrd)")
+    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nii and nifti write .nii.gz, as dcmqi does; default nrrd)")
 
     sub = command("tid1500writer", tid1500writer, "dcmqi-style sr-tid1500 JSON to a DICOM TID 1500 measurement report (Comprehensive SR).")
     sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style sr-tid1500 metadata JSON")

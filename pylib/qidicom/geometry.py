@@ -237,3 +237,40 @@ def _format_axes(directions: np.ndarray) -> str:
 
 def _format_shape(shape: Sequence[int]) -> str:
     return "x".join(str(int(n)) for n in shape)
+
+
+#: Smallest direction-cosine component that still earns a letter in Patient Orientation:
+#: rounding in ImageOrientationPatient text must not turn an axial image "oblique".
+ORIENTATION_LETTER_THRESHOLD = 1e-3
+
+
+def patient_orientation(image_orientation: Sequence[float]) -> list[str]:
+    """Patient Orientation (0020,0020) for planes of the given Image Orientation (Patient).
+
+    One value for the row direction and one for the column direction, each the letters
+    (L/R, P/A, H/F) of the patient axes the direction points along, the principal axis
+    first and at most three letters (PS3.3 C.7.6.1.1.1). LPS: +x is L, +y is P, +z is H.
+    """
+    iop = np.asarray(image_orientation, float)
+    return [_direction_letters(iop[:3]), _direction_letters(iop[3:])]
+
+
+def _direction_letters(direction: np.ndarray) -> str:
+    positive, negative = "LPH", "RAF"
+    letters = []
+    for axis in np.argsort(-np.abs(direction), kind="stable"):
+        if abs(direction[axis]) < ORIENTATION_LETTER_THRESHOLD:
+            break
+        letters.append(positive[axis] if direction[axis] > 0 else negative[axis])
+    return "".join(letters)
+
+
+def covered_ranges(volume: Volume, target_affine: np.ndarray, tolerance: float = 1e-3) -> list[tuple[int, int]] | None:
+    """The index range ``(first, last)`` along i, j and k of the target grid that the
+    volume covers, or None if its grid is not aligned with the target's."""
+    mapping = index_mapping(volume.affine, target_affine, tolerance)
+    if mapping is None:
+        return None
+    matrix, offset = mapping
+    corners = np.array([[0, 0, 0], [n - 1 for n in volume.shape]]) @ matrix.T + offset
+    return [(int(low), int(high)) for low, high in zip(corners.min(axis=0), corners.max(axis=0))]

@@ -11,16 +11,19 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
+import pydicom
 from pydicom.dataset import Dataset
 
 from qidicom import __version__
 from qidicom import metadata as metadata_module
 from qidicom.metadata import code_from_json, code_to_json
 from qidicom.errors import GeometryError, InputError, QidicomError
-from qidicom.geometry import Volume, resample_onto
+from qidicom.geometry import Volume, covered_ranges, patient_orientation, resample_onto
 from qidicom.readers import (
+    NamedBytes,
     ReferenceSeries,
     Source,
+    as_named_bytes,
     frame_grid,
     frame_item,
     read_dicom,
@@ -199,13 +202,14 @@ def _background_as_padding(dataset: Dataset) -> None:
 
 
 def _label_arrays_on_grid(
-    label_maps: Sequence[Volume], reference: ReferenceSeries, check_geometry: bool
+    label_maps: Sequence[Volume], reference: ReferenceSeries, check_geometry: bool, warnings: list[str]
 ) -> list[np.ndarray]:
     """Each label map as [i, j, k] on the reference grid (sorted slices)."""
     arrays = []
     for volume in label_maps:
         if check_geometry:
             arrays.append(resample_onto(volume, reference.affine, reference.shape))
+            _warn_partial_coverage(volume, reference, warnings)
             continue
         # Unchecked, as dcmqi's --referencesGeometryCheck 0: trust that the image has the
         # series' size and slice order, and take every position from the series.
@@ -216,6 +220,40 @@ def _label_arrays_on_grid(
             )
         arrays.append(np.asarray(volume.array))
     return arrays
+
+
+def _warn_partial_coverage(volume: Volume, reference: ReferenceSeries, warnings: list[str]) -> None:
+    """A label map on part of the series' grid is placed by position; say so, with both sizes."""
+    ranges = covered_ranges(volume, reference.affine)
+    full = [(0, n - 1) for n in reference.shape]
+    if ranges is None or ranges == full:
+        return
+    parts = [
+        f"{name} {low + 1}-{high + 1} of {n}"
+        for name, (low, high), n in zip(("columns", "rows", "slices"), ranges, reference.shape)
+        if (low, high) != (0, n - 1)
+    ]
+    warnings.append(
+        f"{volume.name} is {'x'.join(map(str, volume.shape))} voxels but the reference series is "
+        f"{'x'.join(map(str, reference.shape))}; it covers {', '.join(parts)} and the rest of the series "
+        "is treated as empty"
+    )
+
+
+def _check_finite(volume: Volume) -> None:
+    """NaN or infinite voxels have no label or probability: refuse them, saying where."""
+    array = volume.array
+    if not np.issubdtype(array.dtype, np.floating):
+        return
+    for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):
+        bad = test(array)
+        count = int(np.count_nonzero(bad))
+        if count:
+            first = ", ".join(str(int(v)) for v in np.argwhere(bad)[0])
+            raise InputError(
+                f"{volume.name}: {count} voxel(s) are {what}, the first at voxel index [{first}]; "
+                "a label map or probability map must hold finite numbers"
+            )
 
 
 def _label_values(array: np.ndarray) -> set[int]:
@@ -232,8 +270,12 @@ def _label_values(array: np.ndarray) -> set[int]:
 def _check_labels(
     arrays: Sequence[np.ndarray], specs: Sequence[SegmentSpec], names: Sequence[str], fractional: bool, warnings: list[str]
 ) -> list[SegmentSpec]:
-    """Fail on labels with no metadata; warn about (and drop) described labels with no voxels."""
-    kept = []
+    """Fail on labels with no metadata; warn about (and drop) described labels with no voxels.
+
+    The segments kept stay in the order given, which is the metadata's (segment 1 is the
+    first entry of segmentAttributes), whatever the order of the input files.
+    """
+    present_in: dict[int, set[int] | None] = {}
     for file_index, (array, name) in enumerate(zip(arrays, names)):
         file_specs = [spec for spec in specs if spec.file_index == file_index]
         if fractional:
@@ -247,14 +289,12 @@ def _check_labels(
                     f"{name}: fractional input must hold values from 0 to 1 (probabilities or occupancy); "
                     f"found integer values up to {array.max()}"
                 )
-            low, high = float(np.nanmin(array)), float(np.nanmax(array))
-            if np.isnan(array).any() if np.issubdtype(array.dtype, np.floating) else False:
-                raise InputError(f"{name}: fractional input contains NaN values")
+            low, high = float(np.min(array)), float(np.max(array))
             if low < 0 or high > 1:
                 raise InputError(f"{name}: fractional values must lie in 0..1; found {low:g}..{high:g}")
             if high == 0:
                 warnings.append(f"{name}: all values are zero; segment {file_specs[0].number} is empty")
-            kept.extend(file_specs)
+            present_in[file_index] = None
             continue
         if np.issubdtype(array.dtype, np.floating):
             if not np.all(np.equal(np.mod(array, 1), 0)):
@@ -271,22 +311,31 @@ def _check_labels(
             )
         if not present:
             raise InputError(f"{name}: the label map is empty (all voxels are 0); there is nothing to segment")
-        for spec in file_specs:
-            if spec.label_id in present:
-                kept.append(spec)
-            else:
-                warnings.append(
-                    f"{name}: metadata describes labelID {spec.label_id} "
-                    f"('{spec.attributes.get('SegmentLabel', '')}') but no voxel has that value; "
-                    "the segment is left out"
-                )
+        present_in[file_index] = present
+    kept = []
+    for spec in specs:
+        present = present_in[spec.file_index]
+        if present is None or spec.label_id in present:
+            kept.append(spec)
+        else:
+            warnings.append(
+                f"{names[spec.file_index]}: metadata describes labelID {spec.label_id} "
+                f"('{spec.attributes.get('SegmentLabel', '')}') but no voxel has that value; "
+                "the segment is left out"
+            )
     return kept
 
 
 def _renumber(specs: list[SegmentSpec], use_label_id: bool, segmentation_type: str) -> list[SegmentSpec]:
-    """Consecutive numbers from 1 after dropping empty segments, unless label IDs are kept."""
+    """Consecutive numbers from 1 after dropping empty segments, unless label IDs are kept.
+
+    Kept label IDs are the segment numbers, in number order (the Segment Sequence is
+    written in that order): any IDs for a LABELMAP, 1..N (spread over the files in any
+    order) for BINARY and FRACTIONAL.
+    """
     if not use_label_id:
         return [SegmentSpec(n + 1, s.file_index, s.label_id, s.attributes) for n, s in enumerate(specs)]
+    specs = sorted(specs, key=lambda spec: spec.number)
     numbers = [spec.number for spec in specs]
     if segmentation_type != "labelmap" and numbers != list(range(1, len(numbers) + 1)):
         raise InputError(
@@ -382,8 +431,10 @@ def write_segmentation(
     warnings = list(reference.warnings)
     names = [volume.name for volume in label_maps]
     specs = assign_segments(metadata, names, use_label_id_as_segment_number)
+    for volume in label_maps:
+        _check_finite(volume)
     report("placing label maps on the reference grid", 0.15)
-    arrays = _label_arrays_on_grid(label_maps, reference, check_geometry)
+    arrays = _label_arrays_on_grid(label_maps, reference, check_geometry, warnings)
     specs = _check_labels(arrays, specs, names, segmentation_type == "fractional", warnings)
     if not specs:
         raise InputError("no described segment has any voxels; there is nothing to write")
@@ -455,6 +506,10 @@ def build_segmentation(
                 item.SegmentAlgorithmName = name
     if segmentation_type == "labelmap":
         _background_as_padding(segmentation)
+        # General Image's Patient Orientation (Type 2C) is required of a Label Map
+        # Segmentation; highdicom leaves it out, so derive it from the planes' orientation.
+        orientation = frame_item(segmentation, 0, "PlaneOrientationSequence").ImageOrientationPatient
+        segmentation.PatientOrientation = patient_orientation([float(v) for v in orientation])
     _add_clinical_trial_attributes(segmentation, metadata)
     return segmentation
 
@@ -514,23 +569,43 @@ def segmentation_from_files(
 # --------------------------------------------------------------------------- reading
 
 
-@dataclass
 class Segment:
-    """One segment read from a SEG: its number, voxels on the SEG's grid, and attributes."""
+    """One segment read from a SEG: its number, voxels on the SEG's grid, and attributes.
 
-    number: int
-    array: np.ndarray  # [i, j, k]; bool for binary/labelmap, float32 0..1 for fractional
-    attributes: dict
+    ``array`` is bool for BINARY and LABELMAP segments, float32 0..1 for FRACTIONAL. A
+    LABELMAP segment is a view of the SEG's one label map, its mask made when asked for.
+    """
+
+    def __init__(self, number: int, array: np.ndarray | None, attributes: dict, label_map: np.ndarray | None = None):
+        self.number = number
+        self.attributes = attributes
+        self._array = array
+        self._label_map = label_map
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is not None:
+            return self._array
+        return self._label_map == self.number
+
+    def __repr__(self) -> str:
+        return f"Segment({self.number}, {self.attributes.get('SegmentLabel', '')!r})"
 
 
 @dataclass
 class SegmentationContents:
-    """Everything read from a SEG: the grid, the segments, and top-level metadata."""
+    """Everything read from a SEG: the grid, the segments, and top-level metadata.
+
+    A LABELMAP SEG also keeps its ``label_map``: voxel = segment number, as stored, with
+    slices that have no frame filled with the Pixel Padding Value (or 0).
+    """
 
     affine: np.ndarray
     segments: list[Segment]
     metadata: dict
     segmentation_type: str
+    label_map: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def segment_volumes(self) -> list[tuple[Segment, Volume]]:
         """One volume per segment; label value = segment number (probabilities if fractional)."""
@@ -546,9 +621,14 @@ class SegmentationContents:
         return result
 
     def merged_volumes(self) -> list[tuple[list[Segment], Volume]]:
-        """Non-overlapping groups (first fit, in segment order), each as one label map."""
+        """Non-overlapping groups (first fit, in segment order), each as one label map.
+
+        A LABELMAP SEG is one group already: its own label map, as stored.
+        """
         if self.segmentation_type == "FRACTIONAL":
             raise InputError("fractional segments cannot be merged into label maps; read them unmerged")
+        if self.label_map is not None:
+            return [(list(self.segments), Volume(self.label_map, self.affine, "label map"))]
         groups: list[tuple[list[Segment], np.ndarray]] = []
         for segment in self.segments:
             for members, occupied in groups:
@@ -573,46 +653,142 @@ def _label_dtype(numbers: Sequence[int]):
 
 def read_segmentation(source: Source | Dataset, name: str | None = None) -> SegmentationContents:
     """Read any SEG (binary, fractional or labelmap; from dcmqi, highdicom or qidicom)."""
-    dataset = source if isinstance(source, Dataset) else read_dicom(source, name)
+    if isinstance(source, Dataset):
+        dataset = source
+    else:
+        item = as_named_bytes(source, name)
+        try:
+            dataset = read_dicom(item)
+        except InputError:
+            # A short Pixel Data reads as "truncated"; when it is a frame-count mismatch, say so.
+            problem = _frame_count_problem(item)
+            if problem:
+                raise InputError(f"{item.name}: {problem}") from None
+            raise
     label = getattr(dataset, "filename", None) or name or "the SEG"
     if str(dataset.get("Modality", "")) != "SEG" or "SegmentSequence" not in dataset:
         raise InputError(f"{label}: not a DICOM Segmentation (Modality is '{dataset.get('Modality', '')}')")
     segmentation_type = str(dataset.get("SegmentationType", "BINARY")).upper()
+    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+    problem = _frame_count_mismatch(dataset)
+    if problem:
+        raise InputError(f"{label}: {problem}")
     try:
         with tolerant_dicom_values():
             frames = dataset.pixel_array
     except Exception as error:
         raise InputError(f"{label}: its pixel data cannot be decoded ({error})") from None
-    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
     frames = np.asarray(frames).reshape(frame_count, int(dataset.Rows), int(dataset.Columns))
     grid = frame_grid(dataset, label)
-    segment_of_frame = _frame_segment_numbers(dataset, frame_count)
     slice_index, shape = grid.slice_index, grid.shape
     descriptions = {int(item.SegmentNumber): item for item in dataset.SegmentSequence}
+    colours = _palette_colours(dataset, sorted(descriptions))
     segments = []
+    warnings: list[str] = []
     if segmentation_type == "LABELMAP":
-        # Fortran order: a slice [:, :, k] is contiguous, and so is writing NRRD/NIfTI.
-        label_volume = np.zeros(shape, frames.dtype, order="F")
-        for f in range(frame_count):
-            label_volume[:, :, slice_index[f]] = frames[f].T
-        for number in sorted(descriptions):
-            mask = label_volume == number
-            segments.append(Segment(number, mask, segment_attributes(descriptions[number])))
-    else:
-        scale = float(dataset.get("MaximumFractionalValue", 255) or 255) if segmentation_type == "FRACTIONAL" else 1.0
-        arrays = {
-            number: np.zeros(shape, np.float32 if segmentation_type == "FRACTIONAL" else bool, order="F")
-            for number in descriptions
-        }
-        for f in range(frame_count):
-            number = segment_of_frame[f]
-            if number not in arrays:
-                raise InputError(f"{label}: frame {f + 1} refers to segment {number}, which is not described")
-            values = frames[f].T
-            arrays[number][:, :, slice_index[f]] = values / scale if segmentation_type == "FRACTIONAL" else values != 0
-        for number in sorted(descriptions):
-            segments.append(Segment(number, arrays[number], segment_attributes(descriptions[number])))
-    return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type)
+        label_map, numbers = _read_label_map(dataset, frames, slice_index, shape, descriptions, label, warnings)
+        for number in numbers:
+            segments.append(Segment(number, None, segment_attributes(descriptions[number], colours.get(number)), label_map))
+        return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, label_map, warnings)
+    segment_of_frame = _frame_segment_numbers(dataset, frame_count)
+    scale = float(dataset.get("MaximumFractionalValue", 255) or 255) if segmentation_type == "FRACTIONAL" else 1.0
+    arrays = {
+        number: np.zeros(shape, np.float32 if segmentation_type == "FRACTIONAL" else bool, order="F")
+        for number in descriptions
+    }
+    for f in range(frame_count):
+        number = segment_of_frame[f]
+        if number not in arrays:
+            raise InputError(f"{label}: frame {f + 1} refers to segment {number}, which is not described")
+        values = frames[f].T
+        arrays[number][:, :, slice_index[f]] = values / scale if segmentation_type == "FRACTIONAL" else values != 0
+    for number in sorted(descriptions):
+        segments.append(Segment(number, arrays[number], segment_attributes(descriptions[number], colours.get(number))))
+    return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, None, warnings)
+
+
+def _read_label_map(dataset, frames, slice_index, shape, descriptions, label, warnings) -> tuple[np.ndarray, list[int]]:
+    """The one label map of a LABELMAP SEG, and the segment numbers it holds.
+
+    Pixel Padding Value, when present, marks background: it fills slices that have no
+    frame and is no segment even if described. Without it, missing slices are 0. Pixel
+    value 0 is never a segment of the output: in a label-map file (and dcmqi's metadata,
+    whose labelID starts at 1) 0 is background.
+    """
+    padding = dataset.get("PixelPaddingValue")
+    padding = int(padding) if padding not in (None, "") else None
+    fill = padding if padding is not None else 0
+    # Fortran order: a slice [:, :, k] is contiguous, and so is writing NRRD/NIfTI.
+    label_map = np.full(shape, fill, frames.dtype, order="F")
+    for f in range(len(frames)):
+        label_map[:, :, slice_index[f]] = frames[f].T
+    missing = shape[2] - len(set(int(k) for k in slice_index))
+    if missing and padding is None and 0 in descriptions:
+        warnings.append(
+            f"{label}: {missing} of {shape[2]} slice positions have no frame and there is no Pixel Padding "
+            "Value; they are filled with 0, which this SEG also uses for segment 0"
+        )
+    numbers = []
+    for number in sorted(descriptions):
+        if number == padding:
+            continue
+        if number == 0:
+            warnings.append(
+                f"{label}: segment 0 ('{descriptions[0].get('SegmentLabel', '')}') is described, but 0 is the "
+                "background of a label map file; its voxels stay 0 and it has no entry in the metadata"
+            )
+            continue
+        numbers.append(number)
+    return label_map, numbers
+
+
+def _frames_in_pixel_data(dataset: Dataset) -> int | None:
+    """How many whole frames the Pixel Data holds, or None when that cannot be told."""
+    if "PixelData" not in dataset:
+        return None
+    value = dataset.PixelData or b""
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    if syntax is not None and pydicom.uid.UID(syntax).is_compressed:
+        if syntax != pydicom.uid.RLELossless:
+            return None
+        try:  # RLE Lossless: one fragment per frame (PS3.5 A.4.2)
+            from pydicom.encaps import generate_fragments
+
+            return sum(1 for _ in generate_fragments(value[8 + int.from_bytes(value[4:8], "little"):]))
+        except Exception:
+            return None
+    try:
+        bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * int(dataset.BitsAllocated)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return len(value) * 8 // bits if bits else None
+
+
+def _frame_count_mismatch(dataset: Dataset) -> str | None:
+    said = int(dataset.get("NumberOfFrames", 1) or 1)
+    held = _frames_in_pixel_data(dataset)
+    if held is None or held == said:
+        return None
+    if held > said:
+        bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * int(dataset.BitsAllocated)
+        padded = ((said * bits + 7) // 8 + 1) // 2 * 2
+        if len(dataset.PixelData) <= padded:
+            return None  # the even-length padding of a small 1-bit frame, not another frame
+    return f"NumberOfFrames says {said} but Pixel Data holds {held} frame{'s' if held != 1 else ''}"
+
+
+def _frame_count_problem(item: NamedBytes) -> str | None:
+    """For a file the reader refused: is it a SEG whose Pixel Data is short of its frames?"""
+    import io
+
+    try:
+        with tolerant_dicom_values():
+            dataset = pydicom.dcmread(io.BytesIO(item.data), force=True)
+            if str(dataset.get("Modality", "")) != "SEG":
+                return None
+            return _frame_count_mismatch(dataset)
+    except Exception:
+        return None
 
 
 def _frame_segment_numbers(dataset: Dataset, frame_count: int) -> list[int | None]:
@@ -623,8 +799,13 @@ def _frame_segment_numbers(dataset: Dataset, frame_count: int) -> list[int | Non
     return numbers
 
 
-def segment_attributes(item: Dataset) -> dict:
-    """dcmqi-style attributes of one SegmentSequence item (labelID filled in by the caller)."""
+def segment_attributes(item: Dataset, palette_rgb: Sequence[int] | None = None) -> dict:
+    """dcmqi-style attributes of one SegmentSequence item; labelID is the segment number.
+
+    A PALETTE COLOR label map shows each segment in its palette entry, so that entry is
+    its recommendedDisplayRGBValue (``palette_rgb``); otherwise the colour comes from
+    RecommendedDisplayCIELabValue.
+    """
     import highdicom as hd
 
     attributes: dict = {"labelID": int(item.SegmentNumber)}
@@ -655,6 +836,8 @@ def segment_attributes(item: Dataset) -> dict:
         lab_values = [int(v) for v in lab]
         attributes["recommendedDisplayRGBValue"] = list(hd.color.CIELabColor.from_dicom_value(lab_values).to_rgb(clip=True))
         attributes["RecommendedDisplayCIELabValue"] = lab_values
+    if palette_rgb is not None:
+        attributes["recommendedDisplayRGBValue"] = [int(v) for v in palette_rgb]
     if item.get("TrackingID"):
         attributes["TrackingIdentifier"] = str(item.TrackingID)
     if item.get("TrackingUID"):
@@ -662,9 +845,27 @@ def segment_attributes(item: Dataset) -> dict:
     return attributes
 
 
+def _palette_colours(dataset: Dataset, numbers: Sequence[int]) -> dict[int, list[int]]:
+    """The 8-bit RGB palette entry of each segment number, for a PALETTE COLOR SEG."""
+    if str(dataset.get("PhotometricInterpretation", "")) != "PALETTE COLOR" or not numbers:
+        return {}
+    from pydicom.pixels import apply_color_lut
+
+    try:
+        rgb = np.asarray(apply_color_lut(np.asarray(numbers, np.uint16), dataset), float)
+    except Exception:
+        return {}  # an unreadable palette loses only the colours
+    if rgb.max(initial=0) > 255:  # 16-bit entries
+        rgb = rgb / 257.0
+    return {number: [int(round(v)) for v in rgb[n, :3]] for n, number in enumerate(numbers)}
+
+
 def top_level_metadata(dataset: Dataset) -> dict:
-    """The dcmqi metadata fields that describe the SEG as a whole."""
-    meta: dict = {"@schema": metadata_module.SCHEMA_IDS["seg"]}
+    """The dcmqi metadata fields that describe the SEG as a whole.
+
+    BodyPartExamined is always there (empty when the SEG has none), as in dcmqi's output.
+    """
+    meta: dict = {"@schema": metadata_module.SCHEMA_IDS["seg"], "BodyPartExamined": str(dataset.get("BodyPartExamined", "") or "")}
     for keyword in (
         "ContentCreatorName",
         "ClinicalTrialSeriesID",
@@ -673,7 +874,6 @@ def top_level_metadata(dataset: Dataset) -> dict:
         "SeriesDescription",
         "SeriesNumber",
         "InstanceNumber",
-        "BodyPartExamined",
         "ContentLabel",
         "ContentDescription",
     ):
@@ -689,12 +889,17 @@ def segmentation_to_files(
     output_type: str = "nrrd",
     merge_segments: bool = False,
     name: str | None = None,
+    warnings: list[str] | None = None,
 ) -> list[ExportedFile]:
     """What ``segimage2itkimage`` writes: ``<prefix>-<N>.<ext>`` images and ``<prefix>-meta.json``
-    (``<N>.<ext>`` and ``meta.json`` without a prefix, as dcmqi names them).
+    (``<N>.<ext>`` and ``meta.json`` without a prefix, as dcmqi names them; ``nii`` and
+    ``nifti`` both write ``.nii.gz``).
 
-    Unmerged, file N holds segment N (voxels = N, or probabilities for fractional SEGs);
-    merged, file N holds the N-th group of non-overlapping segments.
+    A LABELMAP SEG gives one file, ``<prefix>-1``, its label map as stored (voxel = segment
+    number), with every segment in one metadata group. Otherwise, unmerged, file N holds
+    segment N (voxels = N, or probabilities for fractional SEGs); merged, file N holds the
+    N-th group of non-overlapping segments. Reading problems that do not stop the export
+    are appended to ``warnings`` when a list is given.
     """
     import json
 
@@ -705,8 +910,10 @@ def segmentation_to_files(
     if extension is None:
         raise InputError(f"output type '{output_type}' is not one of {', '.join(IMAGE_EXTENSIONS)}")
     lead = f"{prefix}-" if prefix else ""
+    if warnings is not None:
+        warnings.extend(contents.warnings)
     files, groups, mapping = [], [], []
-    if merge_segments:
+    if merge_segments or contents.label_map is not None:
         for index, (members, volume) in enumerate(contents.merged_volumes(), start=1):
             filename = f"{lead}{index}{extension}"
             files.append(ExportedFile(filename, volume_bytes(volume, output_type)))
@@ -785,16 +992,33 @@ def _source_stand_ins(binary: Dataset, label: str) -> list[tuple[Dataset, np.nda
     return list(stand_ins.values())
 
 
-def _palette(descriptions: Sequence[Dataset]):
+#: Palette entry for pixel values that are neither background nor a segment. None occur;
+#: white makes one stand out if it ever did.
+_UNUSED_PALETTE_RGB = (255, 255, 255)
+
+
+def _palette(descriptions: Sequence[Dataset], bits_stored: int):
+    """A palette with an entry for every storable pixel value: black background, each
+    segment in its recommended colour, and white for values that are not segments.
+
+    Covering the whole range (256 8-bit entries, or 65536 16-bit ones) leaves no pixel
+    value to the "clamp to the last entry" rule, and makes every LUT use its full range
+    of bits, as dciodvfy checks.
+    """
     import highdicom as hd
 
-    colours = {}
+    entries = 1 << bits_stored
+    table = np.empty((entries, 3), np.uint16)
+    table[:] = _UNUSED_PALETTE_RGB
+    table[0] = (0, 0, 0)
     for item in descriptions:
         lab = item.get("RecommendedDisplayCIELabValue")
         rgb = hd.color.CIELabColor.from_dicom_value([int(v) for v in lab]).to_rgb(clip=True) if lab else (128, 128, 128)
-        colours[int(item.SegmentNumber)] = "#{:02x}{:02x}{:02x}".format(*rgb)
-    table = ["#000000"] + [colours.get(n, "#000000") for n in range(1, max(colours) + 1)]
-    return hd.PaletteColorLUTTransformation.from_colors(table)
+        table[int(item.SegmentNumber)] = rgb
+    # 8-bit entries hold at most 256 values; 16-bit entries scale 0..255 to 0..65535.
+    data = table.astype(np.uint8) if entries <= 256 else table * 257
+    luts = [hd.PaletteColorLUT(0, data[:, n].copy(), colour) for n, colour in enumerate(("red", "green", "blue"))]
+    return hd.PaletteColorLUTTransformation(*luts, palette_color_lut_uid=hd.UID())
 
 
 def binary_to_labelmap(
@@ -837,10 +1061,11 @@ def binary_to_labelmap(
             del description.RecommendedDisplayCIELabValue  # the palette carries the colours
         descriptions.append(description)
     metadata = {key: value for key, value in top_level_metadata(binary).items() if not key.startswith("@")}
+    bits = 16 if force_16_bit or max(algorithms) >= 256 else 8
     segmentation = build_segmentation(
         [image for image, _ in stand_ins], pixel_array, "labelmap", descriptions, algorithms, metadata,
         transfer_syntax=transfer_syntax if not force_16_bit else transfer_syntax_for("none"),
-        skip_empty=False, palette=_palette(binary.SegmentSequence) if use_palette else None,
+        skip_empty=False, palette=_palette(binary.SegmentSequence, bits) if use_palette else None,
     )
     # The stand-ins stood for the real sources; the new SEG references them as the old one did.
     segmentation.ReferencedSeriesSequence = binary.ReferencedSeriesSequence

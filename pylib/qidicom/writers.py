@@ -101,11 +101,13 @@ def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-IMAGE_EXTENSIONS = {"nrrd": ".nrrd", "nii": ".nii", "nifti": ".nii.gz", "nii.gz": ".nii.gz"}
+#: File extension per output type. dcmqi's readers write gzipped NIfTI for both "nii" and
+#: "nifti" (``1.nii.gz``, ``pmap.nii.gz``), so qidicom names and compresses them alike.
+IMAGE_EXTENSIONS = {"nrrd": ".nrrd", "nii": ".nii.gz", "nifti": ".nii.gz", "nii.gz": ".nii.gz"}
 
 
 def volume_bytes(volume: Volume, image_type: str = "nrrd") -> bytes:
-    """Encode a volume as NRRD (LPS, gzip) or NIfTI (RAS, gzip for ``nifti``/``nii.gz``)."""
+    """Encode a volume as NRRD (LPS, gzip) or gzipped NIfTI (RAS)."""
     if image_type not in IMAGE_EXTENSIONS:
         raise InputError(f"output type '{image_type}' is not one of {', '.join(IMAGE_EXTENSIONS)}")
     if image_type == "nrrd":
