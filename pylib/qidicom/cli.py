@@ -168,6 +168,17 @@ def tid1500reader(args: argparse.Namespace) -> None:
     log.info("wrote %s", args.outputMetadata)
 
 
+# --------------------------------------------------------------------------- batch
+
+
+def batch(args: argparse.Namespace) -> None:
+    from qidicom.batch.command import run
+
+    status = run(args)
+    if status:
+        raise SystemExit(status)
+
+
 # --------------------------------------------------------------------------- parser
 
 Command = Callable[[argparse.Namespace], None]
@@ -240,6 +251,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = command("tid1500reader", tid1500reader, "A DICOM TID 1500 measurement report to dcmqi-style sr-tid1500 JSON.")
     sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SR to read")
     sub.add_argument("--outputMetadata", required=True, metavar="JSON", help="the metadata JSON to write")
+
+    # Last, so its help can list the columns of every subcommand above (qidicom.batch).
+    from qidicom.batch.command import add_arguments as add_batch_arguments
+
+    sub = command("batch", batch, "Many cases from a manifest (CSV, JSON lines, Parquet), locally or on Dask.")
+    add_batch_arguments(sub, commands.choices)
 
     return parser
 

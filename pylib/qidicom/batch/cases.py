@@ -1,0 +1,334 @@
+"""One case of a batch: a pure function of its row.
+
+``run_case`` reads the inputs, converts with the library's own functions (the same calls,
+with the same arguments, as the CLI's subcommands), and writes the output whole or not at
+all, then records a content hash beside it. Running a case twice, or on two workers at
+once after a retry, writes the same thing, which is what makes Dask's retries and work
+stealing safe. Nothing here imports Dask: workers need only qidicom itself.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import os
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from qidicom import __version__
+from qidicom.batch import storage
+from qidicom.batch.storage import SIDECAR_SUFFIX
+from qidicom.errors import QidicomError
+
+
+@dataclass(frozen=True)
+class Case:
+    """What a worker needs to run one manifest row; plain data, so it pickles anywhere."""
+
+    id: str
+    row: int
+    conversion: str  # the CLI subcommand, e.g. "itkimage2segimage"
+    inputs: dict  # column -> location, or list of locations for list columns
+    directories: tuple[str, ...]  # the input columns that are folders
+    options: dict  # column -> value as the CLI's parser gives it (defaults filled in)
+    output: str  # file or folder location
+    output_is_directory: bool = False
+    force: bool = False
+    timeout: float | None = None
+
+
+STATUSES = ("ok", "skipped", "failed", "timeout", "not run")
+
+
+@dataclass
+class CaseResult:
+    """One line of the report."""
+
+    case: str
+    row: int
+    conversion: str
+    status: str  # one of STATUSES; "skipped" = output already up to date
+    seconds: float = 0.0
+    output: str = ""
+    output_bytes: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    error: str = ""
+    worker: str = ""
+
+    @classmethod
+    def of(cls, case: Case, status: str, **values) -> "CaseResult":
+        return cls(case=case.id, row=case.row, conversion=case.conversion, status=status, output=case.output, **values)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class CaseTimeout(BaseException):
+    """Raised inside a case that ran past --case-timeout. A BaseException, so that no
+    ``except Exception`` in the conversion swallows it."""
+
+
+@contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Interrupt this thread with CaseTimeout after ``seconds``.
+
+    Works on a process pool's worker and on a Dask worker thread alike. The exception is
+    delivered between Python steps, so a case stuck inside one long C call ends when that
+    call returns.
+    """
+    if not seconds:
+        yield
+        return
+    thread = threading.get_ident()
+    lock = threading.Lock()
+    finished = False
+
+    def interrupt() -> None:
+        with lock:
+            if not finished:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(CaseTimeout))
+
+    timer = threading.Timer(seconds, interrupt)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            finished = True
+        timer.cancel()
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+class Inputs:
+    """The case's inputs as the library takes them, and a hash of their bytes.
+
+    Local files are handed over as paths, exactly as the CLI does, so the output cannot
+    differ from a CLI run; URLs are read once (for the hash) and handed over as
+    ``(name, bytes)`` pairs, which every reader of the library accepts.
+    """
+
+    def __init__(self, case: Case):
+        self.case = case
+        self._remote: dict[str, object] = {}
+
+    def digest(self) -> str:
+        """sha256 of the inputs' bytes, the options and the qidicom version."""
+        hasher = hashlib.sha256()
+        header = {"qidicom": __version__, "conversion": self.case.conversion, "options": self.case.options}
+        hasher.update(json.dumps(header, sort_keys=True, default=str).encode())
+        for column in sorted(self.case.inputs):
+            hasher.update(f"\0column {column}\0".encode())
+            directory = column in self.case.directories
+            for location in self._locations(column):
+                for name, chunks in self._contents(location, directory):
+                    hasher.update(f"\0file {name}\0".encode())
+                    for chunk in chunks:
+                        hasher.update(chunk)
+        return hasher.hexdigest()
+
+    def _locations(self, column: str) -> list[str]:
+        value = self.case.inputs[column]
+        return list(value) if isinstance(value, (list, tuple)) else [value]
+
+    def _contents(self, location: str, directory: bool):
+        if storage.is_url(location):
+            if location not in self._remote:
+                if directory:
+                    self._remote[location] = storage.read_tree(location)
+                else:
+                    self._remote[location] = (location.rstrip("/").rsplit("/", 1)[-1], storage.read_bytes(location))
+            content = self._remote[location]
+            pairs = content if directory else [content]
+            return [(name, [data]) for name, data in pairs]
+        if directory:
+            root = Path(location)
+            return [(os.path.relpath(path, root), _chunks(path)) for path in storage.tree_names(location)]
+        return [(os.path.basename(location), _chunks(location))]
+
+    def source(self, column: str):
+        """One input column as a library source (list columns give a list)."""
+        value = self.case.inputs.get(column)
+        if value is None:
+            return None
+        directory = column in self.case.directories
+        sources = [self._source(location, directory) for location in self._locations(column)]
+        return sources if isinstance(value, (list, tuple)) else sources[0]
+
+    def _source(self, location: str, directory: bool):
+        if not storage.is_url(location):
+            return Path(location)
+        if location not in self._remote:
+            self._contents(location, directory)
+        return self._remote[location]
+
+
+def _chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
+    try:
+        with open(path, "rb") as stream:
+            while chunk := stream.read(size):
+                yield chunk
+    except OSError as error:
+        raise QidicomError(f"{path}: cannot be read ({error.strerror or error})") from None
+
+
+# --------------------------------------------------------------------------- conversions
+# Each mirrors the CLI subcommand of the same name (qidicom/cli.py): same function, same
+# arguments. Returns the output (bytes for a file, [(name, bytes)] for a folder) and warnings.
+
+
+def _references(inputs: Inputs):
+    directory = inputs.source("inputDICOMDirectory")
+    return directory if directory is not None else inputs.source("inputDICOMList")
+
+
+def _itkimage2segimage(inputs: Inputs, o: dict):
+    from qidicom.seg import segmentation_from_files
+
+    result = segmentation_from_files(
+        inputs.source("inputImageList"), inputs.source("inputMetadata"), _references(inputs),
+        segmentation_type=o["segmentationType"], fractional_type=o["fractionalType"], compress=o["compress"],
+        skip_empty=o["skip"], use_label_id_as_segment_number=o["useLabelIDAsSegmentNumber"],
+        check_geometry=o["referencesGeometryCheck"],
+    )
+    return result.data, list(result.warnings)
+
+
+def _segimage2itkimage(inputs: Inputs, o: dict):
+    from qidicom.seg import segmentation_to_files
+
+    files = segmentation_to_files(
+        inputs.source("inputDICOM"), prefix=o["prefix"], output_type=o["outputType"], merge_segments=o["mergeSegments"]
+    )
+    return [(f.name, f.data) for f in files], []
+
+
+def _bin2labelsegimage(inputs: Inputs, o: dict):
+    from qidicom.seg import binary_to_labelmap
+
+    result = binary_to_labelmap(
+        inputs.source("inputDICOM"), compress=o["compress"], use_palette=o["usePalette"], force_16_bit=o["force16Bit"]
+    )
+    return result.data, list(result.warnings)
+
+
+def _itkimage2paramap(inputs: Inputs, o: dict):
+    from qidicom.pm import parametric_map_from_files
+
+    result = parametric_map_from_files(
+        inputs.source("inputImage"), inputs.source("inputMetadata"), _references(inputs),
+        compress=o["compress"], data_type=o["dataType"],
+    )
+    return result.data, list(result.warnings)
+
+
+def _paramap2itkimage(inputs: Inputs, o: dict):
+    from qidicom.pm import parametric_map_to_files
+
+    files, warnings = parametric_map_to_files(inputs.source("inputDICOM"), prefix=o["prefix"], output_type=o["outputType"])
+    return [(f.name, f.data) for f in files], list(warnings)
+
+
+def _tid1500writer(inputs: Inputs, o: dict):
+    from qidicom.sr import report_from_files
+
+    result = report_from_files(
+        inputs.source("inputMetadata"), inputs.source("inputImageLibraryDirectory"),
+        inputs.source("inputCompositeContextDirectory"), compress=o["compress"],
+    )
+    return result.data, list(result.warnings)
+
+
+def _tid1500reader(inputs: Inputs, o: dict):
+    from qidicom.sr import report_to_json
+
+    data, warnings = report_to_json(inputs.source("inputDICOM"))
+    return data, list(warnings)
+
+
+CONVERTERS: dict[str, Callable[[Inputs, dict], tuple[object, list[str]]]] = {
+    "itkimage2segimage": _itkimage2segimage,
+    "segimage2itkimage": _segimage2itkimage,
+    "bin2labelsegimage": _bin2labelsegimage,
+    "itkimage2paramap": _itkimage2paramap,
+    "paramap2itkimage": _paramap2itkimage,
+    "tid1500writer": _tid1500writer,
+    "tid1500reader": _tid1500reader,
+}
+
+
+# --------------------------------------------------------------------------- running
+
+
+def sidecar(output: str) -> str:
+    """Where the record of a finished case lives: beside its output."""
+    return output.rstrip("/") + SIDECAR_SUFFIX
+
+
+def _up_to_date(case: Case, digest: str) -> dict | None:
+    """The record of an earlier run that made this output from these very inputs, or None."""
+    try:
+        if not storage.exists(sidecar(case.output)):
+            return None
+        record = json.loads(storage.read_bytes(sidecar(case.output)))
+    except (OSError, ValueError, QidicomError):
+        return None
+    if record.get("hash") != digest:
+        return None
+    if storage.size(case.output) != record.get("output_bytes"):
+        return None  # the output was removed or replaced since
+    return record
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(part.strip() for part in str(error).splitlines() if part.strip())
+    return text or type(error).__name__
+
+
+def run_case(case: Case) -> CaseResult:
+    """Run one case; never raises for a problem of the case itself, it is reported instead."""
+    started = time.perf_counter()
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def done(status: str, **values) -> CaseResult:
+        return CaseResult.of(case, status, seconds=round(time.perf_counter() - started, 4), worker=worker, **values)
+
+    try:
+        with time_limit(case.timeout):
+            inputs = Inputs(case)
+            digest = inputs.digest()
+            if not case.force:
+                record = _up_to_date(case, digest)
+                if record is not None:
+                    return done("skipped", output_bytes=record.get("output_bytes"), warnings=list(record.get("warnings", [])))
+            storage.remove_partials(case.output)
+            output, warnings = CONVERTERS[case.conversion](inputs, case.options)
+            if isinstance(output, (bytes, bytearray)):
+                storage.write_file(case.output, bytes(output))
+                size = len(output)
+            else:
+                storage.write_tree(case.output, output)
+                size = sum(len(data) for _, data in output)
+            record = {
+                "qidicom": __version__, "case": case.id, "conversion": case.conversion, "hash": digest,
+                "output_bytes": size, "warnings": warnings, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            # Written last: an output without its record is redone by the next run.
+            storage.write_file(sidecar(case.output), (json.dumps(record, indent=1) + "\n").encode())
+        return done("ok", output_bytes=size, warnings=warnings)
+    except CaseTimeout:
+        return done("timeout", error=f"no result within {case.timeout:g} s (--case-timeout)")
+    except QidicomError as error:
+        return done("failed", error=one_line(error))
+    except MemoryError:
+        return done("failed", error="out of memory")
+    except Exception as error:  # a bug of ours or a library's: still one line, and the batch goes on
+        return done("failed", error=f"unexpected {type(error).__name__}: {one_line(error)}")

@@ -1,0 +1,285 @@
+"""Running the cases: one loop over futures, whether they come from a local process pool or
+a Dask cluster.
+
+Both executors get the same pure function (``run_case``) and the same case objects; the
+loop keeps a bounded number of cases in flight, records each result as it arrives, and on
+Ctrl-C lets the running cases finish (their outputs are whole) before writing the report.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import secrets
+import signal
+import time
+from collections import deque
+from typing import Any, Mapping
+
+from qidicom.batch.cases import Case, CaseResult, run_case
+from qidicom.batch.manifest import load_cases
+from qidicom.batch.progress import Progress
+from qidicom.batch.report import BatchReport
+from qidicom.batch.storage import resolve
+from qidicom.errors import QidicomError
+
+#: How often a case may be running on a local worker process that dies before it counts as failed
+#: (Dask's scheduler applies its own limit, ``distributed.scheduler.allowed-failures``).
+LOCAL_ATTEMPTS = 3
+REPORT_NAME = "qidicom-batch-report"
+
+
+def _worker_start() -> None:
+    # Ctrl-C in a terminal reaches the whole process group; the driver decides what stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _Inline:
+    """Cases run one after another in this process (``workers=0``): for debugging, and for
+    fsspec's in-process ``memory://`` store."""
+
+    description = "this process"
+    dashboard = None
+
+    def slots(self) -> int:
+        return 1
+
+    def submit(self, case: Case) -> cf.Future:
+        future: cf.Future = cf.Future()
+        future.set_result(run_case(case))
+        return future
+
+    def restart(self) -> None:
+        pass
+
+    def stop_now(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _LocalPool:
+    """A process pool of ``workers`` processes on this machine."""
+
+    dashboard = None
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self.description = f"local process pool, {workers} worker(s)"
+        self._start()
+
+    def _start(self) -> None:
+        methods = multiprocessing.get_all_start_methods()
+        if "forkserver" in methods:
+            # Workers fork from a server that has imported the library once: fast starts,
+            # and no fork of a driver that runs threads (the progress bar, the executor's own).
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["qidicom.batch.cases", "qidicom.seg", "qidicom.pm", "qidicom.sr"])
+        else:
+            context = multiprocessing.get_context("spawn")
+        self.executor = cf.ProcessPoolExecutor(max_workers=self.workers, mp_context=context, initializer=_worker_start)
+
+    def slots(self) -> int:
+        return self.workers
+
+    def submit(self, case: Case) -> cf.Future:
+        return self.executor.submit(run_case, case)
+
+    def restart(self) -> None:
+        """A worker died and took the pool with it (concurrent.futures cannot replace one)."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._start()
+
+    def stop_now(self) -> None:
+        for process in list(getattr(self.executor, "_processes", {}).values()):
+            process.terminate()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+class _Dask:
+    """A ``distributed.Client``: an existing cluster's, or one on a LocalCluster we own."""
+
+    def __init__(self, client, cluster=None):
+        self.client = client
+        self.cluster = cluster
+        self.executor = client.get_executor(pure=False)
+        self.dashboard = getattr(client, "dashboard_link", None)
+        workers = len(client.scheduler_info().get("workers", {}))
+        self.description = f"Dask scheduler {client.scheduler.address}, {workers} worker(s)"
+        self._slots = (0.0, 1)
+
+    def slots(self) -> int:
+        checked, slots = self._slots
+        if time.monotonic() - checked > 2.0:  # workers come and go; ask now and then
+            slots = max(1, sum(self.client.nthreads().values()))
+            self._slots = (time.monotonic(), slots)
+        return slots
+
+    def submit(self, case: Case) -> cf.Future:
+        key = f"qidicom-{case.conversion}-{case.id}-{secrets.token_hex(4)}"
+        return self.executor.submit(run_case, case, key=key)
+
+    def restart(self) -> None:
+        pass
+
+    def stop_now(self) -> None:
+        self.executor.shutdown(wait=False)
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False)
+        if self.cluster is not None:
+            self.client.close()
+            self.cluster.close()
+
+
+def _backend(client, scheduler: str | None, workers: int | None):
+    if client is not None:
+        return _Dask(client)
+    if scheduler:
+        try:
+            import distributed
+        except ImportError:
+            raise QidicomError("--scheduler needs Dask's distributed (pip install 'qidicom[batch]')") from None
+        if scheduler == "local" or scheduler.startswith("local:"):
+            count = scheduler.partition(":")[2]
+            if count and not count.isdigit():
+                raise QidicomError(f"--scheduler {scheduler}: expected local:N, N a number of workers")
+            n = int(count) if count else (workers or os.cpu_count() or 1)
+            cluster = distributed.LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+            )
+            return _Dask(distributed.Client(cluster), cluster)
+        try:
+            return _Dask(distributed.Client(scheduler, timeout="20s"))
+        except (OSError, TimeoutError, ValueError) as error:
+            raise QidicomError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({error})") from None
+    count = (os.cpu_count() or 1) if workers is None else workers
+    if count < 0:
+        raise QidicomError(f"--workers {count}: expected 0 (this process) or more")
+    return _Inline() if count == 0 else _LocalPool(count)
+
+
+def _failure(case: Case, error: BaseException) -> CaseResult:
+    name = type(error).__name__
+    if name == "KilledWorker":
+        text = "the worker running it died each time it was tried (a crash, or out of memory)"
+    elif isinstance(error, cf.CancelledError):
+        text = "cancelled"
+    else:
+        text = f"{name}: {error}".strip()
+    return CaseResult.of(case, "failed", error=text)
+
+
+def run_cases(cases: list[Case], backend, progress: Progress) -> tuple[dict[str, CaseResult], bool]:
+    """Run cases on a backend; returns the results by case and whether Ctrl-C stopped it."""
+    results: dict[str, CaseResult] = {}
+    queued = deque(cases)
+    running: dict[cf.Future, Case] = {}
+    crashes: dict[str, int] = {}
+
+    def record(result: CaseResult) -> None:
+        results[result.case] = result
+        progress.update(result)
+
+    def collect(futures) -> None:
+        broken = []
+        for future in futures:
+            case = running.pop(future)
+            try:
+                record(future.result())
+            except cf.process.BrokenProcessPool:
+                broken.append(case)
+            except Exception as error:
+                record(_failure(case, error))
+        if broken:
+            # A worker process died. Which of the cases in flight killed it is unknown: each is
+            # tried again, and one in flight at LOCAL_ATTEMPTS deaths is reported.
+            for case in running.values():
+                broken.append(case)
+            running.clear()
+            backend.restart()
+            for case in reversed(broken):
+                crashes[case.id] = crashes.get(case.id, 0) + 1
+                if crashes[case.id] >= LOCAL_ATTEMPTS:
+                    record(CaseResult.of(case, "failed", error="the worker process died each time it ran this case (a crash, or out of memory)"))
+                else:
+                    queued.appendleft(case)
+
+    try:
+        while queued or running:
+            window = max(2 * backend.slots(), backend.slots() + 2)
+            while queued and len(running) < window:
+                case = queued.popleft()
+                running[backend.submit(case)] = case
+            done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            collect(done)
+        return results, False
+    except KeyboardInterrupt:
+        pass
+    # Interrupted: nothing new starts; running cases finish, since their work is nearly done
+    # and their outputs are whole either way.
+    for future in list(running):
+        if future.cancel():
+            running.pop(future)
+    progress.note(f"interrupted: letting {len(running)} running case(s) finish (Ctrl-C again to stop them now)")
+    try:
+        while running:
+            done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
+            collect(done)
+    except KeyboardInterrupt:
+        backend.stop_now()
+    return results, True
+
+
+def run_batch(
+    manifest: Any,
+    output_directory: str | os.PathLike,
+    client=None,
+    *,
+    scheduler: str | None = None,
+    workers: int | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    force: bool = False,
+    case_timeout: float | None = None,
+    report: str | os.PathLike | bool = True,
+    progress: bool = True,
+    base: str | os.PathLike | None = None,
+) -> BatchReport:
+    """Convert every case of a manifest; returns the report (also written, unless ``report=False``).
+
+    ``manifest`` is a path or URL (CSV, JSON lines, Parquet), a DataFrame or a list of dicts,
+    checked whole first (ManifestError lists every bad row). Cases run on ``client`` (a
+    ``distributed.Client``) if given, else on ``scheduler`` ("tcp://host:port", or "local:N"
+    for a LocalCluster started and stopped here), else on a local pool of ``workers``
+    processes (default: the core count; 0 runs them in this process). Cases whose output is
+    up to date are skipped unless ``force``. ``report`` is where to write
+    ``<report>.csv`` and ``.json`` (default: qidicom-batch-report in the output directory).
+    """
+    cases = load_cases(manifest, output_directory, defaults=defaults, base=base, force=force, case_timeout=case_timeout)
+    started = time.monotonic()
+    meter = Progress(len(cases), enabled=progress)
+    backend = _backend(client, scheduler, workers)
+    interrupted = False
+    try:
+        meter.note(f"qidicom batch: {len(cases)} case(s) on {backend.description}")
+        if backend.dashboard:
+            meter.note(f"Dask dashboard: {backend.dashboard}")
+        results, interrupted = run_cases(cases, backend, meter)
+    finally:
+        meter.close()
+        backend.close()
+    ordered = [results.get(case.id) or CaseResult.of(case, "not run") for case in cases]
+    outcome = BatchReport(
+        ordered, seconds=time.monotonic() - started, scheduler=backend.description,
+        dashboard=backend.dashboard, interrupted=interrupted,
+    )
+    if report is not False:
+        root = resolve(os.fspath(output_directory), os.getcwd())
+        location = resolve(REPORT_NAME, root) if report is True else resolve(os.fspath(report), os.getcwd())
+        outcome.write(location)
+    return outcome
