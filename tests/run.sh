@@ -27,4 +27,13 @@ fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test,batch]"
 
+# dcmqi 1.5.7 (native tools in a pip wheel) in its own virtual environment, for the tests
+# where dcmqi reads our objects and we read its (tests/test_dcmqi_interop.py; they look in
+# $DCMQI_VENV). If it cannot be installed (no wheel for this platform, no network), those
+# tests skip and say why.
+export DCMQI_VENV="${DCMQI_VENV:-$PWD/bench/.dcmqi-venv}"
+if ! bash bench/setup_dcmqi.sh >/dev/null; then
+  echo "warning: dcmqi could not be installed in $DCMQI_VENV (bench/setup_dcmqi.sh); the tests against dcmqi will be skipped" >&2
+fi
+
 exec .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -1,0 +1,778 @@
+"""dcmqi's own test suite, run against qidicom.
+
+dcmqi defines its tests in ``testing/{seg,paramaps,sr}-CMakeLists.txt`` (a copy is in
+``../shared/reference/dcmqi/testing``). The tables below hold every one of them: the dcmqi test
+name, its command line exactly as the CMake file writes it (CMake variables kept, expanded by
+``expand``; only the tool is run as ``qidicom <tool>``), the tests it depends on, and what dcmqi
+checks afterwards:
+
+* ``compare``: dcmqi's ``--compare baseline output`` (an ITK image comparison): here
+  ``assert_same_image``, voxel-exact, with size, origin, spacing and direction within 1e-3 mm;
+* ``comparejson``: dcmqi's ``util/comparejson.py expected actual [ignore]``: here
+  ``comparejson_problems``, every expected key present in the actual with an equal value of
+  the same type, through dicts and lists, keys in the ignore list (always ``@schema``) skipped;
+* ``dciodvfy``: the file passes dicom3tools' validator with no error line;
+* ``will_fail``: dcmqi's WILL_FAIL property: the command must fail, here with one clear line
+  that names the overlap, leaving no output behind.
+
+Dependent tests (CTest's TEST_DEPENDS / FIXTURES_REQUIRED) run their prerequisites first, once
+per session, in one output folder per dcmqi module, as CTest does.
+
+After the tables, tests where dcmqi's own baseline is weaker than the standard or than what a
+user relies on, each saying why it is stricter.
+
+The data are dcmqi's (``../shared``); without it these tests skip. The same behaviours are
+covered on generated data by the other test files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+import highdicom as hd
+import nibabel
+import nrrd
+import numpy as np
+import pydicom
+import pytest
+
+from conftest import UNKNOWN_IOD, dciodvfy_errors
+from qidicom.cli import main
+
+# --------------------------------------------------------------------------- dcmqi's tests
+
+
+@dataclass(frozen=True)
+class DcmqiTest:
+    """One dcmqi test: what it runs and what it checks."""
+
+    name: str
+    command: str = ""  # dcmqi's command line with its CMake variables, tool first; "" for a check-only test
+    depends: tuple[str, ...] = ()
+    compare: tuple[tuple[str, str], ...] = ()  # (baseline, output) pairs
+    comparejson: tuple[str, str, tuple[str, ...]] | None = None  # (expected, actual, ignored keys)
+    dciodvfy: str = ""
+    will_fail: bool = False
+    hello: bool = False  # a `--help` test
+
+
+def hello(tool: str) -> DcmqiTest:
+    return DcmqiTest(f"{tool}_hello", f"{tool} --help", hello=True)
+
+
+# testing/seg-CMakeLists.txt. ${BASELINE} = data/segmentations, ${DICOM_DIR} = ${BASELINE}/ct-3slice.
+SEG_ITK2DCM = [
+    hello("itkimage2segimage"),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd --inputDICOMDirectory ${DICOM_DIR}"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver.dcm",
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_labelmap",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd --inputDICOMDirectory ${DICOM_DIR}"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver-labelmap-direct.dcm --segmentationType labelmap",
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_labelmap_multi",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example_liver_spine.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd,${BASELINE}/spine_seg.nrrd"
+        " --inputDICOMList ${DICOM_DIR}/01.dcm,${DICOM_DIR}/02.dcm,${DICOM_DIR}/03.dcm"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver_spine-labelmap.dcm --segmentationType labelmap",
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_labelmap_multi_labelID",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example_liver_spine.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd,${BASELINE}/spine_seg.nrrd"
+        " --inputDICOMList ${DICOM_DIR}/01.dcm,${DICOM_DIR}/02.dcm,${DICOM_DIR}/03.dcm"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver_spine-labelmap-labelID.dcm --segmentationType labelmap"
+        " --useLabelIDAsSegmentNumber",
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_labelmap_gapped_labelID",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example_liver_spine_gapped.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd,${BASELINE}/spine_seg_label5.nrrd"
+        " --inputDICOMList ${DICOM_DIR}/01.dcm,${DICOM_DIR}/02.dcm,${DICOM_DIR}/03.dcm"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver_spine-labelmap-gapped.dcm --segmentationType labelmap"
+        " --useLabelIDAsSegmentNumber",
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_labelmap_overlap",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example_multiple_segments.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd,${BASELINE}/spine_seg.nrrd,${BASELINE}/heart_seg.nrrd"
+        " --inputDICOMList ${DICOM_DIR}/01.dcm,${DICOM_DIR}/02.dcm,${DICOM_DIR}/03.dcm"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver_spine_heart-labelmap.dcm --segmentationType labelmap",
+        will_fail=True,
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_merged_segment_files_from_partial_overlap",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example_partial_overlaps.json"
+        " --inputImageList ${BASELINE}/partial_overlaps-1.nrrd,${BASELINE}/partial_overlaps-2.nrrd,${BASELINE}/partial_overlaps-3.nrrd"
+        " --inputDICOMList ${DICOM_DIR}/01.dcm,${DICOM_DIR}/02.dcm,${DICOM_DIR}/03.dcm"
+        " --outputDICOM ${MODULE_TEMP_DIR}/partial_overlaps.dcm --useLabelIDAsSegmentNumber",
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_multiple_segment_files",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example_multiple_segments.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd,${BASELINE}/spine_seg.nrrd,${BASELINE}/heart_seg.nrrd"
+        " --inputDICOMList ${DICOM_DIR}/01.dcm,${DICOM_DIR}/02.dcm,${DICOM_DIR}/03.dcm"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver_heart_seg.dcm",
+    ),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_multiple_segment_files_reordered",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example_multiple_segments_reordered.json"
+        " --inputImageList ${BASELINE}/heart_seg.nrrd,${BASELINE}/liver_seg.nrrd,${BASELINE}/spine_seg.nrrd"
+        " --inputDICOMList ${DICOM_DIR}/01.dcm,${DICOM_DIR}/02.dcm,${DICOM_DIR}/03.dcm"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver_heart_seg_reordered.dcm",
+    ),
+    DcmqiTest("itkimage2segimage_makeSEG_dciodvfy", depends=("itkimage2segimage_makeSEG",),
+              dciodvfy="${MODULE_TEMP_DIR}/liver.dcm"),
+    DcmqiTest("itkimage2segimage_makeSEG_multiple_segment_files_dciodvfy",
+              depends=("itkimage2segimage_makeSEG_multiple_segment_files",),
+              dciodvfy="${MODULE_TEMP_DIR}/liver_heart_seg.dcm"),
+    DcmqiTest("itkimage2segimage_makeSEG_multiple_segment_files_reordered_dciodvfy",
+              depends=("itkimage2segimage_makeSEG_multiple_segment_files_reordered",),
+              dciodvfy="${MODULE_TEMP_DIR}/liver_heart_seg_reordered.dcm"),
+    DcmqiTest(
+        "itkimage2segimage_makeSEG_deflate",
+        "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example.json"
+        " --inputImageList ${BASELINE}/liver_seg.nrrd --inputDICOMDirectory ${DICOM_DIR}"
+        " --outputDICOM ${MODULE_TEMP_DIR}/liver-deflate.dcm --compress deflate",
+    ),
+]
+
+
+def reader(name: str, dicom: str, prefix: str, depends: str = "", *compare: tuple[str, str], options: str = "--outputType nrrd") -> DcmqiTest:
+    """A ``segimage2itkimageTest --compare ... segimage2itkimageTest <args>`` test."""
+    return DcmqiTest(
+        name,
+        f"segimage2itkimage --inputDICOM {dicom} --outputDirectory ${{MODULE_TEMP_DIR}} {options} --prefix {prefix}".replace("  ", " "),
+        depends=(depends,) if depends else (),
+        compare=compare,
+    )
+
+
+SEG_DCM2ITK = [
+    hello("segimage2itkimage"),
+    reader("segimage2itkimage_makeNRRD", "${MODULE_TEMP_DIR}/liver.dcm", "makeNRRD", "itkimage2segimage_makeSEG",
+           ("${BASELINE}/liver_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD-1.nrrd")),
+    reader("segimage2itkimage_makeNRRD_deflate", "${MODULE_TEMP_DIR}/liver-deflate.dcm", "makeNRRD_deflate",
+           "itkimage2segimage_makeSEG_deflate",
+           ("${BASELINE}/liver_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_deflate-1.nrrd")),
+    reader("segimage2itkimage_makeNRRD_from_labelmap_direct", "${MODULE_TEMP_DIR}/liver-labelmap-direct.dcm",
+           "makeNRRD_labelmap_direct", "itkimage2segimage_makeSEG_labelmap",
+           ("${BASELINE}/liver_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_labelmap_direct-1.nrrd")),
+    reader("segimage2itkimage_makeNRRD_from_labelmap_multi", "${MODULE_TEMP_DIR}/liver_spine-labelmap.dcm",
+           "makeNRRD_labelmap_multi", "itkimage2segimage_makeSEG_labelmap_multi",
+           ("${BASELINE}/liver_spine_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_labelmap_multi-1.nrrd")),
+    reader("segimage2itkimage_makeNRRD_from_labelmap_gapped", "${MODULE_TEMP_DIR}/liver_spine-labelmap-gapped.dcm",
+           "makeNRRD_labelmap_gapped", "itkimage2segimage_makeSEG_labelmap_gapped_labelID",
+           ("${BASELINE}/liver_spine_gapped_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_labelmap_gapped-1.nrrd")),
+    reader("segimage2itkimage_makeNRRD_multiple_segment_files", "${MODULE_TEMP_DIR}/liver_heart_seg.dcm",
+           "makeNRRD_multiple_segments", "itkimage2segimage_makeSEG_multiple_segment_files",
+           ("${BASELINE}/liver_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_multiple_segments-1.nrrd"),
+           ("${BASELINE}/spine_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_multiple_segments-2.nrrd"),
+           ("${BASELINE}/heart_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_multiple_segments-3.nrrd"), options=""),
+    reader("segimage2itkimage_makeNRRD_multiple_segment_files_reordered",
+           "${MODULE_TEMP_DIR}/liver_heart_seg_reordered.dcm", "makeNRRD_multiple_segments_reordered",
+           "itkimage2segimage_makeSEG_multiple_segment_files_reordered",
+           ("${BASELINE}/liver_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_multiple_segments_reordered-1.nrrd"),
+           ("${BASELINE}/spine_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_multiple_segments_reordered-2.nrrd"),
+           ("${BASELINE}/heart_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_multiple_segments_reordered-3.nrrd"), options=""),
+    reader("segimage2itkimage_makeNRRD_merged_segment_file", "${MODULE_TEMP_DIR}/liver_heart_seg.dcm",
+           "makeNRRD_merged_segment_file", "itkimage2segimage_makeSEG_multiple_segment_files",
+           ("${BASELINE}/liver_spine_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_merged_segment_file-1.nrrd"),
+           ("${BASELINE}/heart_seg.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_merged_segment_file-2.nrrd"),
+           options="--mergeSegments"),
+    DcmqiTest("segimage2itkimage_makeNRRD_merged_segment_file_JSON",
+              depends=("segimage2itkimage_makeNRRD_merged_segment_file",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/seg-example_multiple_segments_merged.json",
+                           "${MODULE_TEMP_DIR}/makeNRRD_merged_segment_file-meta.json", ())),
+    reader("segimage2itkimage_makeNRRD_merged_segment_files_from_partial_overlaps",
+           "${MODULE_TEMP_DIR}/partial_overlaps.dcm", "makeNRRD_merged_segment_files_from_partial_overlaps",
+           "itkimage2segimage_makeSEG_merged_segment_files_from_partial_overlap",
+           ("${BASELINE}/partial_overlaps-1.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_merged_segment_files_from_partial_overlaps-1.nrrd"),
+           ("${BASELINE}/partial_overlaps-2.nrrd", "${MODULE_TEMP_DIR}/makeNRRD_merged_segment_files_from_partial_overlaps-2.nrrd"),
+           options="--mergeSegments"),
+    DcmqiTest("segimage2itkimage_makeNRRD_merged_segment_files_from_partial_overlaps_JSON",
+              depends=("segimage2itkimage_makeNRRD_merged_segment_files_from_partial_overlaps",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/seg-example_partial_overlaps.json",
+                           "${MODULE_TEMP_DIR}/makeNRRD_merged_segment_files_from_partial_overlaps-meta.json", ())),
+    DcmqiTest("seg_meta_roundtrip", depends=("segimage2itkimage_makeNRRD",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/seg-example.json", "${MODULE_TEMP_DIR}/makeNRRD-meta.json", ())),
+    DcmqiTest("labelmap_meta_roundtrip", depends=("segimage2itkimage_makeNRRD_from_labelmap_direct",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/seg-example.json",
+                           "${MODULE_TEMP_DIR}/makeNRRD_labelmap_direct-meta.json", ())),
+    DcmqiTest("labelmap_gapped_meta_roundtrip", depends=("segimage2itkimage_makeNRRD_from_labelmap_gapped",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/seg-example_liver_spine_gapped_merged.json",
+                           "${MODULE_TEMP_DIR}/makeNRRD_labelmap_gapped-meta.json", ())),
+    DcmqiTest("multi_seg_meta_roundtrip", depends=("segimage2itkimage_makeNRRD_multiple_segment_files",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/seg-example_multiple_segments.json",
+                           "${MODULE_TEMP_DIR}/makeNRRD_multiple_segments-meta.json", ("labelID",))),
+]
+
+TEST_SEG_SIZES = ("24x38x3", "23x38x3")
+
+SEG_PHANTOMS = [
+    test
+    for size in TEST_SEG_SIZES
+    for test in (
+        DcmqiTest(
+            f"itkimage2segimage_makeSEG_{size}",
+            "itkimage2segimage --inputMetadata ${CMAKE_SOURCE_DIR}/doc/examples/seg-example.json"
+            f" --inputImageList ${{BASELINE}}/{size}/nrrd/label.nrrd --inputDICOMDirectory ${{BASELINE}}/{size}/image"
+            f" --outputDICOM ${{MODULE_TEMP_DIR}}/{size}_seg.dcm --skip 0",
+        ),
+        reader(f"segimage2itkimage_makeNRRD_{size}", f"${{MODULE_TEMP_DIR}}/{size}_seg.dcm", size,
+               f"itkimage2segimage_makeSEG_{size}",
+               (f"${{BASELINE}}/{size}/nrrd/label.nrrd", f"${{MODULE_TEMP_DIR}}/{size}-1.nrrd")),
+    )
+]
+
+
+def bin2label(name: str, source: str, output: str, options: str = "", depends: str = "", will_fail: bool = False) -> DcmqiTest:
+    return DcmqiTest(name, f"bin2labelsegimage --inputDICOM {source} --outputDICOM {output} {options}".strip(),
+                     depends=(depends,) if depends else (), will_fail=will_fail)
+
+
+SEG_BIN2LABEL = [
+    *(bin2label(f"seg_phantom_{size}_to_labelmap", f"${{CMAKE_SOURCE_DIR}}/data/segmentations/{size}/seg/label.seg",
+                f"${{MODULE_TEMP_DIR}}/{size}-labelmap.seg") for size in TEST_SEG_SIZES),
+    bin2label("liver_to_labelmap", "${CMAKE_SOURCE_DIR}/data/segmentations/liver.dcm", "${MODULE_TEMP_DIR}/liver-labelmap.dcm"),
+    *(
+        test
+        for variant, options in (
+            ("mono8", "--compress none"),
+            ("palette8", "--compress none --usePalette"),
+            ("mono16", "--compress none --force16Bit"),
+            ("palette16", "--compress none --usePalette --force16Bit"),
+        )
+        for test in (
+            bin2label(f"liver_to_labelmap_{variant}", "${MODULE_TEMP_DIR}/liver.dcm",
+                      f"${{MODULE_TEMP_DIR}}/liver-labelmap-{variant}.dcm", options, "itkimage2segimage_makeSEG"),
+            reader(f"segimage2itkimage_labelmap_{variant}", f"${{MODULE_TEMP_DIR}}/liver-labelmap-{variant}.dcm",
+                   f"labelmap_{variant}", f"liver_to_labelmap_{variant}",
+                   ("${BASELINE}/liver_seg.nrrd", f"${{MODULE_TEMP_DIR}}/labelmap_{variant}-1.nrrd")),
+        )
+    ),
+    reader("segimage2itkimage_sparse_labelmap_ppv_fill", "${BASELINE}/sparse-labelmap-ppv5.dcm", "sparse_ppv5", "",
+           ("${BASELINE}/sparse_labelmap_ppv5_seg.nrrd", "${MODULE_TEMP_DIR}/sparse_ppv5-1.nrrd")),
+    reader("segimage2itkimage_sparse_labelmap_noppv_segment0", "${BASELINE}/sparse-labelmap-noppv.dcm", "sparse_noppv", "",
+           ("${BASELINE}/sparse_labelmap_noppv_seg.nrrd", "${MODULE_TEMP_DIR}/sparse_noppv-1.nrrd")),
+    bin2label("partial_overlaps_to_labelmap", "${CMAKE_SOURCE_DIR}/data/segmentations/partial_overlaps.dcm",
+              "${MODULE_TEMP_DIR}/partial_overlaps-labelmap.dcm", will_fail=True),
+]
+
+SEG = SEG_ITK2DCM + SEG_DCM2ITK + SEG_PHANTOMS + SEG_BIN2LABEL
+
+
+# testing/paramaps-CMakeLists.txt. ${BASELINE} = data/paramaps/.
+def pm_writer(name: str, metadata: str, image: str, output: str) -> DcmqiTest:
+    return DcmqiTest(
+        name,
+        f"itkimage2paramap --inputMetadata ${{CMAKE_SOURCE_DIR}}/doc/examples/{metadata} --inputImage ${{BASELINE}}/{image}"
+        f" --inputDICOMList ${{BASELINE}}/pm-example-slice.dcm --outputDICOM ${{MODULE_TEMP_DIR}}/{output}",
+    )
+
+
+def pm_reader(name: str, dicom: str, prefix: str, depends: str, baseline: str) -> DcmqiTest:
+    return DcmqiTest(
+        name,
+        f"paramap2itkimage --inputDICOM ${{MODULE_TEMP_DIR}}/{dicom} --outputDirectory ${{MODULE_TEMP_DIR}} --prefix {prefix}",
+        depends=(depends,),
+        compare=((f"${{BASELINE}}/{baseline}", f"${{MODULE_TEMP_DIR}}/{prefix}-pmap.nrrd"),),
+    )
+
+
+PARAMAP = [
+    hello("itkimage2paramap"),
+    pm_writer("itkimage2paramap_makeParametricMap", "pm-example.json", "pm-example.nrrd", "paramap.dcm"),
+    pm_writer("itkimage2paramap_makeParametricMapFP", "pm-example-float.json", "pm-example-float.nrrd", "paramap-float.dcm"),
+    pm_writer("itkimage2paramap_makeParametricMapNoDerImg256x256", "pm-example.json", "pm-example-3slices-256x256.nrrd",
+              "paramap-3slices-256x256.dcm"),
+    pm_writer("itkimage2paramap_makeParametricMapNoModifier", "pm-example_no_modifier.json", "pm-example-3slices-256x256.nrrd",
+              "paramap-3slices-256x256.dcm"),
+    pm_writer("itkimage2paramap_makeParametricMapNoDerImg252x255", "pm-example.json", "pm-example-3slices-252x255.nrrd",
+              "paramap-3slices-252x255.dcm"),
+    DcmqiTest("itkimage2paramap_makeParametricMap_dciodvfy", depends=("itkimage2paramap_makeParametricMap",),
+              dciodvfy="${MODULE_TEMP_DIR}/paramap.dcm"),
+    DcmqiTest("itkimage2paramap_makeParametricMapFP_dciodvfy", depends=("itkimage2paramap_makeParametricMapFP",),
+              dciodvfy="${MODULE_TEMP_DIR}/paramap-float.dcm"),
+    hello("paramap2itkimage"),
+    pm_reader("paramap2itkimage_makeNRRDParametricMap", "paramap.dcm", "makeNRRDParametricMap",
+              "itkimage2paramap_makeParametricMap", "pm-example.nrrd"),
+    DcmqiTest("paramap_meta_roundtrip", depends=("paramap2itkimage_makeNRRDParametricMap",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/pm-example.json",
+                           "${MODULE_TEMP_DIR}/makeNRRDParametricMap-meta.json", ())),
+    pm_reader("paramap2itkimage_makeNRRDParametricMapFP", "paramap-float.dcm", "makeNRRDParametricMapFP",
+              "itkimage2paramap_makeParametricMapFP", "pm-example-float.nrrd"),
+    DcmqiTest("paramap_FP_meta_roundtrip", depends=("paramap2itkimage_makeNRRDParametricMapFP",),
+              comparejson=("${CMAKE_SOURCE_DIR}/doc/examples/pm-example-float.json",
+                           "${MODULE_TEMP_DIR}/makeNRRDParametricMapFP-meta.json", ())),
+    pm_reader("paramap2itkimage_makeNRRDParametricMapNoDerImg256x256", "paramap-3slices-256x256.dcm",
+              "makeNRRDParametricMap-3slices-256x256", "itkimage2paramap_makeParametricMapNoDerImg256x256",
+              "pm-example-3slices-256x256.nrrd"),
+    pm_reader("paramap2itkimage_makeNRRDParametricMapNoDerImg252x255", "paramap-3slices-252x255.dcm",
+              "makeNRRDParametricMap-3slices-252x255", "itkimage2paramap_makeParametricMapNoDerImg252x255",
+              "pm-example-3slices-252x255.nrrd"),
+]
+
+
+# testing/sr-CMakeLists.txt. ${EXAMPLES} = doc/examples, ${SEGMENTATIONS_DIR} = data/segmentations.
+def sr_writer(name: str, metadata: str, context: str) -> DcmqiTest:
+    return DcmqiTest(
+        name,
+        f"tid1500writer --inputMetadata ${{EXAMPLES}}/{metadata}.json --inputImageLibraryDirectory ${{DICOM_DIR}}"
+        f" --inputCompositeContextDirectory {context} --outputDICOM ${{MODULE_TEMP_DIR}}/{metadata}.dcm",
+    )
+
+
+def sr_reader(name: str, metadata: str, depends: str) -> DcmqiTest:
+    return DcmqiTest(
+        name,
+        f"tid1500reader --inputDICOM ${{MODULE_TEMP_DIR}}/{metadata}.dcm --outputMetadata ${{MODULE_TEMP_DIR}}/{metadata}.json",
+        depends=(depends,),
+    )
+
+
+SR_IGNORED = ("activitySession", "timePoint", "imageLibrary", "compositeContext", "procedureReported")
+
+TID1500 = [
+    hello("tid1500writer"),
+    sr_writer("tid1500writer_nan", "sr-tid1500-example-nan", "${CMAKE_SOURCE_DIR}/data/sr-example"),
+    sr_writer("tid1500writer_example", "sr-tid1500-example", "${CMAKE_SOURCE_DIR}/data/sr-example"),
+    sr_writer("tid1500writer_ct-liver", "sr-tid1500-ct-liver-example", "${SEGMENTATIONS_DIR}"),
+    sr_writer("tid1500writer_qualitative", "sr-tid1500-qualitative", "${CMAKE_SOURCE_DIR}/data/sr-example"),
+    DcmqiTest("tid1500writer_example_dciodvfy", depends=("tid1500writer_example",),
+              dciodvfy="${MODULE_TEMP_DIR}/sr-tid1500-example.dcm"),
+    DcmqiTest("tid1500writer_ct-liver_dciodvfy", depends=("tid1500writer_ct-liver",),
+              dciodvfy="${MODULE_TEMP_DIR}/sr-tid1500-ct-liver-example.dcm"),
+    hello("tid1500reader"),
+    sr_reader("tid1500reader_example", "sr-tid1500-example", "tid1500writer_example"),
+    sr_reader("tid1500reader_ct-liver", "sr-tid1500-ct-liver-example", "tid1500writer_ct-liver"),
+    sr_reader("tid1500reader_qualitative", "sr-tid1500-qualitative", "tid1500writer_qualitative"),
+    DcmqiTest("tid1500_meta_roundtrip", depends=("tid1500reader_ct-liver",),
+              comparejson=("${EXAMPLES}/sr-tid1500-ct-liver-example.json",
+                           "${MODULE_TEMP_DIR}/sr-tid1500-ct-liver-example.json", SR_IGNORED)),
+]
+
+#: The tests of dcmqi's CMake files not translated, and why.
+NOT_TRANSLATED = {
+    "itkimage2segimage_handlerOverloadEquivalence": "a C++ API test (two overloads of one dcmqi function); "
+    "its intent, file and in-memory inputs giving the same SEG, is test_file_and_in_memory_inputs_give_the_same_seg",
+}
+
+ALL_TESTS = {test.name: test for test in SEG + PARAMAP + TID1500}
+MODULE_OF = {
+    **{test.name: "seg" for test in SEG},
+    **{test.name: "pmap" for test in PARAMAP},
+    **{test.name: "tid1500" for test in TID1500},
+}
+assert len(ALL_TESTS) == len(SEG) + len(PARAMAP) + len(TID1500), "dcmqi test names are unique"
+
+
+# --------------------------------------------------------------------------- how dcmqi's CI compares
+
+
+def image_and_lps_affine(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels [i, j, k] and the 4x4 index-to-LPS affine of a NRRD (pynrrd) or NIfTI (nibabel) file.
+
+    Read with the libraries directly, not with qidicom's reader, so a reader bug cannot hide a
+    writer bug.
+    """
+    if path.name.endswith(".nrrd"):
+        data, header = nrrd.read(str(path))
+        affine = np.eye(4)
+        affine[:3, :3] = np.asarray(header["space directions"], float).T
+        affine[:3, 3] = np.asarray(header.get("space origin", (0, 0, 0)), float)
+        space = header.get("space", "left-posterior-superior")
+        if space in ("right-anterior-superior", "RAS"):
+            affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ affine
+        elif space not in ("left-posterior-superior", "LPS"):
+            raise AssertionError(f"{path.name}: unexpected NRRD space '{space}'")
+    else:
+        image = nibabel.load(str(path))
+        data = np.asanyarray(image.dataobj)
+        affine = np.diag([-1.0, -1.0, 1.0, 1.0]) @ image.affine  # NIfTI world space is RAS
+    while data.ndim > 3 and data.shape[-1] == 1:
+        data = data[..., 0]
+    return data, affine
+
+
+def assert_same_image(expected: Path, actual: Path, tolerance_mm: float = 1e-3) -> None:
+    """As dcmqi's ``--compare``: same size, origin, spacing and direction (within tolerance) and
+    the same value in every voxel."""
+    assert actual.is_file(), f"{actual.name} was not written (files there: {sorted(p.name for p in actual.parent.iterdir())})"
+    want, want_affine = image_and_lps_affine(expected)
+    got, got_affine = image_and_lps_affine(actual)
+    assert got.shape == want.shape, f"{actual.name}: size {got.shape}, expected {want.shape} as in {expected.name}"
+    want_spacing = np.linalg.norm(want_affine[:3, :3], axis=0)
+    got_spacing = np.linalg.norm(got_affine[:3, :3], axis=0)
+    np.testing.assert_allclose(got_spacing, want_spacing, atol=tolerance_mm, err_msg=f"{actual.name}: spacing")
+    np.testing.assert_allclose(got_affine[:3, 3], want_affine[:3, 3], atol=tolerance_mm, err_msg=f"{actual.name}: origin")
+    np.testing.assert_allclose(got_affine[:3, :3] / got_spacing, want_affine[:3, :3] / want_spacing, atol=tolerance_mm,
+                               err_msg=f"{actual.name}: direction")
+    different = np.count_nonzero(got != want)
+    assert different == 0, (
+        f"{actual.name}: {different} of {want.size} voxels differ from {expected.name} "
+        f"(values {np.unique(got)[:10].tolist()} vs {np.unique(want)[:10].tolist()})"
+    )
+
+
+def comparejson_problems(expected, actual, ignored: tuple[str, ...] = (), where: str = "$") -> list[str]:
+    """dcmqi's comparejson rule: every key of ``expected`` (at any depth) is in ``actual`` with an
+    equal value of the same JSON type; lists match item by item and in length; keys named in
+    ``ignored`` (and ``@schema``, which dcmqi always ignores) are skipped. Extra keys are fine.
+
+    Returns one line per difference, with its JSON path.
+    """
+    ignored = ("@schema", *ignored)
+    if type(expected) is not type(actual):
+        return [f"{where}: expected {type(expected).__name__} {expected!r}, got {type(actual).__name__} {actual!r}"]
+    if isinstance(expected, dict):
+        problems = []
+        for key, value in expected.items():
+            if key in ignored:
+                continue
+            if key not in actual:
+                problems.append(f"{where}.{key}: missing")
+            else:
+                problems += comparejson_problems(value, actual[key], ignored, f"{where}.{key}")
+        return problems
+    if isinstance(expected, list):
+        if len(expected) != len(actual):
+            return [f"{where}: {len(actual)} items, expected {len(expected)}: {actual!r}"]
+        return [p for i, (e, a) in enumerate(zip(expected, actual)) for p in comparejson_problems(e, a, ignored, f"{where}[{i}]")]
+    return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
+
+
+def test_comparejson_rule_itself():
+    """The comparison must be able to fail: types, values, lengths, missing keys; not extras."""
+    expected = {"@schema": "x", "a": 1, "b": [{"c": "1"}], "d": {"e": [1, 2]}, "labelID": 3}
+    assert comparejson_problems(expected, {"a": 1, "b": [{"c": "1", "extra": 0}], "d": {"e": [1, 2]}, "labelID": 3}) == []
+    assert comparejson_problems(expected, {"a": 1.0, "b": [{"c": "1"}], "d": {"e": [1, 2]}, "labelID": 3}) == [
+        "$.a: expected int 1, got float 1.0"]
+    assert comparejson_problems(expected, {"a": 1, "b": [{"c": 1}], "d": {"e": [1]}}) == [
+        "$.b[0].c: expected str '1', got int 1", "$.d.e: 1 items, expected 2: [1]", "$.labelID: missing"]
+    assert comparejson_problems(expected, {"a": 1, "b": [{"c": "1"}], "d": {"e": [1, 2]}, "labelID": 4}, ("labelID",)) == []
+    assert comparejson_problems(True, 1) == ["$: expected bool True, got int 1"]
+
+
+# --------------------------------------------------------------------------- running them
+
+
+@dataclass
+class Outcome:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def error(self) -> str:
+        lines = [line for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else f"exit status {self.returncode}, nothing on stderr"
+
+
+def run_qidicom(argv: list[str]) -> Outcome:
+    """``qidicom <argv>`` in this process, as the console script runs it."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except SystemExit as exit_:  # --help, and argparse's usage errors
+            code = exit_.code if isinstance(exit_.code, int) else 1
+    return Outcome(code, out.getvalue(), err.getvalue())
+
+
+@dataclass
+class Suite:
+    """dcmqi's CMake variables on this machine, and each test's outcome (each command runs once)."""
+
+    shared: Path
+    temp: Path
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def variables(self, name: str) -> dict[str, str]:
+        data = self.shared / "data" / "dcmqi"
+        module = MODULE_OF[name]
+        baseline = data / ("segmentations" if module != "pmap" else "paramaps")
+        return {
+            "EXAMPLES": str(self.shared / "reference" / "dcmqi" / "examples"),
+            "BASELINE": str(baseline),
+            "SEGMENTATIONS_DIR": str(data / "segmentations"),
+            "DICOM_DIR": str(data / "segmentations" / "ct-3slice"),
+            "MODULE_TEMP_DIR": str(self.temp / module),
+        }
+
+    def expand(self, name: str, text: str) -> str:
+        """A CMake string with dcmqi's paths mapped: ${CMAKE_SOURCE_DIR}/doc/examples is
+        ../shared/reference/dcmqi/examples, ${CMAKE_SOURCE_DIR}/data is ../shared/data/dcmqi."""
+        text = text.replace("${CMAKE_SOURCE_DIR}/doc/examples", "${EXAMPLES}")
+        text = text.replace("${CMAKE_SOURCE_DIR}/data", str(self.shared / "data" / "dcmqi"))
+        return Template(text).substitute(self.variables(name))
+
+    def path(self, name: str, text: str) -> Path:
+        return Path(self.expand(name, text))
+
+    def run(self, name: str) -> Outcome | None:
+        """Run a test's prerequisites, then its command (once); None for a check-only test."""
+        test = ALL_TESTS[name]
+        for dependency in test.depends:
+            outcome = self.run(dependency)
+            if outcome is not None and outcome.returncode != 0 and not ALL_TESTS[dependency].will_fail:
+                pytest.fail(f"prerequisite {dependency} failed: {outcome.error}", pytrace=False)
+        if not test.command:
+            return None
+        if name not in self.outcomes:
+            (self.temp / MODULE_OF[name]).mkdir(parents=True, exist_ok=True)
+            argv = [self.expand(name, word) for word in shlex.split(test.command)]
+            self.outcomes[name] = run_qidicom(argv)
+        return self.outcomes[name]
+
+    def check(self, name: str) -> None:
+        """Run a dcmqi test and make dcmqi's checks."""
+        test = ALL_TESTS[name]
+        outcome = self.run(name)
+        if test.hello:
+            assert outcome.returncode == 0, outcome.error
+            assert "usage:" in outcome.stdout and "--help" in outcome.stdout
+        elif test.will_fail:
+            assert outcome.returncode != 0, f"{name} must fail (dcmqi's WILL_FAIL), but it succeeded"
+            lines = [line for line in outcome.stderr.splitlines() if line.strip()]
+            assert len(lines) == 1 and lines[0].startswith("error: ") and "overlap" in lines[0], outcome.stderr
+            output = self.path(name, shlex.split(test.command)[shlex.split(test.command).index("--outputDICOM") + 1])
+            assert not output.exists(), f"a failed run left {output.name} behind"
+        elif outcome is not None:
+            assert outcome.returncode == 0, f"qidicom {test.command.split()[0]}: {outcome.error}"
+        for baseline, output in test.compare:
+            assert_same_image(self.path(name, baseline), self.path(name, output))
+        if test.comparejson:
+            expected, actual, ignored = test.comparejson
+            problems = comparejson_problems(
+                json.loads(self.path(name, expected).read_text()), json.loads(self.path(name, actual).read_text()), ignored
+            )
+            assert problems == [], "\n".join(problems)
+        if test.dciodvfy:
+            path = self.path(name, test.dciodvfy)
+            assert dciodvfy_errors(path, self.temp) == []
+
+
+@pytest.fixture(scope="session")
+def suite(shared, tmp_path_factory) -> Suite:
+    return Suite(shared, tmp_path_factory.mktemp("dcmqi-suite"))
+
+
+@pytest.mark.parametrize("name", [test.name for test in SEG])
+def test_seg(suite, name):
+    suite.check(name)
+
+
+@pytest.mark.parametrize("name", [test.name for test in PARAMAP])
+def test_paramap(suite, name):
+    suite.check(name)
+
+
+@pytest.mark.parametrize("name", [test.name for test in TID1500])
+def test_tid1500(suite, name):
+    suite.check(name)
+
+
+# --------------------------------------------------------------------------- stricter than dcmqi's baseline
+
+
+def seg_output(suite: Suite, test_name: str) -> Path:
+    """The SEG a writer test of the table makes (running it first)."""
+    outcome = suite.run(test_name)
+    assert outcome.returncode == 0, f"{test_name} failed: {outcome.error}"
+    words = shlex.split(ALL_TESTS[test_name].command)
+    return suite.path(test_name, words[words.index("--outputDICOM") + 1])
+
+
+BINARY_WRITERS = [
+    "itkimage2segimage_makeSEG",
+    "itkimage2segimage_makeSEG_deflate",
+    "itkimage2segimage_makeSEG_merged_segment_files_from_partial_overlap",
+    "itkimage2segimage_makeSEG_multiple_segment_files",
+    "itkimage2segimage_makeSEG_multiple_segment_files_reordered",
+    "itkimage2segimage_makeSEG_24x38x3",
+    "itkimage2segimage_makeSEG_23x38x3",
+]
+LABELMAP_WRITERS = [
+    "itkimage2segimage_makeSEG_labelmap",
+    "itkimage2segimage_makeSEG_labelmap_multi",
+    "itkimage2segimage_makeSEG_labelmap_multi_labelID",
+    "itkimage2segimage_makeSEG_labelmap_gapped_labelID",
+    "seg_phantom_24x38x3_to_labelmap",
+    "seg_phantom_23x38x3_to_labelmap",
+    "liver_to_labelmap",
+    "liver_to_labelmap_mono8",
+    "liver_to_labelmap_palette8",
+    "liver_to_labelmap_mono16",
+    "liver_to_labelmap_palette16",
+]
+
+
+@pytest.mark.parametrize("name", [n for n in BINARY_WRITERS if f"{n}_dciodvfy" not in ALL_TESTS])
+def test_every_binary_seg_passes_dciodvfy(suite, name):
+    """dcmqi runs dciodvfy on three of its binary SEGs; every binary SEG it writes must pass."""
+    path = seg_output(suite, name)
+    assert dciodvfy_errors(path, suite.temp) == []
+
+
+@pytest.mark.parametrize("name", LABELMAP_WRITERS)
+def test_every_labelmap_seg_is_conformant(suite, name):
+    """dcmqi does not run dciodvfy on labelmaps: its own fail for a missing Patient Orientation
+    (General Image, Type 2C, required when there is no Frame of Reference for a multi-frame
+    image... which current dciodvfy asks of every LABELMAP SEG). Ours carry it, and the palette
+    variants carry a palette that covers every stored value, so the only line Debian's dciodvfy
+    (2022, older than the LABELMAP IOD) may print is that it does not know the IOD."""
+    path = seg_output(suite, name)
+    dataset = pydicom.dcmread(path)
+    assert dataset.SegmentationType == "LABELMAP"
+    assert "PatientOrientation" in dataset, "Patient Orientation (General Image, Type 2C) is missing"
+    assert dciodvfy_errors(path, suite.temp) == [UNKNOWN_IOD]
+
+
+@pytest.mark.parametrize("name", BINARY_WRITERS + LABELMAP_WRITERS)
+def test_every_seg_reads_in_highdicom_with_the_same_voxels(suite, name):
+    """An independent reader (highdicom) sees the same segments and voxels as qidicom's reader:
+    dcmqi's baseline only reads its SEGs back with its own code."""
+    from qidicom.seg import read_segmentation
+
+    path = seg_output(suite, name)
+    ours = read_segmentation(path)
+    theirs = hd.seg.segread(path)
+    numbers = [segment.number for segment in ours.segments]
+    assert list(theirs.segment_numbers) == numbers
+    for segment in ours.segments:
+        mask = theirs.get_volume(segment_numbers=[segment.number], combine_segments=False, allow_missing_positions=True,
+                                 dtype=np.uint8)
+        # highdicom's volumes are [slice, row, column] along its own normal; compare counts and geometry-free sums
+        assert int(mask.array.sum()) == int(np.count_nonzero(segment.array)), f"segment {segment.number}"
+
+
+def test_partial_overlaps_third_group_and_no_more(suite):
+    """dcmqi compares only groups 1 and 2 of the partial-overlaps SEG; the third (PURPLE) must
+    match too, and no fourth file may appear."""
+    name = "segimage2itkimage_makeNRRD_merged_segment_files_from_partial_overlaps"
+    suite.check(name)
+    output = suite.temp / "seg"
+    prefix = "makeNRRD_merged_segment_files_from_partial_overlaps"
+    assert_same_image(suite.shared / "data/dcmqi/segmentations/partial_overlaps-3.nrrd", output / f"{prefix}-3.nrrd")
+    assert not (output / f"{prefix}-4.nrrd").exists()
+
+
+def test_merged_liver_spine_heart_has_two_groups(suite):
+    suite.check("segimage2itkimage_makeNRRD_merged_segment_file")
+    assert not (suite.temp / "seg" / "makeNRRD_merged_segment_file-3.nrrd").exists()
+
+
+@pytest.mark.parametrize("variant", ["mono8", "palette8", "mono16", "palette16"])
+def test_bin2labelsegimage_variants_keep_the_metadata(suite, variant):
+    """dcmqi checks only the voxels of its four bin2labelsegimage variants; the metadata must
+    survive too (seg-example.json by comparejson), and a palette SEG reports each segment's
+    colour from its palette."""
+    suite.check(f"segimage2itkimage_labelmap_{variant}")
+    actual = json.loads((suite.temp / "seg" / f"labelmap_{variant}-meta.json").read_text())
+    expected = json.loads((suite.shared / "reference/dcmqi/examples/seg-example.json").read_text())
+    assert comparejson_problems(expected, actual) == []
+    dataset = pydicom.dcmread(suite.temp / "seg" / f"liver-labelmap-{variant}.dcm")
+    assert dataset.PhotometricInterpretation == ("PALETTE COLOR" if variant.startswith("palette") else "MONOCHROME2")
+    assert int(dataset.BitsAllocated) == (16 if variant.endswith("16") else 8)
+
+
+def test_sparse_labelmaps_have_no_background_segment(suite):
+    """Background (0) or the Pixel Padding Value is not a segment: one label map file, and the
+    meta JSON lists segment 1 only (dcmqi compares the voxels only)."""
+    for name, prefix in (("segimage2itkimage_sparse_labelmap_ppv_fill", "sparse_ppv5"),
+                         ("segimage2itkimage_sparse_labelmap_noppv_segment0", "sparse_noppv")):
+        suite.check(name)
+        output = suite.temp / "seg"
+        assert sorted(p.name for p in output.glob(f"{prefix}-*")) == [f"{prefix}-1.nrrd", f"{prefix}-meta.json"]
+        meta = json.loads((output / f"{prefix}-meta.json").read_text())
+        assert [[s["labelID"] for s in group] for group in meta["segmentAttributes"]] == [[1]]
+
+
+@pytest.mark.parametrize("output_type", ["nii", "nifti"])
+def test_nifti_output_named_as_dcmqi_names_it(suite, output_type, tmp_path):
+    """``--outputType nii`` (and nifti) writes ``<prefix>-<N>.nii.gz``, as dcmqi 1.5.7 does, with
+    the same voxels and geometry as the NRRD baseline."""
+    liver = seg_output(suite, "itkimage2segimage_makeSEG")
+    outcome = run_qidicom(["segimage2itkimage", "--inputDICOM", str(liver), "--outputDirectory", str(tmp_path),
+                           "--outputType", output_type, "--prefix", "nii"])
+    assert outcome.returncode == 0, outcome.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nii-1.nii.gz", "nii-meta.json"]
+    assert_same_image(suite.shared / "data/dcmqi/segmentations/liver_seg.nrrd", tmp_path / "nii-1.nii.gz")
+
+
+PM_WRITERS = [
+    "itkimage2paramap_makeParametricMap",
+    "itkimage2paramap_makeParametricMapFP",
+    "itkimage2paramap_makeParametricMapNoDerImg256x256",
+    "itkimage2paramap_makeParametricMapNoModifier",
+    "itkimage2paramap_makeParametricMapNoDerImg252x255",
+]
+
+
+@pytest.mark.parametrize("name", PM_WRITERS)
+def test_every_parametric_map_is_conformant_and_reads_in_highdicom(suite, name, tmp_path):
+    """dcmqi runs dciodvfy on two of its five maps; all five must pass, read in highdicom, and
+    give back the input map's voxels through paramap2itkimage (dcmqi checks three of them)."""
+    path = seg_output(suite, name)  # the map this writer test made (run now, so NoModifier's output is its own)
+    assert dciodvfy_errors(path, tmp_path) == []
+    pm = hd.pm.ParametricMap.from_dataset(pydicom.dcmread(path))
+    assert pm.SOPClassUID == "1.2.840.10008.5.1.4.1.1.30"
+    words = shlex.split(ALL_TESTS[name].command)
+    source = suite.path(name, words[words.index("--inputImage") + 1])
+    outcome = run_qidicom(["paramap2itkimage", "--inputDICOM", str(path), "--outputDirectory", str(tmp_path), "--prefix", "check"])
+    assert outcome.returncode == 0, outcome.error
+    assert_same_image(source, tmp_path / "check-pmap.nrrd")
+    metadata = suite.path(name, words[words.index("--inputMetadata") + 1])
+    problems = comparejson_problems(json.loads(metadata.read_text()), json.loads((tmp_path / "check-meta.json").read_text()))
+    assert problems == [], "\n".join(problems)
+
+
+SR_WRITERS = ["tid1500writer_nan", "tid1500writer_example", "tid1500writer_ct-liver", "tid1500writer_qualitative"]
+
+
+@pytest.mark.parametrize("name", SR_WRITERS)
+def test_every_sr_is_conformant_reads_in_highdicom_and_round_trips(suite, name, tmp_path):
+    """dcmqi runs dciodvfy on two of its four SRs and compares one read-back JSON; all four must
+    pass dciodvfy, read in highdicom as TID 1500, and read back to their JSON under dcmqi's
+    ignore list."""
+    path = seg_output(suite, name)
+    assert dciodvfy_errors(path, tmp_path) == []
+    report = hd.sr.srread(path)
+    assert report.ContentTemplateSequence[0].TemplateIdentifier == "1500"
+    outcome = run_qidicom(["tid1500reader", "--inputDICOM", str(path), "--outputMetadata", str(tmp_path / "back.json")])
+    assert outcome.returncode == 0, outcome.error
+    words = shlex.split(ALL_TESTS[name].command)
+    metadata = suite.path(name, words[words.index("--inputMetadata") + 1])
+    problems = comparejson_problems(json.loads(metadata.read_text()), json.loads((tmp_path / "back.json").read_text()), SR_IGNORED)
+    assert problems == [], "\n".join(problems)
+
+
+def test_file_and_in_memory_inputs_give_the_same_seg(suite):
+    """dcmqi's itkimage2segimage_handlerOverloadEquivalence (a C++ API test) asks that its two
+    entry points give equivalent SEGs. Ours: the command line (files) and the library called
+    with bytes and a dict, as the browser app does, write the same segments, frames and pixels."""
+    from qidicom.seg import segmentation_from_files
+
+    liver = pydicom.dcmread(seg_output(suite, "itkimage2segimage_makeSEG"))
+    data = suite.shared / "data" / "dcmqi" / "segmentations"
+    metadata = json.loads((suite.shared / "reference/dcmqi/examples/seg-example.json").read_text())
+    in_memory = segmentation_from_files(
+        [(data / "liver_seg.nrrd").read_bytes()], metadata, [(data / "ct-3slice" / f"0{n}.dcm").read_bytes() for n in (1, 2, 3)]
+    ).dataset
+    assert in_memory.PixelData == liver.PixelData
+    for keyword in ("NumberOfFrames", "SegmentSequence", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+                    "ReferencedSeriesSequence", "PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
+        assert in_memory.get(keyword) == liver.get(keyword), keyword
