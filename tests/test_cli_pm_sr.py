@@ -62,7 +62,21 @@ def test_paramap_error_is_one_line_and_leaves_no_file(mr_map, tmp_path, capsys):
     assert not output.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["adc.nii.gz", "mr", "pm.json", "wrong.nii.gz"]
 
 
-def test_tid1500writer_then_tid1500reader(shared, tmp_path, capsys):
+def test_tid1500writer_then_tid1500reader_on_the_phantom(sample_files, tmp_path, capsys):
+    root = sample_files["seg"].parent
+    output = tmp_path / "sr.dcm"
+    assert main(["tid1500writer", "--inputMetadata", str(sample_files["sr_metadata"]), "--outputDICOM", str(output),
+                 "--inputImageLibraryDirectory", str(sample_files["ct"]), "--inputCompositeContextDirectory", str(root)]) == 0
+    assert main(["tid1500reader", "--inputDICOM", str(output), "--outputMetadata", str(tmp_path / "sr.json")]) == 0
+    document = json.loads((tmp_path / "sr.json").read_text())
+    given = json.loads(sample_files["sr_metadata"].read_text())
+    assert [[item["value"] for item in group["measurementItems"]] for group in document["Measurements"]] == [
+        [item["value"] for item in group["measurementItems"]] for group in given["Measurements"]]
+    assert len(document["imageLibrary"]) == len(given["imageLibrary"])
+    assert capsys.readouterr().err == ""
+
+
+def test_tid1500writer_then_tid1500reader_on_dcmqis_example(shared, tmp_path, capsys):
     segmentations = shared / "data" / "dcmqi" / "segmentations"
     output = tmp_path / "sr.dcm"
     assert main(["tid1500writer", "--inputMetadata", str(DCMQI_EXAMPLES / "sr-tid1500-ct-liver-example.json"),
@@ -75,20 +89,21 @@ def test_tid1500writer_then_tid1500reader(shared, tmp_path, capsys):
     assert capsys.readouterr().err == ""
 
 
-def test_tid1500writer_missing_file_is_one_line_and_leaves_no_file(shared, tmp_path, capsys):
-    segmentations = shared / "data" / "dcmqi" / "segmentations"
+def test_tid1500writer_missing_file_is_one_line_and_leaves_no_file(sample_files, tmp_path, capsys):
     output = tmp_path / "sr.dcm"
-    assert main(["tid1500writer", "--inputMetadata", str(DCMQI_EXAMPLES / "sr-tid1500-ct-liver-example.json"),
-                 "--outputDICOM", str(output), "--inputImageLibraryDirectory", str(segmentations / "ct-3slice"),
-                 "--inputCompositeContextDirectory", str(segmentations / "ct-3slice")]) == 1
+    # The CT folder given as the composite context: seg.dcm is not in it.
+    assert main(["tid1500writer", "--inputMetadata", str(sample_files["sr_metadata"]), "--outputDICOM", str(output),
+                 "--inputImageLibraryDirectory", str(sample_files["ct"]),
+                 "--inputCompositeContextDirectory", str(sample_files["ct"])]) == 1
     error = capsys.readouterr().err.strip().splitlines()
-    assert error == ["error: compositeContext[0]: 'liver.dcm' was not found among the composite context files "
-                     "(01.dcm, 02.dcm, 03.dcm); give the file, by this name or with this SOP Instance UID"]
+    assert error == ["error: compositeContext[0]: 'seg.dcm' was not found among the composite context files "
+                     "(ct-001.dcm, ct-002.dcm, ct-003.dcm, ct-004.dcm, ct-005.dcm, ct-006.dcm, ct-007.dcm, ct-008.dcm ...); "
+                     "give the file, by this name or with this SOP Instance UID"]
     assert not output.exists()
 
 
-def test_tid1500reader_refuses_a_non_report(shared, tmp_path, capsys):
-    assert main(["tid1500reader", "--inputDICOM", str(shared / "data" / "dcmqi" / "segmentations" / "liver.dcm"),
+def test_tid1500reader_refuses_a_non_report(sample_files, tmp_path, capsys):
+    assert main(["tid1500reader", "--inputDICOM", str(sample_files["seg"]),
                  "--outputMetadata", str(tmp_path / "out.json")]) == 1
     assert "not a DICOM Structured Report" in capsys.readouterr().err
     assert not (tmp_path / "out.json").exists()

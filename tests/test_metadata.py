@@ -15,10 +15,10 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from conftest import SHARED
 from qidicom import metadata
 from qidicom.errors import InputError, MetadataError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DCMQI = SHARED / "reference" / "dcmqi"
 EXAMPLES = DCMQI / "examples"
 

@@ -1,5 +1,6 @@
-"""DICOM Parametric Map: writing from NIfTI/NRRD maps and reading back, on dcmqi's ADC example,
-synthetic MR series, and a PM written by dcmqi (tests/data)."""
+"""DICOM Parametric Map: writing from NIfTI/NRRD maps and reading back, on the generated
+phantom's ADC map (qidicom.samples) and dcmqi's ADC example, synthetic MR series, and a PM
+written by dcmqi (tests/data)."""
 
 from __future__ import annotations
 
@@ -23,19 +24,18 @@ from qidicom.pm import (
     read_parametric_map,
 )
 from qidicom.readers import read_image
+from qidicom.samples import make_sample_study
 
 DCMQI_PM = TESTS / "data" / "dcmqi-pm-float.dcm"  # written by dcmqi 1.5.7 itkimage2paramap
 DCMQI_PM_MAP = TESTS / "data" / "dcmqi-pm-float-map.nrrd"  # the map it was written from
 
 
+#: A complete ADC document, as dcmqi's pm-example.json is: codes, method, b-values, anatomy.
+SAMPLE_PM_METADATA = make_sample_study(rows=8, columns=8, slices=2).pm_metadata
+
+
 def pm_metadata(**changes) -> dict:
-    document = json.loads((DCMQI_EXAMPLES / "pm-example.json").read_text()) if DCMQI_EXAMPLES.is_dir() else {
-        "QuantityValueCode": {"CodeValue": "113041", "CodingSchemeDesignator": "DCM", "CodeMeaning": "Apparent Diffusion Coefficient"},
-        "DerivationCode": {"CodeValue": "113041", "CodingSchemeDesignator": "DCM", "CodeMeaning": "Apparent Diffusion Coefficient"},
-        "MeasurementUnitsCode": {"CodeValue": "um2/s", "CodingSchemeDesignator": "UCUM", "CodeMeaning": "um2/s"},
-        "AnatomicRegionSequence": {"CodeValue": "41216001", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Prostate"},
-        "FrameLaterality": "U",
-    }
+    document = copy.deepcopy(SAMPLE_PM_METADATA)
     document.update(changes)
     return document
 
@@ -49,6 +49,19 @@ def mr_series(tmp_path):
     directory = tmp_path / "mr"
     synthetic.write_series(datasets, directory)
     return directory, synthetic.series_affine(datasets), synthetic.grid_shape(datasets)
+
+
+@pytest.fixture(scope="session", params=["phantom", "dcmqi"])
+def adc_sample(request, tmp_path_factory):
+    """An MR series, an int16 ADC map on its grid and its pm metadata: the generated phantom's
+    (its float ADC rounded, as dcmqi's example is stored), then dcmqi's example (skips
+    without ../shared)."""
+    if request.param == "dcmqi":
+        return request.getfixturevalue("adc_example")
+    files = request.getfixturevalue("sample_files")
+    adc = read_image(files["adc_map"])
+    path = synthetic.save_nrrd(np.rint(adc.array).astype(np.int16), adc.affine, tmp_path_factory.mktemp("adc") / "adc-int16.nrrd")
+    return {"series": files["mr"], "map": path, "metadata": files["pm_metadata"]}
 
 
 @pytest.fixture(scope="session")
@@ -77,11 +90,11 @@ def write_map(array: np.ndarray, affine: np.ndarray, tmp_path: Path, name: str =
     return synthetic.save_nrrd(array, affine, path) if name.endswith(".nrrd") else synthetic.save_nifti(array, affine, path)
 
 
-# --------------------------------------------------------------------------- dcmqi's ADC example
+# --------------------------------------------------------------------------- ADC maps
 
 
-def test_adc_example_stays_integer_conformant_and_reads_back_exactly(adc_example, tmp_path):
-    result = parametric_map_from_files(adc_example["map"], adc_example["metadata"], adc_example["series"])
+def test_adc_map_stays_integer_conformant_and_reads_back_exactly(adc_sample, tmp_path):
+    result = parametric_map_from_files(adc_sample["map"], adc_sample["metadata"], adc_sample["series"])
     path = tmp_path / result.filename
     path.write_bytes(result.data)
 
@@ -92,40 +105,42 @@ def test_adc_example_stays_integer_conformant_and_reads_back_exactly(adc_example
     assert (mapping.RealWorldValueSlope, mapping.RealWorldValueIntercept) == (1.0, 0.0)
     assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == "um2/s"
     anatomy = dataset.SharedFunctionalGroupsSequence[0].FrameAnatomySequence[0]
-    assert anatomy.AnatomicRegionSequence[0].CodeMeaning == "Prostate" and anatomy.FrameLaterality == "U"
+    given = json.loads(adc_sample["metadata"].read_text())
+    assert anatomy.AnatomicRegionSequence[0].CodeMeaning == given["AnatomicRegionSequence"]["CodeMeaning"]
+    assert anatomy.FrameLaterality == given["FrameLaterality"] == "U"
 
-    original = read_image(adc_example["map"])
+    original = read_image(adc_sample["map"])
     contents = read_parametric_map(path)
     assert contents.volume.array.dtype == np.int16
     np.testing.assert_array_equal(contents.volume.array, original.array)
     np.testing.assert_allclose(contents.volume.affine, original.affine, atol=1e-3)
 
 
-def test_adc_example_metadata_round_trips(adc_example, tmp_path):
-    first = parametric_map_from_files(adc_example["map"], adc_example["metadata"], adc_example["series"])
+def test_adc_metadata_round_trips(adc_sample, tmp_path):
+    first = parametric_map_from_files(adc_sample["map"], adc_sample["metadata"], adc_sample["series"])
     files, warnings = parametric_map_to_files(first.data, prefix="adc")
     assert [f.name for f in files] == ["adc-pmap.nrrd", "adc-meta.json"] and warnings == []
     meta = json.loads(files[1].data)
     assert metadata_module.validate(meta, "pm") == []
-    given = json.loads(adc_example["metadata"].read_text())
+    given = json.loads(adc_sample["metadata"].read_text())
     for key in ("QuantityValueCode", "DerivationCode", "MeasurementUnitsCode", "MeasurementMethodCode",
                 "SourceImageDiffusionBValues", "AnatomicRegionSequence", "FrameLaterality",
                 "SeriesDescription", "SeriesNumber", "BodyPartExamined"):
         assert meta[key] == given[key], key
 
     (tmp_path / "adc-pmap.nrrd").write_bytes(files[0].data)
-    second = parametric_map_from_files(tmp_path / "adc-pmap.nrrd", meta, adc_example["series"])
+    second = parametric_map_from_files(tmp_path / "adc-pmap.nrrd", meta, adc_sample["series"])
     again = read_parametric_map(second.data)
-    np.testing.assert_array_equal(again.volume.array, read_image(adc_example["map"]).array)
+    np.testing.assert_array_equal(again.volume.array, read_image(adc_sample["map"]).array)
     assert {k: v for k, v in again.metadata.items()} == meta
 
 
-def test_highdicom_reads_our_pm(adc_example):
-    result = parametric_map_from_files(adc_example["map"], adc_example["metadata"], adc_example["series"])
+def test_highdicom_reads_our_pm(adc_sample):
+    result = parametric_map_from_files(adc_sample["map"], adc_sample["metadata"], adc_sample["series"])
     parametric_map = hd.pm.ParametricMap.from_dataset(result.dataset)
     volume = parametric_map.get_volume()
-    assert volume.spatial_shape == (20, 256, 256)
-    original = read_image(adc_example["map"]).array  # [i, j, k]; highdicom's volume is [slice, row, column]
+    original = read_image(adc_sample["map"]).array  # [i, j, k]; highdicom's volume is [slice, row, column]
+    assert volume.spatial_shape == original.shape[::-1]
     stored = np.asarray(volume.array)
     assert stored.dtype == np.float64  # highdicom applies the real world value mapping
     np.testing.assert_array_equal(np.sort(stored.ravel()), np.sort(original.ravel().astype(np.float64)))
@@ -147,9 +162,9 @@ def test_every_dcmqi_pm_example_converts_unchanged(adc_example, tmp_path):
         assert dciodvfy_errors(path) == [], example.name
 
 
-def test_deflate_is_smaller_and_conformant(adc_example, tmp_path):
-    plain = parametric_map_from_files(adc_example["map"], adc_example["metadata"], adc_example["series"])
-    deflated = parametric_map_from_files(adc_example["map"], adc_example["metadata"], adc_example["series"], compress="deflate")
+def test_deflate_is_smaller_and_conformant(adc_sample, tmp_path):
+    plain = parametric_map_from_files(adc_sample["map"], adc_sample["metadata"], adc_sample["series"])
+    deflated = parametric_map_from_files(adc_sample["map"], adc_sample["metadata"], adc_sample["series"], compress="deflate")
     assert len(deflated.data) < len(plain.data) / 2
     path = tmp_path / "deflated.dcm"
     path.write_bytes(deflated.data)
@@ -321,6 +336,6 @@ def test_non_numeric_slope_is_refused(mr_series, tmp_path):
         parametric_map_from_files(write_map(np.ones(shape, np.float32), affine, tmp_path), pm_metadata(RealWorldValueSlope="one"), directory)
 
 
-def test_reading_something_that_is_not_a_pm(shared):
+def test_reading_something_that_is_not_a_pm(sample_files):
     with pytest.raises(InputError, match="not a DICOM Parametric Map"):
-        read_parametric_map(shared / "data" / "dcmqi" / "paramaps" / "pm-example-slice.dcm")
+        read_parametric_map(sorted(sample_files["mr"].iterdir())[0])

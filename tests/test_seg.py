@@ -1,10 +1,12 @@
-"""DICOM Segmentation: writing from label maps and reading back, on dcmqi's sample and on
-synthetic series with oblique, flipped and partial geometry."""
+"""DICOM Segmentation: writing from label maps and reading back, on the generated phantom
+(qidicom.samples) and dcmqi's liver sample, and on synthetic series with oblique, flipped
+and partial geometry."""
 
 from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import highdicom as hd
 import numpy as np
@@ -49,35 +51,89 @@ def read_back(data: bytes) -> dict[int, np.ndarray]:
     return {segment.number: segment.array for segment in contents.segments}
 
 
-# --------------------------------------------------------------------------- dcmqi sample
+def expected_segments(sample: dict) -> dict[int, np.ndarray]:
+    """Segment number -> voxels, from a sample's one label map: segment n is the metadata's
+    n-th entry."""
+    labels = read_image(sample["labels"]).array
+    entries = json.loads(Path(sample["metadata"]).read_text())["segmentAttributes"][0]
+    return {number: labels == entry["labelID"] for number, entry in enumerate(entries, start=1)}
 
 
-def test_liver_sample_converts_to_a_conformant_binary_seg(liver_sample, tmp_path):
-    result = segmentation_from_files([liver_sample["labels"]], liver_sample["metadata"], liver_sample["series"])
+def assert_same_segments(data: bytes, expected: dict[int, np.ndarray]) -> None:
+    written = read_back(data)
+    assert sorted(written) == sorted(expected)
+    for number, voxels in expected.items():
+        assert np.array_equal(written[number], voxels), f"segment {number}"
+
+
+# --------------------------------------------------------------------------- samples
+
+
+def test_sample_converts_to_a_conformant_binary_seg(seg_sample, tmp_path):
+    result = segmentation_from_files([seg_sample["labels"]], seg_sample["metadata"], seg_sample["series"])
     path = tmp_path / result.filename
     path.write_bytes(result.data)
 
     assert dciodvfy_errors(path) == []
     seg = hd.seg.segread(path)
     assert seg.SegmentationType == "BINARY"
-    assert seg.get_segment_description(1).segment_label == "Liver"
-    expected = read_image(liver_sample["labels"]).array > 0
-    assert np.array_equal(read_back(result.data)[1], expected)
-    # Empty frames are skipped by default: only slices with liver voxels are stored.
-    assert int(seg.NumberOfFrames) == int(np.count_nonzero(expected.any(axis=(0, 1))))
+    metadata = json.loads(Path(seg_sample["metadata"]).read_text())
+    labels = [entry["SegmentLabel"] for entry in metadata["segmentAttributes"][0]]
+    assert [seg.get_segment_description(n).segment_label for n in range(1, len(labels) + 1)] == labels
+    expected = expected_segments(seg_sample)
+    assert_same_segments(result.data, expected)
+    # Empty frames are skipped by default: only slices with voxels of a segment are stored.
+    assert int(seg.NumberOfFrames) == sum(int(np.count_nonzero(v.any(axis=(0, 1)))) for v in expected.values())
 
 
-def test_seg_keeps_the_composite_context_of_the_reference_series(liver_sample):
-    result = segmentation_from_files([liver_sample["labels"]], liver_sample["metadata"], liver_sample["series"])
-    source = pydicom.dcmread(next(liver_sample["series"].iterdir()))
+def test_seg_keeps_the_composite_context_of_the_reference_series(seg_sample):
+    result = segmentation_from_files([seg_sample["labels"]], seg_sample["metadata"], seg_sample["series"])
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in sorted(seg_sample["series"].iterdir())]
+    source = sources[0]
     seg = result.dataset
     for keyword in ("PatientID", "PatientName", "StudyInstanceUID", "FrameOfReferenceUID"):
         assert seg.get(keyword) == source.get(keyword)
     assert seg.ReferencedSeriesSequence[0].SeriesInstanceUID == source.SeriesInstanceUID
-    assert seg.ContentCreatorName == "Doe^John"
-    assert seg.ClinicalTrialCoordinatingCenterName == "BWH"
-    derivation = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
-    assert derivation.SourceImageSequence[0].ReferencedSOPInstanceUID.startswith("1.2.392")
+    metadata = json.loads(Path(seg_sample["metadata"]).read_text())
+    assert seg.ContentCreatorName == metadata["ContentCreatorName"]
+    assert seg.ClinicalTrialCoordinatingCenterName == metadata["ClinicalTrialCoordinatingCenterName"]
+    instances = {str(ds.SOPInstanceUID) for ds in sources}
+    for frame in seg.PerFrameFunctionalGroupsSequence:
+        derivation = frame.DerivationImageSequence[0]
+        assert derivation.SourceImageSequence[0].ReferencedSOPInstanceUID in instances
+
+
+def test_reads_a_seg_another_writer_made_exactly(sample_files):
+    """highdicom, not qidicom, writes the phantom's SEG here; reading it gives every segment
+    voxel-exact on the CT grid, with its attributes."""
+    series = read_dicom_series(sample_files["ct"])
+    labels = read_image(sample_files["ct_labels"])
+    metadata = json.loads(sample_files["seg_metadata"].read_text())["segmentAttributes"][0]
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=entry["SegmentLabel"],
+            segmented_property_category=hd.sr.CodedConcept(*entry["SegmentedPropertyCategoryCodeSequence"].values()),
+            segmented_property_type=hd.sr.CodedConcept(*entry["SegmentedPropertyTypeCodeSequence"].values()),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL,
+        )
+        for number, entry in enumerate(metadata, start=1)
+    ]
+    # highdicom takes frames as [slice, row, column] with one label value per segment.
+    pixels = np.transpose(labels.array, (2, 1, 0)).astype(np.uint8)
+    written = hd.seg.Segmentation(
+        source_images=series.datasets, pixel_array=pixels, segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="highdicom", manufacturer_model_name="test", software_versions="1",
+        device_serial_number="1",
+    )
+    contents = read_segmentation(written)
+    assert np.allclose(contents.affine, labels.affine, atol=1e-4)
+    assert [segment.number for segment in contents.segments] == list(range(1, len(metadata) + 1))
+    for segment, entry in zip(contents.segments, metadata):
+        assert np.array_equal(segment.array, labels.array == entry["labelID"]), entry["SegmentLabel"]
+        assert segment.attributes["SegmentLabel"] == entry["SegmentLabel"]
+        assert segment.attributes["SegmentedPropertyTypeCodeSequence"] == entry["SegmentedPropertyTypeCodeSequence"]
 
 
 def test_reads_dcmqi_liver_seg_exactly(liver_sample):
@@ -94,9 +150,9 @@ def test_reads_dcmqi_liver_seg_exactly(liver_sample):
     "segmentation_type, compress",
     [("binary", "none"), ("binary", "deflate"), ("labelmap", "none"), ("labelmap", "deflate"), ("labelmap", "rle")],
 )
-def test_every_type_and_compression_reads_back_the_same_voxels(liver_sample, tmp_path, segmentation_type, compress):
+def test_every_type_and_compression_reads_back_the_same_voxels(seg_sample, tmp_path, segmentation_type, compress):
     result = segmentation_from_files(
-        [liver_sample["labels"]], liver_sample["metadata"], liver_sample["series"],
+        [seg_sample["labels"]], seg_sample["metadata"], seg_sample["series"],
         segmentation_type=segmentation_type, compress=compress,
     )
     path = tmp_path / "out.dcm"
@@ -108,15 +164,16 @@ def test_every_type_and_compression_reads_back_the_same_voxels(liver_sample, tmp
         assert errors == [UNKNOWN_IOD]
     else:
         assert errors == []
-    expected = read_image(liver_sample["labels"]).array > 0
-    assert np.array_equal(read_back(result.data)[1], expected)
+    expected = expected_segments(seg_sample)
+    assert_same_segments(result.data, expected)
+    # highdicom, an independent reader, finds the same voxels.
     volume = hd.seg.segread(path).get_volume(combine_segments=True)
-    assert int(np.count_nonzero(volume.array)) == int(expected.sum())
+    assert int(np.count_nonzero(volume.array)) == sum(int(v.sum()) for v in expected.values())
 
 
-def test_deflate_makes_the_binary_seg_much_smaller(liver_sample):
-    plain = segmentation_from_files([liver_sample["labels"]], liver_sample["metadata"], liver_sample["series"])
-    deflated = segmentation_from_files([liver_sample["labels"]], liver_sample["metadata"], liver_sample["series"], compress="deflate")
+def test_deflate_makes_the_binary_seg_much_smaller(seg_sample):
+    plain = segmentation_from_files([seg_sample["labels"]], seg_sample["metadata"], seg_sample["series"])
+    deflated = segmentation_from_files([seg_sample["labels"]], seg_sample["metadata"], seg_sample["series"], compress="deflate")
     assert len(deflated.data) * 5 < len(plain.data)
     assert deflated.dataset.file_meta.TransferSyntaxUID == pydicom.uid.DeflatedExplicitVRLittleEndian
 
@@ -380,62 +437,69 @@ def test_every_dcmqi_seg_example_converts_unchanged(tmp_path):
         assert dciodvfy_errors(path) == [], example.name
 
 
-def test_writer_takes_in_memory_files(liver_sample):
+#: The download name: patient ID, series description, kind.
+SAMPLE_FILENAMES = {"phantom": "QIDICOM-PHANTOM-001_Organ_segmentation_SEG.dcm", "dcmqi-liver": "99000_Segmentation_SEG.dcm"}
+
+
+def test_writer_takes_in_memory_files(seg_sample):
     """The browser path: (name, bytes) pairs, no paths anywhere."""
-    series = [(p.name, p.read_bytes()) for p in sorted(liver_sample["series"].iterdir())]
-    labels = [("liver_seg.nrrd", liver_sample["labels"].read_bytes())]
-    metadata = ("seg-example.json", liver_sample["metadata"].read_bytes())
+    series = [(p.name, p.read_bytes()) for p in sorted(seg_sample["series"].iterdir())]
+    labels = [(seg_sample["labels"].name, seg_sample["labels"].read_bytes())]
+    metadata = (seg_sample["metadata"].name, seg_sample["metadata"].read_bytes())
     result = segmentation_from_files(labels, metadata, series)
-    assert result.filename == "99000_Segmentation_SEG.dcm"
-    assert read_back(result.data)[1].sum() == int((read_image(liver_sample["labels"]).array > 0).sum())
+    assert result.filename == SAMPLE_FILENAMES[seg_sample["source"]]
+    assert_same_segments(result.data, expected_segments(seg_sample))
 
 
-def test_write_segmentation_with_progress_reports(liver_sample):
-    series = read_dicom_series(liver_sample["series"])
-    volume = read_image(liver_sample["labels"])
+def test_write_segmentation_with_progress_reports(seg_sample):
+    series = read_dicom_series(seg_sample["series"])
+    volume = read_image(seg_sample["labels"])
     steps = []
-    write_segmentation([volume], json.loads(liver_sample["metadata"].read_text()), series, progress=lambda m, f: steps.append(f))
+    write_segmentation([volume], json.loads(seg_sample["metadata"].read_text()), series, progress=lambda m, f: steps.append(f))
     assert steps[0] < steps[-1] == 1.0 and steps == sorted(steps)
 
 
-def test_metadata_dict_is_not_modified(liver_sample):
-    metadata = json.loads(liver_sample["metadata"].read_text())
+def test_metadata_dict_is_not_modified(seg_sample):
+    metadata = json.loads(seg_sample["metadata"].read_text())
     before = copy.deepcopy(metadata)
-    segmentation_from_files([liver_sample["labels"]], metadata, liver_sample["series"])
+    segmentation_from_files([seg_sample["labels"]], metadata, seg_sample["series"])
     assert metadata == before
 
 
 # --------------------------------------------------------------------------- binary to labelmap
 
 
-def test_bin2labelsegimage_converts_dcmqis_binary_seg(liver_sample, tmp_path):
+def test_bin2labelsegimage_converts_a_binary_seg(seg_sample, tmp_path):
+    """The phantom's SEG is qidicom's own; the liver's is dcmqi's."""
     from qidicom.seg import binary_to_labelmap
 
-    result = binary_to_labelmap(liver_sample["dcmqi_seg"])
+    result = binary_to_labelmap(seg_sample["binary_seg"])
     path = tmp_path / "labelmap.dcm"
     path.write_bytes(result.data)
     assert dciodvfy_errors(path) == [UNKNOWN_IOD]
     labelmap = hd.seg.segread(path)
     assert labelmap.SegmentationType == "LABELMAP"
     assert labelmap.SOPClassUID == "1.2.840.10008.5.1.4.1.1.66.7"
-    binary = pydicom.dcmread(liver_sample["dcmqi_seg"])
+    binary = pydicom.dcmread(seg_sample["binary_seg"])
     for keyword in ("PatientID", "StudyInstanceUID", "FrameOfReferenceUID"):
         assert labelmap.get(keyword) == binary.get(keyword)
     assert labelmap.ReferencedSeriesSequence[0].SeriesInstanceUID == binary.ReferencedSeriesSequence[0].SeriesInstanceUID
-    assert labelmap.SegmentSequence[0].SegmentAlgorithmName == "SlicerEditor"
-    assert np.array_equal(read_back(result.data)[1], read_image(liver_sample["labels"]).array > 0)
+    metadata = json.loads(seg_sample["metadata"].read_text())
+    assert [item.SegmentAlgorithmName for item in labelmap.SegmentSequence] == [
+        entry["SegmentAlgorithmName"] for entry in metadata["segmentAttributes"][0]]
+    assert_same_segments(result.data, expected_segments(seg_sample))
 
 
-def test_bin2labelsegimage_palette_16_bit_rle(liver_sample, tmp_path):
+def test_bin2labelsegimage_palette_16_bit_rle(seg_sample, tmp_path):
     from qidicom.seg import binary_to_labelmap
 
-    result = binary_to_labelmap(liver_sample["dcmqi_seg"], use_palette=True, force_16_bit=True, compress="rle")
+    result = binary_to_labelmap(seg_sample["binary_seg"], use_palette=True, force_16_bit=True, compress="rle")
     path = tmp_path / "palette.dcm"
     path.write_bytes(result.data)
     seg = hd.seg.segread(path)
     assert (seg.PhotometricInterpretation, int(seg.BitsAllocated)) == ("PALETTE COLOR", 16)
     assert seg.file_meta.TransferSyntaxUID == pydicom.uid.RLELossless
-    assert np.array_equal(read_back(result.data)[1], read_image(liver_sample["labels"]).array > 0)
+    assert_same_segments(result.data, expected_segments(seg_sample))
     # Debian's dciodvfy predates LABELMAP and cannot name the IOD; the palette (an entry for
     # every storable value) passes its LUT checks.
     assert dciodvfy_errors(path) == [UNKNOWN_IOD]
