@@ -369,6 +369,35 @@ def test_labelmap_seg_carries_patient_orientation_from_its_planes(tmp_path, orie
     assert dciodvfy_errors(written(result, tmp_path / "lm.dcm")) == [UNKNOWN_IOD]
 
 
+#: What the (older) Segmentation IOD's checks must say of a LABELMAP SEG presented as one:
+#: only where the Label Map Segmentation IOD differs from it.
+LABELMAP_DIFFERENCES = (
+    "Error - Unrecognized enumerated value <LABELMAP> for value 1 of attribute <Segmentation Type>",
+    "Error - Unrecognized enumerated value <PALETTE COLOR> for value 1 of attribute <Photometric Interpretation>",
+    "Error - Unrecognized enumerated value <0x10> for value 1 of attribute <Bits Allocated>",
+    "Error - Unrecognized enumerated value <0x10> for value 1 of attribute <Bits Stored>",
+    "Error - Unrecognized enumerated value <0xf> for value 1 of attribute <High Bit>",
+    # A label map frame holds every segment, so it names none.
+    "Error - Missing attribute Type 1 Required Element=<SegmentIdentificationSequence> Module=<SegmentationMacro>",
+)
+
+
+@pytest.mark.parametrize("options", [{}, {"use_palette": True}, {"use_palette": True, "force_16_bit": True}])
+def test_labelmap_seg_differs_from_the_segmentation_iod_only_where_the_label_map_iod_does(ct, tmp_path, options):
+    """Debian's dciodvfy does not know the Label Map IOD and checks none of its modules. Shown
+    the same file as a (binary/fractional) Segmentation, it checks them all: every error must
+    then be one the Label Map IOD allows (no palette LUT error, no missing module attribute
+    but the per-frame segment identification a label map has no use for)."""
+    result = binary_to_labelmap(colour_binary_seg(ct, tmp_path), **options)
+    dataset = result.dataset
+    dataset.SOPClassUID = dataset.file_meta.MediaStorageSOPClassUID = pydicom.uid.SegmentationStorage
+    path = tmp_path / "as-segmentation.dcm"
+    dataset.save_as(path)
+    errors = dciodvfy_errors(path)
+    assert "Error - Unrecognized enumerated value <LABELMAP> for value 1 of attribute <Segmentation Type>" in errors
+    assert [e for e in errors if e not in LABELMAP_DIFFERENCES] == []
+
+
 def colour_binary_seg(ct, tmp_path) -> bytes:
     directory, datasets = ct
     labels = synthetic.sphere_labels(synthetic.grid_shape(datasets), [((10, 10, 2), 4, 1), ((30, 20, 3), 4, 2)])
@@ -413,14 +442,15 @@ def test_dcmqi_liver_palette_labelmap(shared, tmp_path, options):
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize("segmentation_type", ["binary", "labelmap"])
+@pytest.mark.parametrize("segmentation_type, compress", [("binary", "none"), ("binary", "deflate"), ("labelmap", "none"), ("labelmap", "rle")])
 @pytest.mark.parametrize("said", [5, 2])
-def test_number_of_frames_disagreeing_with_pixel_data_is_named(ct, tmp_path, segmentation_type, said):
+def test_number_of_frames_disagreeing_with_pixel_data_is_named(ct, tmp_path, segmentation_type, compress, said):
     directory, datasets = ct
     labels = np.zeros(synthetic.grid_shape(datasets), np.uint8)
     labels[3:9, 4:12, 1:4] = 1
     path = save(datasets, labels, tmp_path, "l.nrrd")
-    result = segmentation_from_files([path], seg_metadata([segment(1, "Liver")]), directory, segmentation_type=segmentation_type)
+    result = segmentation_from_files([path], seg_metadata([segment(1, "Liver")]), directory,
+                                     segmentation_type=segmentation_type, compress=compress)
     assert int(result.dataset.NumberOfFrames) == 3
     dataset = pydicom.dcmread(written(result, tmp_path / "seg.dcm"))
     dataset.NumberOfFrames = said

@@ -742,38 +742,35 @@ def _read_label_map(dataset, frames, slice_index, shape, descriptions, label, wa
     return label_map, numbers
 
 
-def _frames_in_pixel_data(dataset: Dataset) -> int | None:
-    """How many whole frames the Pixel Data holds, or None when that cannot be told."""
+def _frame_count_mismatch(dataset: Dataset) -> str | None:
+    """Whether NumberOfFrames and the frames the Pixel Data holds disagree, in those terms."""
     if "PixelData" not in dataset:
         return None
+    said = int(dataset.get("NumberOfFrames", 1) or 1)
     value = dataset.PixelData or b""
     syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
     if syntax is not None and pydicom.uid.UID(syntax).is_compressed:
         if syntax != pydicom.uid.RLELossless:
-            return None
-        try:  # RLE Lossless: one fragment per frame (PS3.5 A.4.2)
-            from pydicom.encaps import generate_fragments
+            return None  # other encapsulations may split a frame over several fragments
+        from pydicom.encaps import parse_fragments
 
-            return sum(1 for _ in generate_fragments(value[8 + int.from_bytes(value[4:8], "little"):]))
+        try:  # RLE Lossless: one fragment per frame (PS3.5 A.4.2), after the Basic Offset Table
+            held = parse_fragments(value[8 + int.from_bytes(value[4:8], "little"):])[0]
         except Exception:
             return None
-    try:
-        bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * int(dataset.BitsAllocated)
-    except (AttributeError, TypeError, ValueError):
-        return None
-    return len(value) * 8 // bits if bits else None
-
-
-def _frame_count_mismatch(dataset: Dataset) -> str | None:
-    said = int(dataset.get("NumberOfFrames", 1) or 1)
-    held = _frames_in_pixel_data(dataset)
-    if held is None or held == said:
-        return None
-    if held > said:
-        bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * int(dataset.BitsAllocated)
+    else:
+        try:
+            bits = int(dataset.Rows) * int(dataset.Columns) * int(dataset.get("SamplesPerPixel", 1) or 1) * int(dataset.BitsAllocated)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        if not bits:
+            return None
+        held = len(value) * 8 // bits
         padded = ((said * bits + 7) // 8 + 1) // 2 * 2
-        if len(dataset.PixelData) <= padded:
-            return None  # the even-length padding of a small 1-bit frame, not another frame
+        if held > said and len(value) <= padded:
+            held = said  # the even-length padding of small 1-bit frames, not another frame
+    if held == said:
+        return None
     return f"NumberOfFrames says {said} but Pixel Data holds {held} frame{'s' if held != 1 else ''}"
 
 
