@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
+import math
 import os
 import warnings as warnings_module
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator, Sequence, Union
@@ -77,25 +79,41 @@ def as_named_bytes(source: Source, name: str | None = None) -> NamedBytes:
 _NIFTI_SUFFIXES = (".nii", ".nii.gz")
 _NRRD_SUFFIXES = (".nrrd", ".nhdr")
 
+#: The largest image accepted, in voxels and in bytes of voxel data, as its header declares
+#: them. Both are checked before any voxel data is read or inflated, so a small compressed
+#: file that claims a huge grid (a "gzip bomb") is refused at once. 2**29 voxels is twice a
+#: 512x512x1000 CT grid; 2**31 bytes holds that grid even as float64.
+MAX_IMAGE_VOXELS = 2**29
+MAX_IMAGE_BYTES = 2**31
+#: Room for what precedes the voxel data: NRRD header text, NIfTI header and extensions.
+MAX_HEADER_BYTES = 2**24
+# Compressed data is inflated at most this much at a time, so a stream is never inflated
+# much past what was asked for.
+_CHUNK = 2**24
+_HEAD = 540  # a NIfTI-2 header; enough to tell the formats apart
+
 
 def read_image(source: Source, name: str | None = None) -> Volume:
     """Read a NIfTI or NRRD image as a Volume in LPS, whatever the file's own space.
 
     A fourth dimension of size 1 is dropped; a real fourth dimension is an error, since a
-    label map or parametric map here is one 3-D volume.
+    label map or parametric map here is one 3-D volume. An image whose header declares more
+    than ``MAX_IMAGE_VOXELS`` voxels or ``MAX_IMAGE_BYTES`` bytes is refused before its
+    voxel data is read, and compressed data is inflated only up to the size its header
+    declares: a stream holding more, or less, is an error.
     """
+    _check_file_size(source)
     item = as_named_bytes(source, name)
     data = item.data
     lowered = item.name.lower()
-    if data[:2] == b"\x1f\x8b" and not lowered.endswith(_NRRD_SUFFIXES):
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as error:
-            raise InputError(f"{item.name}: gzip data is corrupt or truncated ({error})") from None
-    if data.startswith(b"NRRD") or lowered.endswith(_NRRD_SUFFIXES):
-        volume = _read_nrrd(item, data)
-    elif lowered.endswith(_NIFTI_SUFFIXES) or _looks_like_nifti(data):
-        volume = _read_nifti(item, data)
+    gzipped = data[:2] == b"\x1f\x8b" and not lowered.endswith(_NRRD_SUFFIXES)
+    # A gzip file is read as a stream: only what the header declares is ever inflated.
+    stream = gzip.GzipFile(item.name, "rb", fileobj=io.BytesIO(data)) if gzipped else io.BytesIO(data)
+    head = _read_stream(stream, _HEAD, item.name, "gzip data")
+    if head.startswith(b"NRRD") or lowered.endswith(_NRRD_SUFFIXES):
+        volume = _read_nrrd(item, _Prefixed(head, stream), gzipped)
+    elif lowered.endswith(_NIFTI_SUFFIXES) or _looks_like_nifti(head):
+        volume = _read_nifti(item, head, stream, gzipped)
     else:
         raise InputError(
             f"{item.name}: not a NIfTI (.nii, .nii.gz) or NRRD (.nrrd, .nhdr) image"
@@ -103,24 +121,134 @@ def read_image(source: Source, name: str | None = None) -> Volume:
     return _as_3d(volume)
 
 
+def _check_file_size(source: Source) -> None:
+    """Refuse a file on disk too large to hold an accepted image, before reading it."""
+    if not isinstance(source, (str, os.PathLike)):
+        return
+    try:
+        size = os.stat(source).st_size
+    except OSError:
+        return  # as_named_bytes names the problem
+    if size > MAX_IMAGE_BYTES + MAX_HEADER_BYTES:
+        raise InputError(
+            f"{source}: is {size / 2**30:.1f} GiB, larger than any image qidicom reads "
+            f"(at most {_limits_text()}); it was not read"
+        )
+
+
+def _limits_text() -> str:
+    return f"{MAX_IMAGE_VOXELS:,} voxels and {MAX_IMAGE_BYTES / 2**30:g} GiB of voxel data"
+
+
+def _check_declared_size(label: str, shape: Sequence[int], itemsize: int) -> int:
+    """The byte size of the voxel data a header declares, or InputError if over the limits."""
+    shape = [int(n) for n in shape]
+    if any(n < 0 for n in shape):
+        raise InputError(f"{label}: header declares a negative size ({'x'.join(map(str, shape))})")
+    voxels = math.prod(shape)  # Python integers: no overflow for absurd sizes
+    size = voxels * int(itemsize)
+    if voxels > MAX_IMAGE_VOXELS or size > MAX_IMAGE_BYTES:
+        raise InputError(
+            f"{label}: header declares {'x'.join(map(str, shape))} voxels of {itemsize} byte(s) "
+            f"({voxels:,} voxels, {size / 2**30:.1f} GiB), over qidicom's limit of {_limits_text()}; "
+            "refused before reading its voxel data"
+        )
+    return size
+
+
+class _Prefixed(io.RawIOBase):
+    """A stream with bytes already read from it put back in front."""
+
+    def __init__(self, prefix: bytes, stream: BinaryIO):
+        self._prefix = memoryview(prefix)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def unread(self, data: bytes) -> None:
+        self._prefix = memoryview(bytes(data) + bytes(self._prefix))
+
+    def readinto(self, buffer) -> int:
+        if self._prefix.nbytes:
+            count = min(len(buffer), self._prefix.nbytes)
+            buffer[:count] = self._prefix[:count]
+            self._prefix = self._prefix[count:]
+            return count
+        return self._stream.readinto(buffer)
+
+
+def _read_bounded(stream: BinaryIO, size: int) -> bytearray:
+    """Up to ``size`` bytes (fewer if the stream ends), read in chunks so that a compressed
+    stream is never inflated much past ``size``."""
+    buffer = bytearray(size)
+    filled = 0
+    with memoryview(buffer) as view:
+        while filled < size:
+            count = stream.readinto(view[filled:filled + _CHUNK])
+            if not count:
+                break
+            filled += count
+    del buffer[filled:]
+    return buffer
+
+
+def _read_stream(stream: BinaryIO, size: int, label: str, what: str) -> bytearray:
+    """``_read_bounded``, with a damaged compressed stream named as such."""
+    try:
+        return _read_bounded(stream, size)
+    except (OSError, EOFError, zlib.error) as error:
+        raise InputError(f"{label}: {what} is corrupt or truncated ({error})") from None
+
+
+def _refuse_more(stream: BinaryIO, label: str, what: str, declared: int) -> None:
+    """Error if a compressed stream goes on past the size its header declares."""
+    if _read_stream(stream, 1, label, what):
+        raise InputError(
+            f"{label}: {what} holds more than the {declared:,} bytes its header declares; "
+            "it was not inflated further"
+        )
+
+
 def _looks_like_nifti(data: bytes) -> bool:
     return len(data) >= 348 and data[344:348] in (b"n+1\0", b"ni1\0") or data[4:8] == b"n+2\0"
 
 
-def _read_nifti(item: NamedBytes, data: bytes) -> Volume:
+def _read_nifti(item: NamedBytes, head: bytes, stream: BinaryIO, gzipped: bool) -> Volume:
     import nibabel
 
-    if item.path is not None and not item.name.lower().endswith(_NIFTI_SUFFIXES):
-        pass
-    kind = nibabel.Nifti2Image if data[4:8] == b"n+2\0" else nibabel.Nifti1Image
+    kind = nibabel.Nifti2Image if head[4:8] == b"n+2\0" else nibabel.Nifti1Image
+    header_size = kind.header_class.template_dtype.itemsize
     try:
-        image = kind.from_bytes(data)
+        header = kind.header_class.from_fileobj(io.BytesIO(bytes(head[:header_size])))
+        shape = header.get_data_shape()
+        itemsize = header.get_data_dtype().itemsize
+        offset = int(header.get_data_offset())
     except Exception as error:  # nibabel raises several types for a bad header
+        raise InputError(f"{item.name}: not a readable NIfTI image ({error})") from None
+    if offset > MAX_HEADER_BYTES:
+        raise InputError(
+            f"{item.name}: header puts the voxel data at byte {offset:,}, past the "
+            f"{MAX_HEADER_BYTES:,} bytes allowed for header and extensions"
+        )
+    declared = offset + _check_declared_size(item.name, shape, itemsize)
+    # nibabel reads exactly the declared voxel data from the stream, so a gzip stream is
+    # inflated no further than that.
+    try:
+        stream.seek(0)
+        image = kind.from_stream(stream)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise InputError(f"{item.name}: gzip data is corrupt or truncated ({error})") from None
+    except Exception as error:
         raise InputError(f"{item.name}: not a readable NIfTI image ({error})") from None
     try:
         array = np.asanyarray(image.dataobj)
-    except Exception as error:
+    except (EOFError, zlib.error, gzip.BadGzipFile) as error:
+        raise InputError(f"{item.name}: gzip data is corrupt or truncated ({error})") from None
+    except Exception as error:  # nibabel's OSError for data shorter than declared, among others
         raise InputError(f"{item.name}: NIfTI voxel data is truncated or corrupt ({error})") from None
+    if gzipped:  # the stream now stands at the end of the voxel data
+        _refuse_more(stream, item.name, "gzip stream", declared)
     affine = LPS_FROM_RAS @ image.affine
     return Volume(np.asarray(array), affine, item.name)
 
@@ -133,31 +261,41 @@ _NRRD_SPACES = {
     "left-anterior-superior": np.diag([1.0, -1.0, 1.0]),
     "las": np.diag([1.0, -1.0, 1.0]),
 }
+_NRRD_REQUIRED = ("dimension", "type", "encoding", "sizes")
+_NRRD_COMPRESSED = {"gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2": "bzip2"}
+_NRRD_TEXT = ("ascii", "text", "txt")
 
 
-def _read_nrrd(item: NamedBytes, data: bytes) -> Volume:
+class _NrrdDataError(Exception):
+    """The voxel data does not match the NRRD header (worded for the person's message)."""
+
+
+def _read_nrrd(item: NamedBytes, stream: BinaryIO, gzipped: bool) -> Volume:
     import nrrd
 
-    stream = io.BytesIO(data)
+    header_text = _nrrd_header_text(item, stream)
     try:
-        header = nrrd.read_header(stream)
+        header = nrrd.read_header(header_text.splitlines(keepends=True))
     except Exception as error:
         raise InputError(f"{item.name}: not a readable NRRD header ({error})") from None
-    if "data file" in header or "datafile" in header:
-        if item.path is None:
-            raise InputError(
-                f"{item.name}: a detached NRRD header needs its data file; give the path, "
-                "or use a single-file .nrrd"
-            )
-        try:
-            array = nrrd.read_data(header, stream, str(item.path))
-        except Exception as error:
-            raise InputError(f"{item.name}: its detached data could not be read ({error})") from None
-    else:
-        try:
-            array = nrrd.read_data(header, stream)
-        except Exception as error:
-            raise InputError(f"{item.name}: NRRD voxel data is truncated or corrupt ({error})") from None
+    detached = header.get("data file", header.get("datafile"))
+    if detached is not None and item.path is None:
+        raise InputError(
+            f"{item.name}: a detached NRRD header needs its data file; give the path, "
+            "or use a single-file .nrrd"
+        )
+    try:
+        if detached is None:
+            array = _nrrd_voxels(item.name, header, stream, gzipped)
+        else:
+            data_path = item.path.parent / str(detached)
+            with open(data_path, "rb") as data_file:
+                array = _nrrd_voxels(item.name, header, data_file, False)
+    except _NrrdDataError as error:
+        problem = "NRRD voxel data is truncated or corrupt" if detached is None else "its detached data could not be read"
+        raise InputError(f"{item.name}: {problem} ({error})") from None
+    except OSError as error:  # the detached data file
+        raise InputError(f"{item.name}: its detached data could not be read ({error})") from None
     space = str(header.get("space", "left-posterior-superior")).lower()
     if space not in _NRRD_SPACES:
         raise InputError(
@@ -185,6 +323,85 @@ def _read_nrrd(item: NamedBytes, data: bytes) -> Volume:
     affine[:3, :3] = to_lps @ directions[spatial_axes].T
     affine[:3, 3] = to_lps @ np.asarray(header.get("space origin", np.zeros(3)), float)
     return Volume(np.asarray(array), affine, item.name)
+
+
+def _nrrd_header_text(item: NamedBytes, stream: _Prefixed) -> bytes:
+    """The header lines up to and including the blank line that ends them, read in small
+    steps (never a whole "line" of a stream with no line breaks); the stream is left at
+    the first byte of the data."""
+    text = bytearray()
+    while len(text) <= MAX_HEADER_BYTES:
+        step = _read_stream(stream, 4096, item.name, "gzip data")
+        if not step:
+            return bytes(text)  # no blank line: pynrrd names what is wrong
+        start = max(len(text) - 2, 0)
+        text += step
+        ends = [at + len(mark) for mark in (b"\n\n", b"\n\r\n") if (at := text.find(mark, start)) >= 0]
+        if ends:
+            end = min(ends)
+            stream.unread(text[end:])  # the data's first bytes
+            return bytes(text[:end])
+    raise InputError(f"{item.name}: NRRD header has no blank line ending it within {MAX_HEADER_BYTES:,} bytes")
+
+
+def _nrrd_voxels(label: str, header: dict, stream: BinaryIO, gzipped: bool) -> np.ndarray:
+    """Read exactly the voxels the header declares, never inflating more.
+
+    pynrrd's ``read_data`` inflates the whole compressed stream before counting it, so
+    the voxel data is read here; pynrrd still parses the header and its type names.
+    """
+    from nrrd.reader import _determine_datatype
+
+    for key in _NRRD_REQUIRED:
+        if key not in header:
+            raise _NrrdDataError(f"Header is missing required field: {key}")
+    sizes = [int(n) for n in header["sizes"]]
+    if int(header["dimension"]) != len(sizes):
+        raise _NrrdDataError(f"Number of elements in sizes does not match dimension: {header['dimension']}, {len(sizes)}")
+    try:
+        dtype = _determine_datatype(header)
+    except Exception as error:
+        raise _NrrdDataError(str(error)) from None
+    size = _check_declared_size(label, sizes, dtype.itemsize)
+    count = math.prod(sizes)
+    encoding = str(header["encoding"]).lower()
+    for _ in range(int(header.get("line skip", header.get("lineskip", 0)))):
+        line = stream.readline(MAX_HEADER_BYTES)
+        if not line.endswith(b"\n"):
+            raise _NrrdDataError("the data ends, or has no line break, within the lines the header says to skip")
+    byte_skip = int(header.get("byte skip", header.get("byteskip", 0)))
+    if byte_skip < -1:
+        raise _NrrdDataError(f"byte skip {byte_skip} is not allowed (it must be -1 or more)")
+    if encoding in _NRRD_TEXT:
+        # Each value takes at least two characters ("0 "); allow generous formatting.
+        text = _read_stream(stream, 64 * count + MAX_HEADER_BYTES, label, "NRRD text data")
+        values = np.array(text.decode("ascii", "replace").split(), dtype=dtype) if text.strip() else np.zeros(0, dtype)
+        if values.size != count:
+            raise _NrrdDataError(f"the text holds {values.size} values, but the header declares {count}")
+        return values.reshape(sizes[::-1]).T
+    if encoding == "raw":
+        source, what = stream, "NRRD raw data"
+    elif encoding in _NRRD_COMPRESSED:
+        import bz2
+
+        source = gzip.GzipFile(fileobj=stream, mode="rb") if _NRRD_COMPRESSED[encoding] == "gzip" else bz2.BZ2File(stream)
+        what = f"NRRD {_NRRD_COMPRESSED[encoding]} data"
+    else:
+        raise _NrrdDataError(f"Unsupported encoding: {header['encoding']}")
+    if byte_skip == -1:
+        # The voxels are the last bytes of the data: allow a header's worth before them.
+        data = _read_stream(source, size + MAX_HEADER_BYTES, label, what)
+        if len(data) < size:
+            raise _NrrdDataError(f"the data holds {len(data):,} bytes, but the header declares {size:,}")
+        skip = len(data) - size
+    else:
+        skip = byte_skip
+        data = _read_stream(source, skip + size, label, what)
+        if len(data) < skip + size:
+            raise _NrrdDataError(f"the data holds {len(data):,} bytes, but the header declares {skip + size:,}")
+    if gzipped or source is not stream or byte_skip == -1:
+        _refuse_more(source, label, what, len(data))
+    return np.frombuffer(data, dtype, count, skip).reshape(sizes[::-1]).T
 
 
 def _as_3d(volume: Volume) -> Volume:

@@ -1,0 +1,229 @@
+"""Hostile and careless inputs: images whose headers lie about their size (gzip bombs),
+reference folders holding more than one series, and empty folders. Each gets a clear
+message, and memory stays bounded."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import nibabel
+import numpy as np
+import pytest
+
+import synthetic
+from qidicom.cli import main
+from qidicom.errors import InputError
+from qidicom.readers import MAX_IMAGE_BYTES, MAX_IMAGE_VOXELS, read_dicom_series, read_image
+from qidicom.seg import segmentation_from_files
+
+ROOT = Path(__file__).resolve().parents[1]
+GIB = 2**30
+BOMB_BYTES = 8 * 10**9  # what every bomb below inflates to
+#: Peak memory allowed for refusing a bomb, in bytes.
+PEAK_LIMIT = 10**9
+
+
+# --------------------------------------------------------------------------- making bombs
+
+
+def gzip_member(data: bytes) -> bytes:
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    return compressor.compress(data) + compressor.flush()
+
+
+def zeros_member(size: int) -> bytes:
+    """One gzip member of ``size`` zero bytes, compressed in steps so that making it
+    needs no more than a few megabytes."""
+    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = bytes(2**24)
+    parts = [compressor.compress(chunk) for _ in range(size // len(chunk))]
+    parts.append(compressor.compress(bytes(size % len(chunk))))
+    return b"".join(parts) + compressor.flush()
+
+
+@pytest.fixture(scope="module")
+def zero_members():
+    """256 MiB, and 16 MiB, of zeros as gzip members (about 250 kB and 16 kB). A gzip file
+    may hold several members one after another, which readers inflate as one stream, so
+    repeating these makes a stream of gigabytes in a few megabytes."""
+    return {2**28: zeros_member(2**28), 2**24: zeros_member(2**24)}
+
+
+def bomb_stream(head: bytes, zeros: dict[int, bytes], total: int = BOMB_BYTES) -> bytes:
+    """A gzip stream of ``head`` then zeros, ``total`` bytes once inflated."""
+    parts, rest = [gzip_member(head)], total - len(head)
+    for size, member in zeros.items():
+        count, rest = divmod(rest, size)
+        parts.append(member * count)
+    return b"".join(parts) + zeros_member(rest)
+
+
+def nifti_header(shape: tuple[int, ...], dtype=np.uint8) -> bytes:
+    """A single-file NIfTI-1 header (348 bytes, then 4 bytes of no extensions)."""
+    header = nibabel.Nifti1Header()
+    header.set_data_shape(shape)
+    header.set_data_dtype(dtype)
+    header.set_qform(np.eye(4), code=1)
+    header["vox_offset"] = 352
+    return header.binaryblock + bytes(4)
+
+
+def nrrd_header(sizes: tuple[int, ...], encoding: str) -> bytes:
+    return (
+        "NRRD0004\ntype: uint8\ndimension: 3\n"
+        f"sizes: {' '.join(map(str, sizes))}\n"
+        "space: left-posterior-superior\nspace directions: (1,0,0) (0,1,0) (0,0,1)\n"
+        f"space origin: (0,0,0)\nencoding: {encoding}\n\n"
+    ).encode()
+
+
+@pytest.fixture(scope="module")
+def bombs(tmp_path_factory, zero_members):
+    """Small files that claim, or inflate to, 8 GB; and the message each must get."""
+    folder = tmp_path_factory.mktemp("bombs")
+    huge, modest = (2000, 2000, 2000), (64, 64, 64)
+    limit = rf"over qidicom's limit of {MAX_IMAGE_VOXELS:,} voxels and {MAX_IMAGE_BYTES / GIB:g} GiB of voxel data; " \
+        "refused before reading its voxel data"
+    declares_huge = rf"header declares 2000x2000x2000 voxels of 1 byte\(s\) \(8,000,000,000 voxels, 7.5 GiB\), {limit}"
+    files = {
+        # The header declares 8 GB, and the stream holds them.
+        "huge.nii.gz": (bomb_stream(nifti_header(huge), zero_members), declares_huge),
+        # The header declares 262 kB, but the stream goes on to 8 GB.
+        "modest.nii.gz": (
+            bomb_stream(nifti_header(modest), zero_members),
+            r"gzip stream holds more than the 262,496 bytes its header declares; it was not inflated further",
+        ),
+        # Not compressed: 352 bytes that claim 8 GB of voxels.
+        "huge.nii": (nifti_header(huge) + bytes(1000), declares_huge),
+        # NRRD with gzip-encoded voxel data, both ways.
+        "huge.nrrd": (nrrd_header(huge, "gzip") + bomb_stream(b"", zero_members), declares_huge),
+        "modest.nrrd": (
+            nrrd_header(modest, "gzip") + bomb_stream(b"", zero_members),
+            r"NRRD gzip data holds more than the 262,144 bytes its header declares; it was not inflated further",
+        ),
+        # A whole gzip-compressed NRRD whose "header" never ends: no line to wait for.
+        "endless.nrrd.gz": (
+            bomb_stream(b"NRRD0004\ntype: uint8\n# ", zero_members),
+            r"NRRD header has no blank line ending it within 16,777,216 bytes",
+        ),
+    }
+    paths = {}
+    for name, (data, message) in files.items():
+        (folder / name).write_bytes(data)
+        assert len(data) < 20 * 2**20  # each is small on disk
+        paths[name] = (folder / name, message)
+    return paths
+
+
+BOMB_NAMES = ["huge.nii.gz", "modest.nii.gz", "huge.nii", "huge.nrrd", "modest.nrrd", "endless.nrrd.gz"]
+
+
+@pytest.mark.parametrize("name", BOMB_NAMES)
+def test_bomb_is_refused_with_the_reason(bombs, name):
+    path, message = bombs[name]
+    with pytest.raises(InputError, match=rf"^{name.replace('.', '[.]')}: {message}"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("name", BOMB_NAMES)
+def test_bomb_as_bytes_is_refused_too(bombs, name):
+    """The browser app hands the library (name, bytes) pairs, never paths."""
+    path, message = bombs[name]
+    with pytest.raises(InputError, match=rf"^{name.replace('.', '[.]')}: {message}"):
+        read_image((name, path.read_bytes()))
+
+
+# --------------------------------------------------------------------------- a real CT study passes
+
+
+def test_a_512x512x1000_ct_label_map_is_within_the_limits(tmp_path, zero_members):
+    """The limits leave room for a large CT grid: a 512x512x1000 label map reads (and would
+    even as float64)."""
+    shape = (512, 512, 1000)
+    path = tmp_path / "ct-labels.nii.gz"
+    path.write_bytes(bomb_stream(nifti_header(shape), zero_members, total=352 + 512 * 512 * 1000))
+    volume = read_image(path)
+    assert volume.array.shape == shape and volume.array.dtype == np.uint8
+    del volume
+    assert math.prod(shape) <= MAX_IMAGE_VOXELS and math.prod(shape) * 8 <= MAX_IMAGE_BYTES
+
+
+def test_gzip_stream_shorter_than_its_header_declares(tmp_path):
+    path = tmp_path / "short.nii.gz"
+    path.write_bytes(gzip_member(nifti_header((64, 64, 64)) + bytes(1000)))
+    with pytest.raises(InputError, match=r"short.nii.gz: NIfTI voxel data is truncated or corrupt"):
+        read_image(path)
+
+
+def test_gzip_encoded_nrrd_shorter_than_its_header_declares(tmp_path):
+    path = tmp_path / "short.nrrd"
+    path.write_bytes(nrrd_header((64, 64, 64), "gzip") + gzip_member(bytes(1000)))
+    with pytest.raises(InputError, match=r"short.nrrd: NRRD voxel data is truncated or corrupt "
+                                         r"\(the data holds 1,000 bytes, but the header declares 262,144\)"):
+        read_image(path)
+
+
+def test_truncated_gzip_stream_keeps_its_message(tmp_path):
+    data = gzip_member(nifti_header((8, 8, 8)) + bytes(512))
+    path = tmp_path / "cut.nii.gz"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputError, match=r"cut.nii.gz: gzip data is corrupt or truncated \(Compressed file ended"):
+        read_image(path)
+
+
+# --------------------------------------------------------------------------- peak memory, CPython
+
+
+MEASURE = """
+import json, resource, subprocess, sys
+run = subprocess.run(sys.argv[1:], capture_output=True, text=True)
+peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # Linux reports KiB
+print(json.dumps({"returncode": run.returncode, "stderr": run.stderr, "peak": peak}))
+"""
+
+
+def seg_metadata() -> dict:
+    return {
+        "ContentCreatorName": "Doe^Jane", "SeriesDescription": "Bomb SEG", "SeriesNumber": "300", "InstanceNumber": "1",
+        "segmentAttributes": [[{
+            "labelID": 1, "SegmentLabel": "Liver", "SegmentAlgorithmType": "MANUAL",
+            "SegmentedPropertyCategoryCodeSequence": {"CodeValue": "85756007", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Tissue"},
+            "SegmentedPropertyTypeCodeSequence": {"CodeValue": "10200004", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Liver"},
+        }]],
+    }
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    synthetic.write_series(synthetic.make_ct_series(slices=4), folder / "ct")
+    (folder / "meta.json").write_text(json.dumps(seg_metadata()))
+    return folder
+
+
+@pytest.mark.parametrize("name", BOMB_NAMES)
+def test_cli_refuses_a_bomb_in_bounded_memory(bombs, study, tmp_path, name):
+    """The command line, in its own process: one line naming the file and the reason, and a
+    peak resident size under 1 GB (the bombs inflate to 8 GB)."""
+    path, message = bombs[name]
+    output = tmp_path / "out.dcm"
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE, sys.executable, "-m", "qidicom", "itkimage2segimage",
+         "--inputImageList", str(path), "--inputDICOMDirectory", str(study / "ct"),
+         "--inputMetadata", str(study / "meta.json"), "--outputDICOM", str(output)],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    report = json.loads(run.stdout)
+    print(f"{name}: peak resident size {report['peak'] / 1e6:.0f} MB")
+    assert report["returncode"] == 1
+    lines = report["stderr"].strip().splitlines()
+    assert len(lines) == 1 and re.match(rf"error: .*{name.replace('.', '[.]')}: {message}", lines[0]), lines
+    assert report["peak"] < PEAK_LIMIT
+    assert not output.exists()
