@@ -201,24 +201,26 @@ class MapPlacement:
     on_series_grid: bool  # True: checked against a full reference series, on its grid
 
     def highdicom_geometry(self) -> dict:
-        """Plane positions, orientation and pixel measures for highdicom's constructor."""
+        """Plane positions, orientation and pixel measures for highdicom's constructor
+        (needed whenever the frames are not the reference images' own planes and size)."""
         import highdicom as hd
 
-        directions = self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
         spacing = np.linalg.norm(self.affine[:3, :3], axis=0)
-        geometry: dict = {
+        directions = self.affine[:3, :3] / spacing
+        orientation = [float(v) for v in np.concatenate([directions[:, 0], directions[:, 1]])]
+        # Slice thickness is not known from a map: its slice spacing stands in, as in dcmqi.
+        thickness = float(spacing[2])
+        if self.on_series_grid and self.sources and self.sources[0].get("SliceThickness") not in (None, ""):
+            thickness = float(self.sources[0].SliceThickness)
+        return {
             "plane_positions": [hd.PlanePositionSequence("PATIENT", [float(v) for v in p]) for p in self.positions],
-        }
-        if not self.on_series_grid:
-            orientation = [float(v) for v in np.concatenate([directions[:, 0], directions[:, 1]])]
-            geometry["plane_orientation"] = hd.PlaneOrientationSequence("PATIENT", orientation)
-            # Slice thickness is not known from a map: its slice spacing stands in, as in dcmqi.
-            geometry["pixel_measures"] = hd.PixelMeasuresSequence(
+            "plane_orientation": hd.PlaneOrientationSequence("PATIENT", orientation),
+            "pixel_measures": hd.PixelMeasuresSequence(
                 pixel_spacing=(float(spacing[1]), float(spacing[0])),
-                slice_thickness=float(spacing[2]),
+                slice_thickness=thickness,
                 spacing_between_slices=float(spacing[2]),
-            )
-        return geometry
+            ),
+        }
 
 
 def place_map(volume: Volume, reference: ReferenceSeries, warnings: list[str]) -> MapPlacement:
