@@ -106,6 +106,20 @@ def test_segment_numbers_follow_the_metadata_order_not_the_file_order(ct, tmp_pa
         assert np.array_equal(back, masks[name] * number), name
 
 
+def test_within_one_file_segments_are_numbered_by_ascending_label_id(ct, tmp_path):
+    """dcmqi 1.5.7 numbers the segments of one file by label value, not by the order of the
+    group's entries: entries listed 3, 1, 2 still give segment 1 = label 1."""
+    directory, datasets = ct
+    labels = synthetic.sphere_labels(synthetic.grid_shape(datasets), [((10, 10, 2), 4, 1), ((30, 20, 3), 4, 2), ((20, 24, 4), 3, 3)])
+    path = save(datasets, labels, tmp_path, "three.nrrd")
+    metadata = seg_metadata([segment(3, "Kidney", "64033007", "Kidney"), segment(1, "Liver"), segment(2, "Spleen", "78961009", "Spleen")])
+    result = segmentation_from_files([path], metadata, directory)
+    assert [(int(s.SegmentNumber), s.SegmentLabel) for s in result.dataset.SegmentSequence] == [
+        (1, "Liver"), (2, "Spleen"), (3, "Kidney")]
+    for item in read_segmentation(result.data).segments:
+        assert np.array_equal(item.array, labels == item.number)
+
+
 def test_dcmqi_reordered_files_read_back_liver_spine_heart(shared, tmp_path):
     """dcmqi's makeSEG_multiple_segment_files_reordered: heart, liver, spine files with a
     mapping listing liver, spine, heart; read back, -1 is liver, -2 spine, -3 heart."""

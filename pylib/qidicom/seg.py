@@ -70,8 +70,9 @@ def assign_segments(
     """Pair every metadata entry with its input file and give it a segment number.
 
     ``segmentAttributes`` is one list per input file, by position, or by name when
-    ``segmentAttributesFileMapping`` names the files. Segments are numbered in metadata
-    order, or by their labelID when asked.
+    ``segmentAttributesFileMapping`` names the files. Segments are numbered as dcmqi numbers
+    them: group by group in the metadata's order (whatever the order of the files), and
+    within a group by ascending labelID; or by their labelID when asked.
     """
     groups = metadata["segmentAttributes"]
     mapping = metadata.get("segmentAttributesFileMapping")
@@ -100,7 +101,7 @@ def assign_segments(
         file_indices = list(range(len(groups)))
     specs: list[SegmentSpec] = []
     for group_index, (file_index, group) in enumerate(zip(file_indices, groups)):
-        seen = set()
+        seen: dict[int, int] = {}
         for position, attributes in enumerate(group):
             label = int(attributes["labelID"])
             if label in seen:
@@ -108,9 +109,10 @@ def assign_segments(
                     f"metadata: segmentAttributes[{group_index}][{position}].labelID {label} is repeated "
                     f"for {label_names[file_index]}"
                 )
-            seen.add(label)
+            seen[label] = position
+        for label in sorted(seen):
             number = label if use_label_id_as_segment_number else len(specs) + 1
-            specs.append(SegmentSpec(number, file_index, label, attributes))
+            specs.append(SegmentSpec(number, file_index, label, group[seen[label]]))
     if use_label_id_as_segment_number:
         numbers = [spec.number for spec in specs]
         repeated = sorted({n for n in numbers if numbers.count(n) > 1})
@@ -245,13 +247,23 @@ def _check_finite(volume: Volume) -> None:
     array = volume.array
     if not np.issubdtype(array.dtype, np.floating):
         return
-    for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite")):
-        bad = test(array)
-        count = int(np.count_nonzero(bad))
+    found: dict[str, list] = {"NaN": [0, None], "infinite": [0, None]}
+    # Slice by slice: a whole-volume mask of a large float map is a large copy.
+    for k in range(array.shape[2]):
+        plane = array[:, :, k]
+        if np.isfinite(plane).all():
+            continue
+        for what, test in (("NaN", np.isnan), ("infinite", np.isinf)):
+            bad = test(plane)
+            count = int(np.count_nonzero(bad))
+            if count:
+                found[what][0] += count
+                if found[what][1] is None:
+                    found[what][1] = [*(int(v) for v in np.argwhere(bad)[0]), k]
+    for what, (count, first) in found.items():
         if count:
-            first = ", ".join(str(int(v)) for v in np.argwhere(bad)[0])
             raise InputError(
-                f"{volume.name}: {count} voxel(s) are {what}, the first at voxel index [{first}]; "
+                f"{volume.name}: {count} voxel(s) are {what}, the first at voxel index [{', '.join(map(str, first))}]; "
                 "a label map or probability map must hold finite numbers"
             )
 
@@ -707,7 +719,15 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
     return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, None, warnings)
 
 
-def _read_label_map(dataset, frames, slice_index, shape, descriptions, label, warnings) -> tuple[np.ndarray, list[int]]:
+def _read_label_map(
+    dataset: Dataset,
+    frames: np.ndarray,
+    slice_index: np.ndarray,
+    shape: tuple[int, int, int],
+    descriptions: dict[int, Dataset],
+    label: str,
+    warnings: list[str],
+) -> tuple[np.ndarray, list[int]]:
     """The one label map of a LABELMAP SEG, and the segment numbers it holds.
 
     Pixel Padding Value, when present, marks background: it fills slices that have no
@@ -719,7 +739,7 @@ def _read_label_map(dataset, frames, slice_index, shape, descriptions, label, wa
     padding = int(padding) if padding not in (None, "") else None
     fill = padding if padding is not None else 0
     # Fortran order: a slice [:, :, k] is contiguous, and so is writing NRRD/NIfTI.
-    label_map = np.full(shape, fill, frames.dtype, order="F")
+    label_map = np.full(shape, fill, np.result_type(frames.dtype, np.min_scalar_type(fill)), order="F")
     for f in range(len(frames)):
         label_map[:, :, slice_index[f]] = frames[f].T
     missing = shape[2] - len(set(int(k) for k in slice_index))
