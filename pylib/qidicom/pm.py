@@ -7,6 +7,11 @@ writes float always. Reading decodes any PM with pydicom and places every frame 
 plane position (as the SEG reader does), because highdicom cannot read dcmqi's PMs: their
 dimension index points at the Real World Value Mapping instead of the Plane Position.
 
+A PM keeps the map's own grid. A full reference series is checked (regular spacing, the
+map on its grid, which may be a block of it); fewer files, down to dcmqi's documented one MR
+slice for a 20-slice map, give the composite context (patient, study, frame of reference),
+and each frame references the reference image whose plane it lies in, if any.
+
 dcmqi 1.5.7's ``paramap2itkimage`` reads only Float Pixel Data; ``data_type="float32"``
 writes that for pipelines that must stay readable by dcmqi.
 """
@@ -241,7 +246,9 @@ def place_map(volume: Volume, reference: ReferenceSeries, warnings: list[str]) -
         if not volume_fits(aligned, reference):
             raise GeometryError(describe_grid_difference(volume, reference.affine, reference.shape))
         matrix, offset = index_mapping(aligned.affine, reference.affine)
-        start = offset.astype(int)  # the aligned map's axes follow the series': matrix is the identity
+        if not (matrix == np.eye(3, dtype=int)).all():  # aligned axes follow the series' ones
+            raise GeometryError(describe_grid_difference(volume, reference.affine, reference.shape))
+        start = offset.astype(int)
         affine = reference.affine.copy()
         affine[:3, 3] = reference.affine[:3, :3] @ start + reference.affine[:3, 3]
         sources = [reference.datasets[start[2] + k] for k in range(aligned.shape[2])]

@@ -8,8 +8,11 @@ Numeric Value Qualifier ("Not a number") rather than dropped.
 The files named in ``compositeContext`` (the SEG, the RWVM) and ``imageLibrary`` (the source
 images) come from any sources the readers accept: a directory (CLI), or in-memory files (a
 browser). A name is matched against the file names, then against SOP Instance UIDs, which is
-how dcmqi's and qidicom's readers list them. Reading walks the content tree with pydicom, so
-SRs from dcmqi (with retired SNOMED-RT codes) read as well as ours.
+how dcmqi's and qidicom's readers list them. The composite context decides the report's
+patient and study; a referenced object of another patient (dcmqi's own examples measure a
+SEG with another patient's image library) is a warning naming both. Reading walks the
+content tree with pydicom, so SRs from dcmqi (with retired SNOMED-RT codes) read as well as
+ours.
 """
 
 from __future__ import annotations
