@@ -210,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--fractionalType", choices=("PROBABILITY", "OCCUPANCY"), default="PROBABILITY", help="meaning of fractional values (default PROBABILITY)")
     sub.add_argument("--compress", choices=("none", "deflate", "rle"), default="none", help="transfer syntax: none (Explicit VR Little Endian), deflate, or rle (not for binary)")
     sub.add_argument("--referencesGeometryCheck", type=_zero_or_one, default=True, metavar="0|1", help="check the label maps lie on the series grid (default 1)")
+    sub.add_argument("--noDicomValueChecks", action="store_true",
+                     help="taken for dcmqi's command lines: qidicom always carries over source values that break VR rules, as this makes dcmqi do")
 
     sub = command("segimage2itkimage", segimage2itkimage, "A DICOM Segmentation to label maps and a metadata JSON.")
     sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SEG to read")
@@ -224,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--usePalette", action="store_true", help="add a palette colour lookup table from the segment colours")
     sub.add_argument("--compress", choices=("none", "rle", "deflate"), default="none", help="transfer syntax (default none)")
     sub.add_argument("--force16Bit", action="store_true", help="store 16-bit pixels even when 8 bits would do")
+    sub.add_argument("--noCheck", action="store_true",
+                     help="taken for dcmqi's command lines; qidicom's checks (overlapping segments, SEG type) stay on, "
+                     "since without them the label map would be wrong")
 
     sub = command("itkimage2paramap", itkimage2paramap, "A parametric map (NIfTI/NRRD) and metadata JSON to a DICOM Parametric Map.")
     sub.add_argument("--inputImage", required=True, metavar="FILE", help="the map, on the grid of the reference series")
