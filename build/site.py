@@ -528,25 +528,35 @@ def copy_static_assets(lock: dict, out: Path) -> None:
                     target.write_bytes(archive.read(name))
 
 
+def dcmqi_sample_present() -> bool:
+    """Whether dcmqi's sample is beside the checkout (../shared); QIDICOM_HIDE_SHARED=1 builds
+    as a fresh machine would, without it."""
+    if os.environ.get("QIDICOM_HIDE_SHARED", "") not in ("", "0"):
+        return False
+    return all(path.exists() for path in SAMPLE_SOURCES.values())
+
+
 def copy_sample(out: Path) -> dict:
-    """The dcmqi sample from ../shared when present; otherwise a generated one (see sample.py)."""
+    """dcmqi's sample, when present, for the page's second sample choice.
+
+    The default sample needs nothing from the build: the app makes it in the browser with
+    qidicom.samples, so every build has it (and the build needs neither numpy nor pydicom).
+    """
     sample_dir = out / "sample"
     sample_dir.mkdir(parents=True)
-    if all(path.exists() for path in SAMPLE_SOURCES.values()):
-        manifest = {"source": "dcmqi test data (BSD licence)", "series": [], "labelmap": [], "metadata": []}
-        series_dir = sample_dir / SAMPLE_SOURCES["series"].name
-        series_dir.mkdir()
-        for path in sorted(SAMPLE_SOURCES["series"].iterdir()):
-            shutil.copyfile(path, series_dir / path.name)
-            manifest["series"].append(f"{series_dir.name}/{path.name}")
-        for role in ("labelmap", "metadata"):
-            shutil.copyfile(SAMPLE_SOURCES[role], sample_dir / SAMPLE_SOURCES[role].name)
-            manifest[role].append(SAMPLE_SOURCES[role].name)
+    manifest = {"source": None, "series": [], "labelmap": [], "metadata": []}
+    if not dcmqi_sample_present():
         return manifest
-    sys.path.insert(0, str(BUILD_DIR))
-    import sample  # noqa: E402  (build/sample.py: a synthetic stand-in needing only numpy and pydicom)
-
-    return sample.write_synthetic_sample(sample_dir)
+    manifest["source"] = "dcmqi test data (BSD licence)"
+    series_dir = sample_dir / SAMPLE_SOURCES["series"].name
+    series_dir.mkdir()
+    for path in sorted(SAMPLE_SOURCES["series"].iterdir()):
+        shutil.copyfile(path, series_dir / path.name)
+        manifest["series"].append(f"{series_dir.name}/{path.name}")
+    for role in ("labelmap", "metadata"):
+        shutil.copyfile(SAMPLE_SOURCES[role], sample_dir / SAMPLE_SOURCES[role].name)
+        manifest[role].append(SAMPLE_SOURCES[role].name)
+    return manifest
 
 
 def render_template(source: Path, replacements: dict[str, str]) -> str:
@@ -569,8 +579,7 @@ def inputs_digest() -> str:
                 continue
             digest.update(str(path.relative_to(ROOT)).encode())
             digest.update(path.read_bytes())
-    for path in SAMPLE_SOURCES.values():
-        digest.update(str(path.exists()).encode())
+    digest.update(str(dcmqi_sample_present()).encode())
     return digest.hexdigest()
 
 

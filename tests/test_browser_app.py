@@ -6,16 +6,17 @@ server."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 
 from conftest import dciodvfy_errors
-from test_site_build import dist  # noqa: F401  (fixture)
-from test_site_node import assert_same_segmentation, cpython_segmentation
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -27,8 +28,18 @@ SCREENSHOTS = ROOT / "build" / "cache" / "screenshots"
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
-def browser(dist, liver_sample):  # noqa: F811
+@pytest.fixture(scope="session")
+def dist() -> Path:
+    """dist/, built (or found up to date) by build/site.py."""
+    result = subprocess.run([sys.executable, str(ROOT / "build" / "site.py"), "build", "--if-needed"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return ROOT / "dist"
+
+
+@contextlib.contextmanager
+def open_site(dist: Path):
+    """The built site served locally, open and ready in a fresh chromium profile."""
     reason = browser_session.chromium_missing_reason()
     if reason:
         pytest.skip(reason)
@@ -38,6 +49,41 @@ def browser(dist, liver_sample):  # noqa: F811
         page.goto(server.url)
         timing = browser_session.wait_ready(page)
         yield {"server": server, "context": context, "page": page, "log": log, "timing": timing}
+
+
+@pytest.fixture(scope="module")
+def browser(dist, liver_sample):
+    with open_site(dist) as session:
+        yield session
+
+
+def cpython_segmentation(labelmap: Path, metadata: Path, series: list[Path], **options):
+    """The same conversion by the library under CPython, for comparison."""
+    from qidicom.seg import segmentation_from_files
+
+    pair = lambda path: (path.name, path.read_bytes())  # noqa: E731
+    return segmentation_from_files([pair(labelmap)], pair(metadata), [pair(p) for p in series], **options)
+
+
+def frame_references(dataset) -> list[str]:
+    return [
+        str(frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID)
+        for frame in dataset.PerFrameFunctionalGroupsSequence
+    ]
+
+
+def assert_same_segmentation(made: pydicom.Dataset, expected: pydicom.Dataset) -> None:
+    """Same segments, same frames on the same source images, same pixels (UIDs and times differ)."""
+    assert made.SOPClassUID == expected.SOPClassUID
+    assert made.SegmentationType == expected.SegmentationType
+    assert made.get("SegmentationFractionalType") == expected.get("SegmentationFractionalType")
+    assert made.file_meta.TransferSyntaxUID == expected.file_meta.TransferSyntaxUID
+    for made_segment, expected_segment in zip(made.SegmentSequence, expected.SegmentSequence, strict=True):
+        assert made_segment.to_json_dict() == expected_segment.to_json_dict()
+    assert frame_references(made) == frame_references(expected)
+    assert np.array_equal(made.pixel_array, expected.pixel_array)
+    assert made.PatientID == expected.PatientID
+    assert made.StudyInstanceUID == expected.StudyInstanceUID
 
 
 def choose_inputs(page, series=(), labelmap=None, metadata=None):
@@ -152,16 +198,17 @@ def test_options_reach_the_conversion(browser, liver_sample, tmp_path, choices, 
     assert_same_segmentation(made, expected.dataset)
 
 
-def test_load_sample_button_uses_the_bundled_sample(browser, tmp_path):
+def test_dcmqi_sample_is_a_second_choice_when_the_build_has_it(browser, tmp_path):
     page = browser["page"]
     broken = tmp_path / "other.json"
     broken.write_text("{not json")
     choose_inputs(page, metadata=broken)
     page.get_by_text("other.json").first.wait_for(timeout=60_000)
-    page.get_by_role("button", name="Load sample data").click()
+    page.get_by_role("button", name="Load dcmqi's sample").click()
     page.get_by_text("seg-example.json is valid").wait_for(timeout=60_000)
     page.get_by_text("Series found (3 files)").wait_for(timeout=60_000)
     assert shows(page, "liver_seg.nrrd")
+    assert page.get_by_role("button", name="Load sample data").is_visible()
 
 
 def test_dropped_files_are_sorted_into_series_label_map_and_metadata(browser, liver_sample):
@@ -200,3 +247,4 @@ def test_second_visit_works_with_the_network_cut(browser, liver_sample, tmp_path
     convert_and_download(page, target)
     assert pydicom.dcmread(target).Modality == "SEG"
     page.screenshot(path=SCREENSHOTS / "offline-after-conversion.png", full_page=True)
+

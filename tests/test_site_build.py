@@ -124,21 +124,26 @@ def test_wheels_built_from_sdists_are_reproducible():
         assert any(n.endswith("/__init__.py") for n in names)
 
 
-def test_without_shared_data_the_build_writes_a_synthetic_sample_that_converts(tmp_path, monkeypatch):
-    """A user's machine has no ../shared: "Load sample data" must still get valid inputs."""
-    from qidicom.seg import segmentation_from_files
-
-    monkeypatch.setattr(site, "SAMPLE_SOURCES", {role: tmp_path / "absent" / role for role in site.SAMPLE_SOURCES})
+def test_without_shared_data_the_build_ships_no_sample_files(tmp_path, monkeypatch):
+    """On a fresh machine "Load sample data" is made in the browser (qidicom.samples): the build
+    only writes an empty manifest for the second choice, and needs neither numpy nor pydicom."""
+    monkeypatch.setenv("QIDICOM_HIDE_SHARED", "1")
+    monkeypatch.setitem(sys.modules, "numpy", None)  # any import of them now fails
+    monkeypatch.setitem(sys.modules, "pydicom", None)
     manifest = site.copy_sample(tmp_path)
-    assert manifest["source"].startswith("synthetic")
-    sample = tmp_path / "sample"
-    read = lambda name: (Path(name).name, (sample / name).read_bytes())  # noqa: E731
-    result = segmentation_from_files(
-        [read(n) for n in manifest["labelmap"]], read(manifest["metadata"][0]),
-        [read(n) for n in manifest["series"]],
-    )
-    assert result.dataset.Modality == "SEG"
-    assert len(result.dataset.SegmentSequence) == 1
+    assert manifest == {"source": None, "series": [], "labelmap": [], "metadata": []}
+    assert list((tmp_path / "sample").iterdir()) == []
+
+
+def test_with_shared_data_dcmqi_sample_is_copied_as_the_second_choice(shared, tmp_path):
+    manifest = site.copy_sample(tmp_path)
+    assert manifest["source"].startswith("dcmqi")
+    sources = {"series": sorted(site.SAMPLE_SOURCES["series"].iterdir()),
+               "labelmap": [site.SAMPLE_SOURCES["labelmap"]], "metadata": [site.SAMPLE_SOURCES["metadata"]]}
+    for role, paths in sources.items():
+        copied = [tmp_path / "sample" / name for name in manifest[role]]
+        assert [path.name for path in copied] == [path.name for path in paths]
+        assert [path.read_bytes() for path in copied] == [path.read_bytes() for path in paths]
 
 
 def free_port() -> int:

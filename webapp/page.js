@@ -3,13 +3,30 @@
 "use strict";
 
 (() => {
-  const worker = new Worker("worker.js");
   const statusLine = document.getElementById("loading-status");
+  if (location.protocol === "file:") {
+    explainHowToOpen();
+    return;
+  }
+  const worker = new Worker("worker.js");
   const timing = (window.qidicomTiming = { start: performance.timeOrigin });
   let jsdoc = null;
   let busy = false; // a patch is being applied in the worker
   let queue = []; // document events waiting for the worker
   let applyingPatch = 0;
+
+  // Opened by double-clicking index.html: browsers start no worker and fetch nothing for a
+  // file:// page, so the app would wait forever. Say how to open it instead.
+  function explainHowToOpen() {
+    let folder = decodeURIComponent(location.pathname.replace(/[^/]*$/, ""));
+    if (/^\/[A-Za-z]:\//.test(folder)) folder = folder.slice(1).replaceAll("/", "\\"); // Windows: C:\...
+    document.getElementById("site-folder").textContent = folder;
+    document.getElementById("open-from-file").hidden = false;
+    document.getElementById("inputs").hidden = true;
+    document.getElementById("app-section").hidden = true;
+    statusLine.textContent = "";
+    document.body.dataset.appState = "file-url";
+  }
 
   function setState(state, message) {
     document.body.dataset.appState = state;
@@ -99,6 +116,11 @@
       case "files-read":
         document.body.dataset[`${msg.role}Files`] = String(msg.count);
         break;
+      case "sample-loaded":
+        sampleButton.disabled = false;
+        document.body.dataset.sample = msg.failed ? "failed" : "loaded";
+        if (!msg.failed && document.body.dataset.appState === "ready") statusLine.textContent = "";
+        break;
       case "notice":
         statusLine.textContent = msg.message;
         break;
@@ -174,14 +196,23 @@
     for (const [role, list] of Object.entries(byRole)) sendFiles(role, list);
   });
 
+  // The default sample is made by qidicom.samples in the worker: every build has it.
   const sampleButton = document.getElementById("load-sample");
+  sampleButton.addEventListener("click", () => {
+    sampleButton.disabled = true;
+    if (document.body.dataset.appState === "ready") statusLine.textContent = "Making the sample data…";
+    worker.postMessage({ type: "sample" });
+  });
+
+  // dcmqi's own sample, when the build found it beside the checkout (../shared): a second choice.
+  const dcmqiSampleButton = document.getElementById("load-dcmqi-sample");
   fetch("sample/manifest.json")
-    .then((response) => response.json())
+    .then((response) => (response.ok ? response.json() : { series: [] }))
     .then((manifest) => {
       if (!manifest.series.length) return;
-      sampleButton.hidden = false;
-      sampleButton.title = `Sample data: ${manifest.source}`;
-      sampleButton.addEventListener("click", async () => {
+      dcmqiSampleButton.hidden = false;
+      dcmqiSampleButton.title = `Sample data: ${manifest.source}`;
+      dcmqiSampleButton.addEventListener("click", async () => {
         for (const role of ["series", "labelmap", "metadata"]) {
           const files = await Promise.all(
             manifest[role].map(async (path) => {
@@ -193,7 +224,7 @@
         }
       });
     })
-    .catch((error) => console.warn("no sample data", error));
+    .catch((error) => console.warn("no dcmqi sample in this build", error));
 
   // Offline use: cache every file of the site once the app is up (not before: it would
   // compete with the first start for bandwidth and CPU).

@@ -4,6 +4,8 @@ State lives in one ``param.Parameterized``; every view is a small function of th
 bound with ``pn.bind``. Files never travel through Bokeh messages: the page hands the
 browser's File objects to the worker (worker.js), which reads them and calls
 ``receive_files``. The conversion itself is ``qidicom.seg.segmentation_from_files``.
+"Load sample data" makes qidicom's phantom study (``qidicom.samples``) right here, so every
+build has a sample and nothing is downloaded for it.
 
 qidicom (and with it pydicom, highdicom, nibabel) is imported only after the first paint,
 by ``load_conversion_stack``, so the page becomes usable sooner.
@@ -12,7 +14,9 @@ by ``load_conversion_stack``, so the page becomes usable sooner.
 from __future__ import annotations
 
 import asyncio
+import functools
 import html
+import json
 import operator
 import sys
 import time
@@ -88,6 +92,14 @@ class ConverterState(param.Parameterized):
             self._set_metadata(pairs[-1] if pairs else None)
         else:
             raise ValueError(f"unknown input role {role!r}")
+
+    def load_sample(self) -> dict[str, int]:
+        """Take the phantom study's CT series, label map and seg metadata exactly as if the
+        person had chosen those files; returns how many files each input got."""
+        inputs = sample_inputs()
+        for role, pairs in inputs.items():
+            self.take_files(role, pairs)
+        return {role: len(pairs) for role, pairs in inputs.items()}
 
     def _set_series(self, pairs: list[tuple[str, bytes]]) -> None:
         from qidicom.errors import QidicomError
@@ -191,6 +203,17 @@ class ConverterState(param.Parameterized):
         self.param.update(progress=1.0, progress_message="done", result_url=make_download_url(result.data),
                           result_name=result.filename, result_size=len(result.data),
                           result_warnings=list(result.warnings))
+
+
+@functools.cache
+def sample_inputs() -> dict[str, list[tuple[str, bytes]]]:
+    """The default phantom study as (name, bytes) per input, named as ``write_sample_study``
+    names them on disk (made once: same arguments give the same bytes)."""
+    from qidicom.samples import make_sample_study
+
+    study = make_sample_study()
+    metadata = json.dumps(study.seg_metadata, indent=2).encode()
+    return {"series": list(study.ct_series), "labelmap": [study.ct_labels], "metadata": [("seg.json", metadata)]}
 
 
 def make_download_url(data: bytes) -> str:
@@ -349,7 +372,6 @@ DOCUMENT = None  # the worker-side Bokeh document, mirrored by the page
 def in_document(function):
     """Run an entry point called from JavaScript with the app's document as Panel's curdoc,
     so that state changes update the document's models (and so the page)."""
-    import functools
 
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
@@ -397,6 +419,12 @@ def apply_patch(patch) -> None:
 @in_document
 def receive_files(role: str, items) -> None:
     STATE.receive_files(role, items)
+
+
+@in_document
+def load_sample() -> list[list]:
+    """The "Load sample data" button: makes and takes the sample; [role, file count] pairs for the page."""
+    return [[role, count] for role, count in STATE.load_sample().items()]
 
 
 @in_document

@@ -1,7 +1,7 @@
 // Runs Pyodide, Panel and qidicom off the main thread, so the page stays responsive while a
 // conversion runs. Talks to page.js by messages:
-//   to the page:   status, render, patch, idle, ready, fatal
-//   from the page: rendered, patch, files
+//   to the page:   status, render, patch, idle, ready, stack-ready, files-read, sample-loaded, notice, fatal
+//   from the page: rendered, patch, files, sample
 "use strict";
 
 importScripts("pyodide/pyodide.js");
@@ -69,6 +69,16 @@ async function receiveFiles(role, files) {
   post("files-read", { role, count: items.length });
 }
 
+// "Load sample data": the phantom study is made by qidicom.samples here, in Python, and taken
+// as if its files had been chosen.
+async function loadSample() {
+  await conversionStackReady;
+  const counts = app.load_sample();
+  for (const [role, count] of counts.toJs()) post("files-read", { role, count });
+  counts.destroy();
+  post("sample-loaded", { elapsed: performance.now() - t0 });
+}
+
 const started = start().catch((error) => {
   console.error(error);
   post("fatal", { message: `The app could not start in this browser: ${String(error.message || error).split("\n").slice(-2).join(" ")}` });
@@ -94,6 +104,12 @@ self.onmessage = async (event) => {
           const what = { series: "DICOM series", labelmap: "label map", metadata: "metadata" }[msg.role];
           post("notice", { message: `The chosen ${what} files could not be read (details are in the browser console).` });
         });
+    } else if (msg.type === "sample") {
+      fileBatches = fileBatches.then(loadSample).catch((error) => {
+        console.error(error);
+        post("sample-loaded", { failed: true });
+        post("notice", { message: "The sample data could not be made in this browser (details are in the browser console)." });
+      });
     }
   } catch (error) {
     // Python errors are handled in qidicom_app; anything reaching here is a bug: log it, keep going.
