@@ -274,6 +274,33 @@ def test_described_segment_zero_without_padding_is_background_with_warnings(ct, 
     ]
 
 
+def test_highdicom_labelmap_with_its_background_segment_reads_as_one_label_map(ct, tmp_path):
+    """highdicom describes pixel value 0 as a "Background" segment 0, and designates it with
+    Pixel Padding Value 0: it is background, with no file or metadata entry."""
+    import highdicom as hd
+
+    _, datasets = ct
+    labels = synthetic.sphere_labels(synthetic.grid_shape(datasets), [((10, 10, 2), 4, 1), ((30, 20, 3), 4, 2)]).astype(np.uint8)
+    descriptions = [
+        hd.seg.SegmentDescription(n, name, hd.sr.CodedConcept("85756007", "SCT", "Tissue"),
+                                  hd.sr.CodedConcept(code, "SCT", name), algorithm_type="MANUAL")
+        for n, name, code in ((1, "Liver", "10200004"), (2, "Spleen", "78961009"))
+    ]
+    seg = hd.seg.Segmentation(
+        datasets, np.transpose(labels, (2, 1, 0)), "LABELMAP", descriptions, series_instance_uid=hd.UID(), series_number=5,
+        sop_instance_uid=hd.UID(), instance_number=1, manufacturer="test", manufacturer_model_name="test",
+        software_versions="1", device_serial_number="1",
+    )
+    assert 0 in [int(item.SegmentNumber) for item in seg.SegmentSequence] and seg.PixelPaddingValue == 0
+    path = tmp_path / "highdicom.dcm"
+    seg.save_as(path)
+    files = export(path, tmp_path / "out", "--prefix", "hd")
+    assert sorted(files) == ["hd-1.nrrd", "hd-meta.json"]
+    assert np.array_equal(read_image(files["hd-1.nrrd"]).array, labels)
+    meta = json.loads(files["hd-meta.json"].read_text())
+    assert [[(s["labelID"], s["SegmentLabel"]) for s in g] for g in meta["segmentAttributes"]] == [[(1, "Liver"), (2, "Spleen")]]
+
+
 @pytest.mark.parametrize("variant, fill", [("noppv", 0), ("ppv5", 5)])
 def test_dcmqi_sparse_labelmaps(shared, tmp_path, capsys, variant, fill):
     """dcmqi's segimage2itkimage_sparse_labelmap_* tests: slices without a frame are the

@@ -284,8 +284,8 @@ def _check_labels(
 ) -> list[SegmentSpec]:
     """Fail on labels with no metadata; warn about (and drop) described labels with no voxels.
 
-    The segments kept stay in the order given, which is the metadata's (segment 1 is the
-    first entry of segmentAttributes), whatever the order of the input files.
+    The segments kept stay in the order given (``assign_segments``': the metadata's group
+    order), whatever the order of the input files.
     """
     present_in: dict[int, set[int] | None] = {}
     for file_index, (array, name) in enumerate(zip(arrays, names)):
