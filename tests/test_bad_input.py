@@ -227,3 +227,74 @@ def test_cli_refuses_a_bomb_in_bounded_memory(bombs, study, tmp_path, name):
     assert len(lines) == 1 and re.match(rf"error: .*{name.replace('.', '[.]')}: {message}", lines[0]), lines
     assert report["peak"] < PEAK_LIMIT
     assert not output.exists()
+
+
+# --------------------------------------------------------------------------- peak memory, browser runtime
+
+# Loads the built site's Pyodide under Node, as tests/node/smoke.mjs does, and hands each
+# file to read_image as the browser app does: as a (name, bytes) pair. Peak memory is the
+# process's high-water resident size (VmHWM) and the size of the WebAssembly heap, which
+# only ever grows.
+NODE_SCRIPT = r"""
+import { readFileSync } from "node:fs";
+import { basename, resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+
+const [dist, ...files] = process.argv.slice(2);
+const peakRss = () => Number(/VmHWM:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))[1]) * 1024;
+const { loadPyodide } = await import(pathToFileURL(resolve(dist, "pyodide/pyodide.mjs")).href);
+const pyodide = await loadPyodide({ indexURL: resolve(dist, "pyodide") + "/" });
+await pyodide.loadPackage(["qidicom"], { messageCallback: () => {} });
+pyodide.runPython("import qidicom.readers, nibabel, nrrd");
+const heap = () => pyodide._module.HEAPU8.length;
+const loaded = { peakRss: peakRss(), heap: heap() };
+const results = [];
+for (const path of files) {
+  pyodide.FS.mkdirTree("/input");
+  pyodide.FS.writeFile(`/input/${basename(path)}`, readFileSync(path));
+  pyodide.globals.set("name", basename(path));
+  const message = pyodide.runPython(`
+from pathlib import Path
+from qidicom.errors import QidicomError
+from qidicom.readers import read_image
+data = Path("/input", name).read_bytes()
+Path("/input", name).unlink()
+try:
+    read_image((name, data))
+    message = None
+except QidicomError as error:
+    message = str(error)
+del data
+message
+`);
+  results.push({ name: basename(path), message, peakRss: peakRss(), heap: heap() });
+}
+console.log(JSON.stringify({ loaded, results }));
+"""
+
+
+@pytest.fixture(scope="module")
+def site() -> Path:
+    """The built site (dist/), built or found up to date."""
+    build = subprocess.run([sys.executable, str(ROOT / "build" / "site.py"), "build", "--if-needed"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stdout + build.stderr
+    return ROOT / "dist"
+
+
+@pytest.mark.node
+def test_browser_runtime_refuses_bombs_in_bounded_memory(site, bombs, tmp_path):
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    script = tmp_path / "bombs.mjs"
+    script.write_text(NODE_SCRIPT)
+    run = subprocess.run(["node", str(script), str(site), *(str(bombs[name][0]) for name in BOMB_NAMES)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    loaded = report["loaded"]
+    print(f"Pyodide loaded: peak resident size {loaded['peakRss'] / 1e6:.0f} MB, heap {loaded['heap'] / 1e6:.0f} MB")
+    for name, result in zip(BOMB_NAMES, report["results"], strict=True):
+        print(f"{name}: peak resident size {result['peakRss'] / 1e6:.0f} MB, heap {result['heap'] / 1e6:.0f} MB")
+        assert result["message"] is not None and re.match(rf"{name.replace('.', '[.]')}: {bombs[name][1]}", result["message"])
+        assert result["peakRss"] < PEAK_LIMIT and result["heap"] < PEAK_LIMIT
