@@ -395,7 +395,26 @@ NOT_TRANSLATED = {
     "its intent, file and in-memory inputs giving the same SEG, is test_file_and_in_memory_inputs_give_the_same_seg",
 }
 
+#: The warnings qidicom must print for dcmqi's inputs (every other run must print none, so a
+#: pipeline's log stays quiet on dcmqi's own examples). dcmqi prints these situations to
+#: stdout among its progress lines, or not at all.
+WARNINGS = {
+    # dcmqi's comment: the missing middle slice is filled with 0 "and a warning is logged".
+    "segimage2itkimage_sparse_labelmap_noppv_segment0": ("have no frame and there is no Pixel Padding Value",
+                                                         "segment 0 ('Background') is described"),
+    "segimage2itkimage_sparse_labelmap_ppv_fill": ("segment 0 ('Background') is described",),
+    # One MR slice for a multi-slice map: frames outside its plane reference no source image.
+    **{name: ("not a series covering its",) for name in (
+        "itkimage2paramap_makeParametricMap", "itkimage2paramap_makeParametricMapFP",
+        "itkimage2paramap_makeParametricMapNoDerImg256x256", "itkimage2paramap_makeParametricMapNoDerImg252x255")},
+    # pm-example_no_modifier.json's BodyPartExamined "Prostate" is not a Code String (upper case).
+    "itkimage2paramap_makeParametricMapNoModifier": ("not a series covering its", "BodyPartExamined 'Prostate'"),
+    # dcmqi's SR examples reference images of another patient than their composite context.
+    **{name: ("belong to patient '99000'",) for name in ("tid1500writer_nan", "tid1500writer_example", "tid1500writer_qualitative")},
+}
+
 ALL_TESTS = {test.name: test for test in SEG + PARAMAP + TID1500}
+assert set(WARNINGS) <= set(ALL_TESTS)
 MODULE_OF = {
     **{test.name: "seg" for test in SEG},
     **{test.name: "pmap" for test in PARAMAP},
@@ -517,6 +536,16 @@ def run_qidicom(argv: list[str]) -> Outcome:
     return Outcome(code, out.getvalue(), err.getvalue())
 
 
+def assert_warnings(stderr: str, expected: tuple[str, ...]) -> None:
+    """stderr holds only warning lines, each matching one of ``expected``, and every one of
+    ``expected`` is there."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    unexpected = [line for line in lines if not (line.startswith("warning: ") and any(e in line for e in expected))]
+    assert unexpected == [], f"unexpected output on stderr: {unexpected}"
+    missing = [e for e in expected if not any(e in line for line in lines)]
+    assert missing == [], f"no warning saying {missing}; stderr: {lines}"
+
+
 @dataclass
 class Suite:
     """dcmqi's CMake variables on this machine, and each test's outcome (each command runs once)."""
@@ -579,6 +608,7 @@ class Suite:
             assert not output.exists(), f"a failed run left {output.name} behind"
         elif outcome is not None:
             assert outcome.returncode == 0, f"qidicom {test.command.split()[0]}: {outcome.error}"
+            assert_warnings(outcome.stderr, WARNINGS.get(name, ()))
         for baseline, output in test.compare:
             assert_same_image(self.path(name, baseline), self.path(name, output))
         if test.comparejson:
@@ -705,6 +735,26 @@ def test_every_seg_reads_in_highdicom_with_the_same_voxels(suite, name):
         placed = on_grid(volume.array[..., 0], volume.affine, ours.affine, segment.array.shape)
         different = np.count_nonzero((placed != 0) != segment.array)
         assert different == 0, f"segment {segment.number}: {different} voxels differ between highdicom and qidicom"
+
+
+READERS = [test.name for test in SEG + PARAMAP if test.command.startswith(("segimage2itkimage", "paramap2itkimage")) and not test.hello]
+#: Files a reader writes beyond those dcmqi's test compares.
+UNCOMPARED = {"segimage2itkimage_makeNRRD_merged_segment_files_from_partial_overlaps": ("-3.nrrd",)}
+
+
+@pytest.mark.parametrize("name", READERS)
+def test_readers_write_exactly_dcmqis_files(suite, name):
+    """dcmqi compares the files it expects but would not notice one more (a background label
+    map, a stray group): a reader writes the compared images and its meta JSON, nothing else."""
+    suite.check(name)
+    words = shlex.split(ALL_TESTS[name].command)
+    prefix = words[words.index("--prefix") + 1]
+    folder = suite.path(name, words[words.index("--outputDirectory") + 1])
+    # the prefixes share a folder (makeNRRD, makeNRRD_deflate, ...): match "<prefix>-<what>" whole
+    written = sorted(p.name for p in folder.iterdir() if re.fullmatch(re.escape(prefix) + r"-(\d+\.nrrd|pmap\.nrrd|meta\.json)", p.name))
+    expected = sorted({suite.path(name, output).name for _, output in ALL_TESTS[name].compare}
+                      | {f"{prefix}-meta.json"} | {prefix + suffix for suffix in UNCOMPARED.get(name, ())})
+    assert written == expected
 
 
 def test_partial_overlaps_third_group_and_no_more(suite):
