@@ -17,6 +17,10 @@ CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'sel
 # The Python worker also needs eval: Panel's Pyodide support defines a JS helper with
 # pyodide.code.run_js. It is still barred from every other origin by connect-src.
 WORKER_CSP = CSP.replace("'wasm-unsafe-eval'", "'wasm-unsafe-eval' 'unsafe-eval'")
+# The tutorials (lite/, JupyterLab): eval, which its plugins need, and its inline bootstrap
+# script (each page's own policy narrows that to the script's hash). Still connect-src 'self'.
+LITE_CSP = WORKER_CSP.replace("'unsafe-eval'", "'unsafe-eval' 'unsafe-inline'").replace(
+    "worker-src 'self'", "worker-src 'self' blob:")
 
 
 class Handler(http.server.SimpleHTTPRequestHandler):
@@ -28,8 +32,9 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     }
 
     def end_headers(self):
-        worker = self.path.split("?")[0].endswith("/worker.js")
-        self.send_header("Content-Security-Policy", WORKER_CSP if worker else CSP)
+        path = self.path.split("?")[0]
+        policy = LITE_CSP if "/lite/" in path else WORKER_CSP if path.endswith("/worker.js") else CSP
+        self.send_header("Content-Security-Policy", policy)
         self.send_header("Cache-Control", "no-cache")
         super().end_headers()
 

@@ -24,6 +24,7 @@ import sys
 import tarfile
 import tempfile
 import tomllib
+import types
 import urllib.error
 import urllib.request
 import zipfile
@@ -559,6 +560,15 @@ def copy_sample(out: Path) -> dict:
     return manifest
 
 
+def build_lite(staging: Path, lock: dict, core: Path, packages: dict[str, Package], mirror: Path | None) -> dict:
+    """The tutorials' JupyterLite site, on this build's Pyodide and wheels (build/lite.py)."""
+    sys.path.insert(0, str(BUILD_DIR))
+    import lite  # noqa: E402
+
+    this_module = types.SimpleNamespace(**globals())  # its fetchers and hash checks, reused
+    return lite.build_lite(this_module, staging, lock, core, packages, mirror)
+
+
 def render_template(source: Path, replacements: dict[str, str]) -> str:
     text = source.read_text()
     for key, value in replacements.items():
@@ -571,7 +581,7 @@ def render_template(source: Path, replacements: dict[str, str]) -> str:
 def inputs_digest() -> str:
     """Hash of everything dist/ is made from, to tell whether a rebuild is needed."""
     digest = hashlib.sha256()
-    roots = [BUILD_DIR, WEBAPP, ROOT / "pylib", ROOT / "schemas", ROOT / "pyproject.toml"]
+    roots = [BUILD_DIR, WEBAPP, ROOT / "pylib", ROOT / "schemas", ROOT / "pyproject.toml", ROOT / "notebooks"]
     for root in roots:
         paths = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
         for path in paths:
@@ -641,6 +651,9 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     replacements["CACHE_VERSION"] = files_digest.hexdigest()[:16]
     replacements["PRECACHE"] = json.dumps(["./"] + [f"./{name}" for name in files], indent=0)
     (staging / "sw.js").write_text(render_template(WEBAPP / "sw.js", replacements))
+    # The tutorials (lite/) come after the app's file list: they have their own service
+    # worker, so opening the app never downloads them.
+    lite_info = build_lite(staging, lock, core, packages, mirror)
     (staging / "build-info.json").write_text(json.dumps({
         "inputs_digest": inputs_digest(),
         "bytecode": bytecode,
@@ -648,6 +661,7 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
         "pyodide": lock["pyodide"]["version"],
         "packages": {name: packages[name].version for name in sorted(packages)},
         "sample": manifest.get("source"),
+        "lite": lite_info,
     }, indent=1))
 
     shutil.rmtree(out, ignore_errors=True)
