@@ -72,6 +72,32 @@ def pm_doc() -> dict:
     }
 
 
+# --------------------------------------------------------------------------- generated documents
+
+
+@pytest.mark.parametrize("kind", ["seg", "pm", "sr"])
+def test_the_sample_documents_validate_and_name_their_kind(sample_study, kind):
+    """qidicom.samples' documents carry dcmqi's schema URLs, as dcmqi's examples do."""
+    document = copy.deepcopy(getattr(sample_study, f"{kind}_metadata"))
+    assert metadata.kind_of(document) == kind
+    assert metadata.validate(document, kind) == []
+    assert metadata.check(document, kind, name=f"{kind}.json") is document
+    # Read back from the JSON text the way a user's file arrives.
+    assert metadata.load_metadata(json.dumps(document).encode(), kind, name=f"{kind}.json") == document
+
+
+def test_nan_measurement_is_accepted_but_other_words_are_not_in_a_generated_report(sample_study):
+    document = copy.deepcopy(sample_study.sr_metadata)
+    item = document["Measurements"][0]["measurementItems"][0]
+    item["value"] = "nan"
+    assert metadata.validate(document, "sr") == []
+    item["value"] = "n/a"
+    assert metadata.validate(document, "sr") == [
+        "Measurements[0].measurementItems[0].value: 'n/a' is not a valid measurement value "
+        '(a decimal string of at most 16 characters, or "nan")'
+    ]
+
+
 # --------------------------------------------------------------------------- dcmqi's examples
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
+from pathlib import Path
 
 import nibabel
 import numpy as np
@@ -255,7 +257,10 @@ def test_cli_help_lists_dcmqi_options(capsys):
 
 
 def test_cli_installed_entry_point_runs():
-    command = shutil.which("qidicom")
+    # pip puts the console script beside the interpreter; the virtual environment's bin
+    # folder need not be on PATH (tests/run.sh calls .venv/bin/python directly).
+    beside = Path(sys.executable).with_name("qidicom")
+    command = str(beside) if beside.exists() else shutil.which("qidicom")
     if command is None:
         pytest.skip("the qidicom console script is not installed in this environment")
     import subprocess
