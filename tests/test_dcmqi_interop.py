@@ -134,7 +134,7 @@ def comparejson_problems(expected, actual, ignored: tuple[str, ...] = (), where:
     return [] if expected == actual else [f"{where}: expected {expected!r}, got {actual!r}"]
 
 
-def assert_seg_meta_matches(expected: dict, actual: dict) -> None:
+def assert_seg_meta_matches(expected: dict, actual: dict, ignored: tuple[str, ...] = ()) -> None:
     """The top-level fields and every segment's attributes by comparejson; the grouping of
     segments into files is the reader's (dcmqi: one file per segment), so segments are
     compared by labelID."""
@@ -144,7 +144,7 @@ def assert_seg_meta_matches(expected: dict, actual: dict) -> None:
         if segment["labelID"] not in actual_segments:
             problems.append(f"segment {segment['labelID']}: missing")
         else:
-            problems += comparejson_problems(segment, actual_segments[segment["labelID"]], (), f"segment {segment['labelID']}")
+            problems += comparejson_problems(segment, actual_segments[segment["labelID"]], ignored, f"segment {segment['labelID']}")
     assert problems == [], "\n".join(problems)
 
 
@@ -160,12 +160,12 @@ def label_ids(metadata: dict) -> list[int]:
 # --------------------------------------------------------------------------- dcmqi reads ours
 
 
-@pytest.mark.parametrize("skip", ["1", "0"])
-def test_dcmqi_reads_our_binary_seg(dcmqi, study, tmp_path, skip):
+@pytest.mark.parametrize("skip, compress", [("1", "none"), ("0", "none"), ("1", "deflate")])
+def test_dcmqi_reads_our_binary_seg(dcmqi, study, tmp_path, skip, compress):
     labels, affine, metadata = labels_of(study)
     seg = tmp_path / "seg.dcm"
     run_qidicom("itkimage2segimage", "--inputImageList", study["ct_labels"], "--inputDICOMDirectory", study["ct"],
-                "--inputMetadata", study["seg_metadata"], "--outputDICOM", seg, "--skip", skip)
+                "--inputMetadata", study["seg_metadata"], "--outputDICOM", seg, "--skip", skip, "--compress", compress)
     out = tmp_path / "dcmqi"
     out.mkdir()
     run_dcmqi(dcmqi, "segimage2itkimage", "--inputDICOM", seg, "--outputDirectory", out, "--prefix", "x")
@@ -176,17 +176,36 @@ def test_dcmqi_reads_our_binary_seg(dcmqi, study, tmp_path, skip):
     assert_seg_meta_matches(metadata, json.loads((out / "x-meta.json").read_text()))
 
 
-def test_dcmqi_reads_our_labelmap_seg(dcmqi, study, tmp_path):
+@pytest.mark.parametrize("compress", ["none", "rle", "deflate"])
+def test_dcmqi_reads_our_labelmap_seg(dcmqi, study, tmp_path, compress):
     labels, affine, metadata = labels_of(study)
     seg = tmp_path / "seg.dcm"
     run_qidicom("itkimage2segimage", "--inputImageList", study["ct_labels"], "--inputDICOMDirectory", study["ct"],
-                "--inputMetadata", study["seg_metadata"], "--outputDICOM", seg, "--segmentationType", "labelmap")
+                "--inputMetadata", study["seg_metadata"], "--outputDICOM", seg, "--segmentationType", "labelmap",
+                "--compress", compress)
     out = tmp_path / "dcmqi"
     out.mkdir()
     run_dcmqi(dcmqi, "segimage2itkimage", "--inputDICOM", seg, "--outputDirectory", out, "--prefix", "x")
     assert sorted(p.name for p in out.iterdir()) == ["x-1.nrrd", "x-meta.json"]  # one label map for all segments
     assert_matches_input(labels, affine, out / "x-1.nrrd")
     assert_seg_meta_matches(metadata, json.loads((out / "x-meta.json").read_text()))
+
+
+@pytest.mark.parametrize("options", [(), ("--usePalette",), ("--usePalette", "--force16Bit"), ("--compress", "rle")],
+                         ids=["mono8", "palette8", "palette16", "rle"])
+def test_dcmqi_reads_our_bin2labelsegimage_output(dcmqi, study, tmp_path, options):
+    labels, affine, metadata = labels_of(study)
+    labelmap = tmp_path / "labelmap.dcm"
+    run_qidicom("bin2labelsegimage", "--inputDICOM", study["seg"], "--outputDICOM", labelmap, *options)
+    out = tmp_path / "dcmqi"
+    out.mkdir()
+    run_dcmqi(dcmqi, "segimage2itkimage", "--inputDICOM", labelmap, "--outputDirectory", out, "--prefix", "x")
+    assert sorted(p.name for p in out.iterdir()) == ["x-1.nrrd", "x-meta.json"]
+    assert_matches_input(labels, affine, out / "x-1.nrrd")
+    # A palette SEG's colours are its palette (no CIELab values); dcmqi 1.5.7 does not read
+    # palettes and reports a default colour, for its own palette SEGs too.
+    ignored = ("recommendedDisplayRGBValue",) if "--usePalette" in options else ()
+    assert_seg_meta_matches(metadata, json.loads((out / "x-meta.json").read_text()), ignored)
 
 
 def test_dcmqi_reads_our_fractional_seg(dcmqi, study, tmp_path):
@@ -211,7 +230,8 @@ def test_dcmqi_reads_our_fractional_seg(dcmqi, study, tmp_path):
     assert_seg_meta_matches(liver_only, json.loads((out / "x-meta.json").read_text()))
 
 
-@pytest.mark.parametrize("dtype, options", [("float32", ()), ("float64", ("--dataType", "float32"))])
+@pytest.mark.parametrize("dtype, options", [("float32", ()), ("float32", ("--compress", "deflate")),
+                                            ("float64", ("--dataType", "float32"))])
 def test_dcmqi_reads_our_float_parametric_map(dcmqi, study, tmp_path, dtype, options):
     adc, affine = image_and_lps_affine(study["adc_map"])
     source = tmp_path / f"adc-{dtype}.nrrd"
@@ -259,6 +279,28 @@ def test_qidicom_reads_dcmqis_seg(dcmqi, study, tmp_path, segmentation_type):
         for number in ids:
             assert_matches_input(np.where(labels == number, number, 0), affine, out / f"x-{number}.nrrd")
     assert_seg_meta_matches(metadata, json.loads((out / "x-meta.json").read_text()))
+
+
+@pytest.mark.parametrize("options", [(), ("--usePalette",), ("--usePalette", "--force16Bit"), ("--compress", "rle")],
+                         ids=["mono8", "palette8", "palette16", "rle"])
+def test_qidicom_reads_dcmqis_bin2labelsegimage_output(dcmqi, study, tmp_path, options):
+    """dcmqi's own binary SEG turned into a LABELMAP by dcmqi; a palette one also gives each
+    segment's colour from its palette."""
+    labels, affine, metadata = labels_of(study)
+    binary, labelmap = tmp_path / "dcmqi-binary.dcm", tmp_path / "dcmqi-labelmap.dcm"
+    run_dcmqi(dcmqi, "itkimage2segimage", "--inputImageList", study["ct_labels"], "--inputDICOMDirectory", study["ct"],
+              "--inputMetadata", study["seg_metadata"], "--outputDICOM", binary)
+    run_dcmqi(dcmqi, "bin2labelsegimage", "--inputDICOM", binary, "--outputDICOM", labelmap, *options)
+    out = tmp_path / "qidicom"
+    run_qidicom("segimage2itkimage", "--inputDICOM", labelmap, "--outputDirectory", out, "--prefix", "x")
+    assert sorted(p.name for p in out.iterdir()) == ["x-1.nrrd", "x-meta.json"]
+    assert_matches_input(labels, affine, out / "x-1.nrrd")
+    # dcmqi's bin2labelsegimage does not carry the clinical trial attributes over; what is not
+    # in the file cannot be read back.
+    dataset = pydicom.dcmread(labelmap, stop_before_pixels=True)
+    dropped = tuple(k for k in ("ClinicalTrialSeriesID", "ClinicalTrialTimePointID", "ClinicalTrialCoordinatingCenterName")
+                    if k in metadata and k not in dataset)
+    assert_seg_meta_matches({k: v for k, v in metadata.items() if k not in dropped}, json.loads((out / "x-meta.json").read_text()))
 
 
 def test_qidicom_reads_dcmqis_parametric_map(dcmqi, study, tmp_path):
