@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import os
 import subprocess
 import sys
 
@@ -40,6 +41,29 @@ def test_same_arguments_give_the_same_bytes(study):
     again = make_sample_study()
     for field in dataclasses.fields(study):
         assert getattr(again, field.name) == getattr(study, field.name), field.name
+
+
+DIGEST = """
+import hashlib, json
+from qidicom.samples import make_sample_study
+study = make_sample_study()
+digest = hashlib.sha256()
+for name, data in study.ct_series + study.mr_series + [study.ct_labels, study.adc_map]:
+    digest.update(name.encode() + data)
+for document in (study.seg_metadata, study.pm_metadata, study.sr_metadata):
+    digest.update(json.dumps(document).encode())
+print(digest.hexdigest())
+"""
+
+
+def test_another_process_makes_the_same_bytes():
+    # Another interpreter with another hash seed: nothing may depend on set or dict order.
+    runs = [
+        subprocess.run([sys.executable, "-c", DIGEST], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONHASHSEED": seed}).stdout
+        for seed in ("1", "2")
+    ]
+    assert runs[0] == runs[1] and len(runs[0].strip()) == 64
 
 
 def test_other_seeds_and_patients_give_distinct_studies(study):
