@@ -466,6 +466,18 @@ def test_palette_labelmap_passes_dciodvfy_and_reads_back_its_colours(ct, tmp_pat
     assert "RecommendedDisplayCIELabValue" not in contents.segments[0].attributes
 
 
+def test_palette_of_another_writer_is_read_as_the_standard_lays_it_out(ct, tmp_path):
+    """A short palette (entries for 0..2 only, an odd count padded to an even length): 8-bit
+    entries are read one per byte in file order, as DCMTK and pydicom read them."""
+    dataset = binary_to_labelmap(colour_binary_seg(ct, tmp_path), use_palette=True).dataset
+    tables = {"Red": [0, 200, 10], "Green": [0, 100, 20], "Blue": [0, 50, 30]}
+    for colour, entries in tables.items():
+        setattr(dataset, f"{colour}PaletteColorLookupTableDescriptor", [3, 0, 8])
+        setattr(dataset, f"{colour}PaletteColorLookupTableData", bytes(entries + [0]))
+    contents = read_segmentation(dataset)
+    assert {s.number: s.attributes["recommendedDisplayRGBValue"] for s in contents.segments} == {1: [200, 100, 50], 2: [10, 20, 30]}
+
+
 @pytest.mark.parametrize("options", [[], ["--force16Bit"]])
 def test_dcmqi_liver_palette_labelmap(shared, tmp_path, options):
     seg = tmp_path / "palette.dcm"

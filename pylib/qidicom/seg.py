@@ -863,18 +863,30 @@ def segment_attributes(item: Dataset, palette_rgb: Sequence[int] | None = None) 
 
 
 def _palette_colours(dataset: Dataset, numbers: Sequence[int]) -> dict[int, list[int]]:
-    """The 8-bit RGB palette entry of each segment number, for a PALETTE COLOR SEG."""
+    """The 8-bit RGB palette entry of each segment number, for a PALETTE COLOR SEG.
+
+    Read as PS3.3 C.7.6.3.1.6 lays the data out (and as DCMTK and pydicom read it): 8-bit
+    entries one per byte in file order, the last byte padding when the count is odd;
+    16-bit entries as little-endian words. Values past the table take its last entry.
+    """
     if str(dataset.get("PhotometricInterpretation", "")) != "PALETTE COLOR" or not numbers:
         return {}
-    from pydicom.pixels import apply_color_lut
-
-    try:
-        rgb = np.asarray(apply_color_lut(np.asarray(numbers, np.uint16), dataset), float)
-    except Exception:
-        return {}  # an unreadable palette loses only the colours
-    if rgb.max(initial=0) > 255:  # 16-bit entries
-        rgb = rgb / 257.0
-    return {number: [int(round(v)) for v in rgb[n, :3]] for n, number in enumerate(numbers)}
+    channels = []
+    for colour in ("Red", "Green", "Blue"):
+        descriptor = dataset.get(f"{colour}PaletteColorLookupTableDescriptor")
+        data = dataset.get(f"{colour}PaletteColorLookupTableData")
+        if descriptor is None or data is None or len(descriptor) != 3:
+            return {}  # segmented or missing palettes carry no per-value table to read
+        entries, first, bits = int(descriptor[0]) or 1 << 16, int(descriptor[1]), int(descriptor[2])
+        if bits == 8 and len(data) in (entries, entries + 1):
+            table = np.frombuffer(data, np.uint8)[:entries].astype(float)
+        elif bits == 16 and len(data) == 2 * entries:
+            table = np.frombuffer(data, "<u2").astype(float) / 257.0
+        else:
+            return {}  # a table of another length than its descriptor says: no colours from it
+        index = np.clip(np.asarray(numbers) - first, 0, entries - 1)
+        channels.append(table[index])
+    return {number: [int(round(channel[n])) for channel in channels] for n, number in enumerate(numbers)}
 
 
 def top_level_metadata(dataset: Dataset) -> dict:
