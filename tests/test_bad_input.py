@@ -298,3 +298,134 @@ def test_browser_runtime_refuses_bombs_in_bounded_memory(site, bombs, tmp_path):
         print(f"{name}: peak resident size {result['peakRss'] / 1e6:.0f} MB, heap {result['heap'] / 1e6:.0f} MB")
         assert result["message"] is not None and re.match(rf"{name.replace('.', '[.]')}: {bombs[name][1]}", result["message"])
         assert result["peakRss"] < PEAK_LIMIT and result["heap"] < PEAK_LIMIT
+
+
+# --------------------------------------------------------------------------- reference folders
+
+
+@pytest.fixture
+def two_series(tmp_path):
+    """One folder holding the phantom's CT and MR series; its label map lies on the CT's
+    grid and its ADC map on the MR's."""
+    from qidicom.samples import make_sample_study
+
+    study = make_sample_study(slices=16)  # 16 CT slices, 8 MR slices
+    folder = tmp_path / "study"
+    for name, data in study.ct_series + study.mr_series:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+    for name, data in (study.ct_labels, study.adc_map):
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "seg.json").write_text(json.dumps(study.seg_metadata))
+    (tmp_path / "pm.json").write_text(json.dumps(study.pm_metadata))
+    return {"dir": tmp_path, "folder": folder, "ct": sorted((folder / "ct").iterdir()), "mr": sorted((folder / "mr").iterdir())}
+
+
+def described(files: list[Path]) -> str:
+    """How a series is named in the warnings, from its first file's own attributes."""
+    import pydicom
+
+    first = pydicom.dcmread(files[0], stop_before_pixels=True)
+    return (f"series {first.SeriesNumber} '{first.SeriesDescription}' "
+            f"({first.Modality}, UID {first.SeriesInstanceUID}, {len(files)} file(s))")
+
+
+def names(files: list[Path], root: Path) -> list[str]:
+    return [str(path.relative_to(root)) for path in files]
+
+
+def test_seg_says_which_of_two_series_was_used_and_which_files_were_left_out(two_series):
+    ct, mr, folder = two_series["ct"], two_series["mr"], two_series["folder"]
+    result = segmentation_from_files([two_series["dir"] / "ct-labels.nii.gz"], two_series["dir"] / "seg.json", folder)
+    assert result.warnings[:2] == [
+        f"the reference files hold 2 series; used {described(ct)}, the one ct-labels.nii.gz lies on",
+        f"left out {described(mr)}, as ct-labels.nii.gz does not lie on its grid: {', '.join(names(mr, folder))}",
+    ]
+    assert len(mr) <= 10  # every left-out file is named
+    referenced = {item.ReferencedSOPInstanceUID for item in result.dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    import pydicom
+
+    assert referenced <= {pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID for path in ct}
+
+
+def test_pm_says_which_of_two_series_was_used_and_which_files_were_left_out(two_series):
+    from qidicom.pm import parametric_map_from_files
+
+    ct, mr, folder = two_series["ct"], two_series["mr"], two_series["folder"]
+    result = parametric_map_from_files(two_series["dir"] / "adc.nrrd", two_series["dir"] / "pm.json", folder)
+    shown = names(ct, folder)[:10]
+    assert result.warnings[:2] == [
+        f"the reference files hold 2 series; used {described(mr)}, the one adc.nrrd lies on",
+        f"left out {described(ct)}, as adc.nrrd does not lie on its grid: "
+        f"{', '.join(shown)} and {len(ct) - 10} more",
+    ]
+
+
+def test_cli_prints_the_series_choice(two_series, capsys):
+    output = two_series["dir"] / "out.dcm"
+    code = main(["itkimage2segimage", "--inputImageList", str(two_series["dir"] / "ct-labels.nii.gz"),
+                 "--inputDICOMDirectory", str(two_series["folder"]), "--inputMetadata", str(two_series["dir"] / "seg.json"),
+                 "--outputDICOM", str(output)])
+    assert code == 0 and output.exists()
+    lines = capsys.readouterr().err.splitlines()
+    assert f"warning: the reference files hold 2 series; used {described(two_series['ct'])}, " \
+        "the one ct-labels.nii.gz lies on" in lines
+    assert any(line.startswith(f"warning: left out {described(two_series['mr'])}") for line in lines)
+
+
+def test_empty_reference_folder_is_named(two_series, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match=rf"^{re.escape(str(empty))}: the folder is empty; the reference DICOM series was expected there$"):
+        read_dicom_series(empty)
+    code = main(["itkimage2segimage", "--inputImageList", str(two_series["dir"] / "ct-labels.nii.gz"),
+                 "--inputDICOMDirectory", str(empty), "--inputMetadata", str(two_series["dir"] / "seg.json"),
+                 "--outputDICOM", str(tmp_path / "out.dcm")])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: {empty}: the folder is empty; the reference DICOM series was expected there\n"
+    (empty / ".DS_Store").write_bytes(b"Bud1")
+    with pytest.raises(InputError, match=rf"^{re.escape(str(empty))}: the folder holds only hidden files \(names starting "
+                                         r"with '.'\), which are not read; the reference DICOM series was expected there$"):
+        read_dicom_series(empty)
+
+
+def test_folder_without_dicom_files_is_named(two_series, tmp_path, capsys):
+    folder = tmp_path / "exports"
+    (folder / "notes").mkdir(parents=True)
+    (folder / "notes" / "readme.txt").write_text("the scans are elsewhere")
+    (folder / "labels.nii.gz").write_bytes((two_series["dir"] / "ct-labels.nii.gz").read_bytes())
+    message = (f"{folder}: no DICOM images in the folder (2 file(s) skipped: labels.nii.gz: not a DICOM file, skipped ...)")
+    code = main(["itkimage2segimage", "--inputImageList", str(two_series["dir"] / "ct-labels.nii.gz"),
+                 "--inputDICOMDirectory", str(folder), "--inputMetadata", str(two_series["dir"] / "seg.json"),
+                 "--outputDICOM", str(tmp_path / "out.dcm")])
+    assert code == 1
+    assert capsys.readouterr().err == f"error: {message}\n"
+    with pytest.raises(InputError, match=rf"^{re.escape(message)}$"):
+        read_dicom_series([folder])
+
+
+def test_truncated_reference_file_keeps_its_message(two_series):
+    victim = two_series["ct"][3]
+    victim.write_bytes(victim.read_bytes()[:2000])
+    with pytest.raises(InputError, match=rf"^ct/{victim.name}: truncated or corrupt DICOM file \(pixel data has \d+ of the 8192 bytes"):
+        read_dicom_series(two_series["folder"])
+
+
+def test_reading_a_series_keeps_no_pixel_data(tmp_path):
+    """The reference series is kept for its attributes only: after reading, memory holds a
+    small fraction of the files (pydicom would otherwise keep each file's bytes)."""
+    import gc
+    import tracemalloc
+
+    synthetic.write_series(synthetic.make_ct_series(rows=512, columns=512, slices=20), tmp_path / "ct")
+    on_disk = sum(path.stat().st_size for path in tmp_path.joinpath("ct").iterdir())
+    tracemalloc.start()
+    try:
+        series = read_dicom_series(tmp_path / "ct")
+        gc.collect()
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(series.datasets) == 20
+    print(f"series of {on_disk / 1e6:.1f} MB read; {held / 1e6:.1f} MB held")
+    assert held < on_disk / 4

@@ -484,6 +484,9 @@ def parse_dicom(item: NamedBytes, keep_pixels: bool = False) -> Dataset | None:
         for keyword in ("PixelData", "FloatPixelData", "DoubleFloatPixelData"):
             if keyword in dataset:
                 del dataset[keyword]
+    # pydicom keeps the stream it parsed, and with it every byte of the file: pixels
+    # included, for each file of a reference series. Every value is parsed by now.
+    dataset.buffer = None
     dataset.filename = item.name
     return dataset
 
@@ -619,12 +622,15 @@ def read_dicom_series(
             continue
         seen_instances[uid] = item.name
         by_series.setdefault(str(dataset.get("SeriesInstanceUID", "")), []).append(dataset)
+    folders = _given_folders(sources)
     if count == 0:
+        if folders:
+            raise InputError(f"{_folder_list(folders)}: {_emptiness(folders)}; the reference DICOM series was expected there")
         raise InputError("no files were given for the reference DICOM series")
     if not by_series:
+        where = f"{_folder_list(folders)}: no DICOM images in the folder" if folders else "no DICOM images were found among the reference files"
         raise InputError(
-            "no DICOM images were found among the reference files"
-            + (f" ({len(skipped)} skipped: {skipped[0]}{' ...' if len(skipped) > 1 else ''})" if skipped else "")
+            where + (f" ({len(skipped)} file(s) skipped: {skipped[0]}{' ...' if len(skipped) > 1 else ''})" if skipped else "")
         )
     candidates = []
     errors = []
@@ -639,6 +645,7 @@ def read_dicom_series(
         fitting = [series for series in candidates if volume_fits(match, series)]
         if len(fitting) == 1:
             chosen = fitting[0]
+            skipped += _left_out(chosen, candidates, errors, match.name or "the image", len(by_series))
         else:
             listing = "; ".join(series.describe() for series in candidates)
             listing += "".join(f"; series {ds[0].SeriesInstanceUID} (unusable: {err})" for ds, err in errors)
@@ -654,6 +661,71 @@ def read_dicom_series(
         chosen = candidates[0]
     chosen.warnings = skipped + chosen.warnings
     return chosen
+
+
+def _given_folders(sources: Source | Sequence[Source]) -> list[Path]:
+    """The folders among the sources, to name them in messages."""
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    elif not isinstance(sources, (list, tuple)) or _is_pair(sources):
+        return []
+    return [Path(source) for source in sources if isinstance(source, (str, os.PathLike)) and Path(source).is_dir()]
+
+
+def _is_pair(source) -> bool:
+    return isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], (bytes, bytearray, memoryview))
+
+
+def _folder_list(folders: list[Path]) -> str:
+    return ", ".join(str(folder) for folder in folders)
+
+
+def _emptiness(folders: list[Path]) -> str:
+    if any(p.is_file() for folder in folders for p in folder.rglob(".*")):
+        return "the folder holds only hidden files (names starting with '.'), which are not read"
+    return "the folder is empty"
+
+
+def _series_label(datasets: Sequence[Dataset]) -> str:
+    """A series as a person can find it again: number, description, modality, UID, file count."""
+    first = datasets[0]
+    number = first.get("SeriesNumber")
+    description = str(first.get("SeriesDescription", "") or "")
+    return (
+        f"series{f' {number}' if number not in (None, '') else ''}"
+        f"{f' {description!r}' if description else ''} "
+        f"({first.get('Modality', 'no modality')}, UID {first.get('SeriesInstanceUID', 'none')}, {len(datasets)} file(s))"
+    )
+
+
+def _file_list(datasets: Sequence[Dataset], shown: int = 10) -> str:
+    names = sorted(str(ds.filename) for ds in datasets)
+    if len(names) <= shown:
+        return ", ".join(names)
+    return ", ".join(names[:shown]) + f" and {len(names) - shown} more"
+
+
+def _left_out(
+    chosen: ReferenceSeries,
+    candidates: Sequence[ReferenceSeries],
+    errors: Sequence[tuple[list[Dataset], Exception]],
+    image_name: str,
+    series_count: int,
+) -> list[str]:
+    """Warnings saying which of several series was used, and which files were left out."""
+    messages = [
+        f"the reference files hold {series_count} series; used {_series_label(chosen.datasets)}, "
+        f"the one {image_name} lies on"
+    ]
+    for series in candidates:
+        if series is not chosen:
+            messages.append(
+                f"left out {_series_label(series.datasets)}, as {image_name} does not lie on its grid: "
+                f"{_file_list(series.datasets)}"
+            )
+    for datasets, error in errors:
+        messages.append(f"left out {_series_label(datasets)}, unusable ({error}): {_file_list(datasets)}")
+    return messages
 
 
 def volume_fits(volume: Volume, series: ReferenceSeries) -> bool:
