@@ -6,7 +6,6 @@ server."""
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import subprocess
 import sys
@@ -37,9 +36,8 @@ def dist() -> Path:
     return ROOT / "dist"
 
 
-@contextlib.contextmanager
-def open_site(dist: Path):
-    """The built site served locally, open and ready in a fresh chromium profile."""
+@pytest.fixture(scope="module")
+def browser(dist, liver_sample):
     reason = browser_session.chromium_missing_reason()
     if reason:
         pytest.skip(reason)
@@ -49,12 +47,6 @@ def open_site(dist: Path):
         page.goto(server.url)
         timing = browser_session.wait_ready(page)
         yield {"server": server, "context": context, "page": page, "log": log, "timing": timing}
-
-
-@pytest.fixture(scope="module")
-def browser(dist, liver_sample):
-    with open_site(dist) as session:
-        yield session
 
 
 def cpython_segmentation(labelmap: Path, metadata: Path, series: list[Path], **options):
