@@ -350,3 +350,43 @@ def test_a_second_study_with_another_grid_reads_the_same_in_dcmqi(dcmqi, tmp_pat
     run_dcmqi(dcmqi, "segimage2itkimage", "--inputDICOM", seg, "--outputDirectory", out, "--prefix", "x")
     for number in label_ids(metadata):
         assert_matches_input(np.where(labels == number, number, 0), affine, out / f"x-{number}.nrrd")
+
+
+# --------------------------------------------------------------------------- dcmqi's own files, read by both
+
+DCMQI_SEGS = {
+    "liver": ("segmentations/liver.dcm", ()),
+    "partial_overlaps": ("segmentations/partial_overlaps.dcm", ()),
+    "partial_overlaps_merged": ("segmentations/partial_overlaps.dcm", ("--mergeSegments",)),
+    "sr_example_seg": ("sr-example/seg.dcm", ()),
+    "phantom_24x38x3": ("segmentations/24x38x3/seg/label.seg", ()),
+    "phantom_23x38x3": ("segmentations/23x38x3/seg/label.seg", ()),
+}
+
+
+@pytest.mark.parametrize("case", DCMQI_SEGS)
+def test_qidicom_reads_dcmqis_sample_segs_as_dcmqi_does(dcmqi, shared, tmp_path, case):
+    """dcmqi's own SEGs (made by older dcmqi releases and other tools), read by dcmqi 1.5.7 and by
+    qidicom: the same files with the same voxels, and every key of dcmqi's meta JSON in ours
+    with the same value (a script written against dcmqi's output must work on ours)."""
+    source, options = DCMQI_SEGS[case]
+    path = shared / "data" / "dcmqi" / source
+    theirs, ours = tmp_path / "dcmqi", tmp_path / "qidicom"
+    theirs.mkdir()
+    run_dcmqi(dcmqi, "segimage2itkimage", "--inputDICOM", path, "--outputDirectory", theirs, "--prefix", "x", *options)
+    run_qidicom("segimage2itkimage", "--inputDICOM", path, "--outputDirectory", ours, "--prefix", "x", *options)
+    assert sorted(p.name for p in ours.iterdir()) == sorted(p.name for p in theirs.iterdir())
+    for image in sorted(theirs.glob("*.nrrd")):
+        expected, affine = image_and_lps_affine(image)
+        assert image_and_lps_affine(ours / image.name)[0].shape == expected.shape
+        assert_matches_input(expected, affine, ours / image.name)
+    problems = comparejson_problems(json.loads((theirs / "x-meta.json").read_text()), json.loads((ours / "x-meta.json").read_text()))
+    assert problems == [], "\n".join(problems)
+
+
+def test_qidicom_reads_dcmqis_sample_sr_as_dcmqi_does(dcmqi, shared, tmp_path):
+    path = shared / "data" / "dcmqi" / "sr-example" / "sr.dcm"
+    run_dcmqi(dcmqi, "tid1500reader", "--inputDICOM", path, "--outputMetadata", tmp_path / "dcmqi.json")
+    run_qidicom("tid1500reader", "--inputDICOM", path, "--outputMetadata", tmp_path / "qidicom.json")
+    problems = comparejson_problems(json.loads((tmp_path / "dcmqi.json").read_text()), json.loads((tmp_path / "qidicom.json").read_text()))
+    assert problems == [], "\n".join(problems)

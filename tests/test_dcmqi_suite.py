@@ -986,3 +986,47 @@ def test_every_dcmqi_test_is_in_the_table(shared):
     assert len(defined) == len(set(defined)) > 70  # the parser found them all, once each
     assert sorted(set(defined) - set(ALL_TESTS) - set(NOT_TRANSLATED)) == []
     assert sorted(set(ALL_TESTS) - set(defined)) == []
+
+
+# --------------------------------------------------------------------------- dcmqi reads what qidicom wrote here
+
+def dcmqi_bin() -> Path | None:
+    """The bin folder of dcmqi 1.5.7's virtual environment ($DCMQI_VENV, or where tests/run.sh
+    puts it), or None."""
+    import os
+
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [Path(os.environ["DCMQI_VENV"]) / "bin"] if os.environ.get("DCMQI_VENV") else []
+    for candidate in candidates + [repo / "bench" / ".dcmqi-venv" / "bin", repo / ".dcmqi-venv" / "bin"]:
+        if (candidate / "segimage2itkimage").exists() and list(candidate.parent.glob("lib/python*/site-packages/dcmqi-1.5.7.dist-info")):
+            return candidate
+    return None
+
+
+#: Readers of the table whose input qidicom wrote: dcmqi 1.5.7 must read those files to the same
+#: baselines. Integer maps are left out: qidicom keeps them as integers (with a real-world value
+#: mapping), and dcmqi's paramap2itkimage reads only Float Pixel Data.
+READERS_OF_OUR_OUTPUT = [
+    name for name in READERS
+    if ALL_TESTS[name].depends and (ALL_TESTS[name].command.startswith("segimage2itkimage") or name.endswith("ParametricMapFP"))
+]
+
+
+@pytest.mark.parametrize("name", READERS_OF_OUR_OUTPUT)
+def test_dcmqi_reads_what_qidicom_wrote_to_its_baselines(suite, name, tmp_path):
+    """dcmqi's reader test, run with dcmqi 1.5.7 itself on the object qidicom wrote from dcmqi's
+    inputs: dcmqi's own baselines must come out."""
+    import subprocess
+
+    bin_dir = dcmqi_bin()
+    if bin_dir is None:
+        pytest.skip("dcmqi 1.5.7 is not installed (`bash bench/setup_dcmqi.sh`, which tests/run.sh runs, installs it)")
+    for dependency in ALL_TESTS[name].depends:
+        outcome = suite.run(dependency)
+        assert outcome.returncode == 0, f"prerequisite {dependency} failed: {outcome.error}"
+    words = [suite.expand(name, word) for word in shlex.split(ALL_TESTS[name].command)]
+    words[words.index("--outputDirectory") + 1] = str(tmp_path)
+    result = subprocess.run([str(bin_dir / words[0]), *words[1:]], capture_output=True, text=True)
+    assert result.returncode == 0, f"dcmqi {words[0]}: {(result.stdout + result.stderr)[-500:]}"
+    for baseline, output in ALL_TESTS[name].compare:
+        assert_same_image(suite.path(name, baseline), tmp_path / suite.path(name, output).name)
