@@ -9,10 +9,12 @@ Ctrl-C lets the running cases finish (their outputs are whole) before writing th
 from __future__ import annotations
 
 import concurrent.futures as cf
+import logging
 import multiprocessing
 import os
 import secrets
 import signal
+import threading
 import time
 from collections import deque
 from typing import Any, Mapping
@@ -30,9 +32,31 @@ LOCAL_ATTEMPTS = 3
 REPORT_NAME = "qidicom-batch-report"
 
 
+_busy = threading.Lock()
+
+
 def _worker_start() -> None:
+    """Set up a local pool's worker process."""
     # Ctrl-C in a terminal reaches the whole process group; the driver decides what stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A worker would outlive a driver killed outright (it holds its own end of the task
+    # queue, and the forkserver waits for it), so it watches the driver: when the driver is
+    # gone it finishes the case it is running, whose output is then whole, and leaves.
+    driver = multiprocessing.parent_process()
+    if driver is None:
+        return
+
+    def watch() -> None:
+        driver.join()  # returns when the driver's end of the pipe closes: when it dies
+        with _busy:
+            os._exit(0)
+
+    threading.Thread(target=watch, name="qidicom-batch-driver-watch", daemon=True).start()
+
+
+def _pool_case(case: Case) -> CaseResult:
+    with _busy:
+        return run_case(case)
 
 
 class _Inline:
@@ -85,7 +109,7 @@ class _LocalPool:
         return self.workers
 
     def submit(self, case: Case) -> cf.Future:
-        return self.executor.submit(run_case, case)
+        return self.executor.submit(_pool_case, case)
 
     def restart(self) -> None:
         """A worker died and took the pool with it (concurrent.futures cannot replace one)."""
@@ -150,6 +174,9 @@ def _backend(client, scheduler: str | None, workers: int | None):
             if count and not count.isdigit():
                 raise QidicomError(f"--scheduler {scheduler}: expected local:N, N a number of workers")
             n = int(count) if count else (workers or os.cpu_count() or 1)
+            # The cluster is ours and lives only for this batch: its chatter is not news.
+            for name in ("distributed", "tornado"):
+                logging.getLogger(name).setLevel(logging.ERROR)
             cluster = distributed.LocalCluster(
                 n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
             )
