@@ -464,6 +464,25 @@ def test_palette_labelmap_passes_dciodvfy_and_reads_back_its_colours(ct, tmp_pat
     contents = read_segmentation(path)
     assert {s.number: s.attributes["recommendedDisplayRGBValue"] for s in contents.segments} == colours
     assert "RecommendedDisplayCIELabValue" not in contents.segments[0].attributes
+    assert_dcmtk_renders(path, {0: [0, 0, 0], **colours}, tmp_path)
+
+
+def assert_dcmtk_renders(path: Path, colours: dict[int, list[int]], tmp_path: Path) -> None:
+    """DCMTK (the toolkit dcmqi is built on) draws every frame in the palette's colours."""
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    if shutil.which("dcm2pnm") is None:
+        pytest.skip("dcm2pnm (Debian package dcmtk) is not installed")
+    stored = pydicom.dcmread(path).pixel_array
+    for frame in range(len(stored)):
+        image = tmp_path / f"frame{frame + 1}.ppm"
+        subprocess.run(["dcm2pnm", "--frame", str(frame + 1), "+on", str(path), str(image)], check=True, capture_output=True)
+        rendered = np.asarray(Image.open(image))
+        for value in np.unique(stored[frame]):
+            assert (rendered[stored[frame] == value] == colours[int(value)]).all(), (frame, value)
 
 
 def test_palette_of_another_writer_is_read_as_the_standard_lays_it_out(ct, tmp_path):
