@@ -8,7 +8,8 @@ compared with the inputs voxel for voxel (geometry within 1e-3 mm), and metadata
 comparejson rule.
 
 The inputs are generated (``qidicom.samples``' phantom study), so these tests need no
-``../shared``. They skip only when dcmqi cannot be installed.
+``../shared``; they skip only when dcmqi cannot be installed. The last ones read dcmqi's own
+sample objects (``../shared``) with both tools and compare qidicom's output with dcmqi's.
 
 Known limits of dcmqi 1.5.7, checked here as they are: its ``segimage2itkimage`` writes a
 fractional SEG's stored values (0..Maximum Fractional Value), not probabilities; its grid covers
