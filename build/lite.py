@@ -186,6 +186,8 @@ def configure_kernel(out: Path, pins: dict) -> None:
     settings["disablePyPIFallback"] = True
     settings["pipliteUrls"] = [re.sub(r"\?.*$", "", url) for url in settings.get("pipliteUrls", [])]
     settings["loadPyodideOptions"] = {"lockFileURL": "pyodide-lock.json", "packages": list(pins["preload"])}
+    # Tutorials are short: render every cell (JupyterLab's default renders only those in view).
+    data.setdefault("settingsOverrides", {})["@jupyterlab/notebook-extension:tracker"] = {"windowingMode": "none"}
     config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
