@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset
 from pydicom.filebase import DicomBytesIO
-from pydicom.filewriter import write_dataset, write_file_meta_info
+from pydicom.filewriter import write_file_meta_info
 from pydicom.uid import DeflatedExplicitVRLittleEndian, ExplicitVRLittleEndian, RLELossless
 
+from qidicom.dicom_encoding import encode_dataset, write_part10
 from qidicom.errors import InputError
 from qidicom.geometry import LPS_FROM_RAS, Volume
 
@@ -57,19 +57,14 @@ def dicom_bytes(dataset: Dataset, compress: str = "none") -> bytes:
     pydicom can, and for sparse binary segmentations it is by far the smallest.
     """
     if compress != "deflate":
-        buffer = io.BytesIO()
-        pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
-        return buffer.getvalue()
+        return write_part10(dataset)
     # pydicom deflates at zlib's default level; level 9 costs little more time on sparse
     # segmentation frames and makes the files smaller (smaller than dcmqi's). PS3.5 A.5:
     # the file meta stays plain, the dataset is encoded Explicit VR Little Endian, then
     # deflated without a zlib header.
     dataset.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
-    encoded = DicomBytesIO()
-    encoded.is_implicit_VR, encoded.is_little_endian = False, True
-    write_dataset(encoded, dataset)
     compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
-    deflated = compressor.compress(encoded.getvalue()) + compressor.flush()
+    deflated = compressor.compress(encode_dataset(dataset)) + compressor.flush()
     output = DicomBytesIO()
     output.is_implicit_VR, output.is_little_endian = False, True
     output.write(getattr(dataset, "preamble", None) or b"\0" * 128)
