@@ -65,6 +65,15 @@ def bomb_stream(head: bytes, zeros: dict[int, bytes], total: int = BOMB_BYTES) -
     return b"".join(parts) + zeros_member(rest)
 
 
+def bzip2_zeros(total: int) -> bytes:
+    """``total`` zero bytes as bzip2 streams one after another (a reader inflates them as one)."""
+    import bz2
+
+    step = 2**24
+    member = bz2.compress(bytes(step))
+    return member * (total // step) + bz2.compress(bytes(total % step))
+
+
 def nifti_header(shape: tuple[int, ...], dtype=np.uint8) -> bytes:
     """A single-file NIfTI-1 header (348 bytes, then 4 bytes of no extensions)."""
     header = nibabel.Nifti1Header()
@@ -108,6 +117,15 @@ def bombs(tmp_path_factory, zero_members):
             nrrd_header(modest, "gzip") + bomb_stream(b"", zero_members),
             r"NRRD gzip data holds more than the 262,144 bytes its header declares; it was not inflated further",
         ),
+        "modest-bzip2.nrrd": (
+            nrrd_header(modest, "bzip2") + bzip2_zeros(BOMB_BYTES),
+            r"NRRD bzip2 data holds more than the 262,144 bytes its header declares; it was not inflated further",
+        ),
+        # A whole gzip-compressed NRRD of text values that goes on and on.
+        "modest-text.nrrd.gz": (
+            bomb_stream(nrrd_header(modest, "ascii"), zero_members),
+            r"NRRD text data holds more than the 25,165,824 bytes its 262,144 values can take; it was not inflated further",
+        ),
         # A whole gzip-compressed NRRD whose "header" never ends: no line to wait for.
         "endless.nrrd.gz": (
             bomb_stream(b"NRRD0004\ntype: uint8\n# ", zero_members),
@@ -122,7 +140,8 @@ def bombs(tmp_path_factory, zero_members):
     return paths
 
 
-BOMB_NAMES = ["huge.nii.gz", "modest.nii.gz", "huge.nii", "huge.nrrd", "modest.nrrd", "endless.nrrd.gz"]
+BOMB_NAMES = ["huge.nii.gz", "modest.nii.gz", "huge.nii", "huge.nrrd", "modest.nrrd", "modest-bzip2.nrrd",
+              "modest-text.nrrd.gz", "endless.nrrd.gz"]
 
 
 @pytest.mark.parametrize("name", BOMB_NAMES)

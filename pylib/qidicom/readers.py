@@ -201,12 +201,11 @@ def _read_stream(stream: BinaryIO, size: int, label: str, what: str) -> bytearra
         raise InputError(f"{label}: {what} is corrupt or truncated ({error})") from None
 
 
-def _refuse_more(stream: BinaryIO, label: str, what: str, declared: int) -> None:
+def _refuse_more(stream: BinaryIO, label: str, what: str, declared: int, limit: str = "its header declares") -> None:
     """Error if a compressed stream goes on past the size its header declares."""
     if _read_stream(stream, 1, label, what):
         raise InputError(
-            f"{label}: {what} holds more than the {declared:,} bytes its header declares; "
-            "it was not inflated further"
+            f"{label}: {what} holds more than the {declared:,} bytes {limit}; it was not inflated further"
         )
 
 
@@ -262,7 +261,8 @@ _NRRD_SPACES = {
     "las": np.diag([1.0, -1.0, 1.0]),
 }
 _NRRD_REQUIRED = ("dimension", "type", "encoding", "sizes")
-_NRRD_COMPRESSED = {"gzip": "gzip", "gz": "gzip", "bzip2": "bzip2", "bz2": "bzip2"}
+_NRRD_GZIP = ("gzip", "gz")
+_NRRD_BZIP2 = ("bzip2", "bz2")
 _NRRD_TEXT = ("ascii", "text", "txt")
 
 
@@ -373,19 +373,26 @@ def _nrrd_voxels(label: str, header: dict, stream: BinaryIO, gzipped: bool) -> n
     if byte_skip < -1:
         raise _NrrdDataError(f"byte skip {byte_skip} is not allowed (it must be -1 or more)")
     if encoding in _NRRD_TEXT:
-        # Each value takes at least two characters ("0 "); allow generous formatting.
-        text = _read_stream(stream, 64 * count + MAX_HEADER_BYTES, label, "NRRD text data")
-        values = np.array(text.decode("ascii", "replace").split(), dtype=dtype) if text.strip() else np.zeros(0, dtype)
+        # 32 characters a value is room for any double written in full; the voxel-data
+        # limit bounds the text too.
+        bound = min(32 * count, MAX_IMAGE_BYTES) + MAX_HEADER_BYTES
+        text = _read_stream(stream, bound, label, "NRRD text data")
+        if gzipped:
+            _refuse_more(stream, label, "NRRD text data", bound, f"its {count:,} values can take")
+        with warnings_module.catch_warnings():
+            warnings_module.simplefilter("ignore")  # numpy warns, then stops, at a value it cannot parse
+            values = np.fromstring(bytes(text), dtype, sep=" ") if text.strip() else np.zeros(0, dtype)
         if values.size != count:
             raise _NrrdDataError(f"the text holds {values.size} values, but the header declares {count}")
         return values.reshape(sizes[::-1]).T
     if encoding == "raw":
         source, what = stream, "NRRD raw data"
-    elif encoding in _NRRD_COMPRESSED:
+    elif encoding in _NRRD_GZIP:
+        source, what = gzip.GzipFile(fileobj=stream, mode="rb"), "NRRD gzip data"
+    elif encoding in _NRRD_BZIP2:
         import bz2
 
-        source = gzip.GzipFile(fileobj=stream, mode="rb") if _NRRD_COMPRESSED[encoding] == "gzip" else bz2.BZ2File(stream)
-        what = f"NRRD {_NRRD_COMPRESSED[encoding]} data"
+        source, what = bz2.BZ2File(stream), "NRRD bzip2 data"
     else:
         raise _NrrdDataError(f"Unsupported encoding: {header['encoding']}")
     if byte_skip == -1:
