@@ -280,7 +280,7 @@ def write_service_worker(app: ModuleType, out: Path, kernel_lock: dict, pins: di
     loads (Pyodide and the wheels of the preloaded and tutorial packages) on first visit.
     """
     site_dir = out.parent
-    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p.name != "service-worker.js")
+    files = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and p != out / "service-worker.js")
     needed = closure(kernel_lock, [*pins["preload"], *pins["tutorial_imports"]])
     app_files = [f"../pyodide/{name}" for name in app_core_files(site_dir)]
     for name in needed:
