@@ -368,6 +368,31 @@ def test_worker_killed_mid_case_is_retried_by_dask(slow_cases, cluster, tmp_path
     cluster.wait_for_workers(2, timeout=60)
 
 
+def test_local_pool_worker_killed_mid_case_is_retried(slow_cases, tmp_path):
+    out = tmp_path / "out"
+    rows = list(csv.DictReader(open(slow_cases)))[:6]
+    outcome = {}
+    thread = threading.Thread(
+        target=lambda: outcome.update(report=run_batch(rows, out, workers=2, base=slow_cases.parent, progress=False))
+    )
+    thread.start()
+    deadline = time.monotonic() + 120
+    while not list(out.glob("*" + SIDECAR)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # The pool's workers are the forkserver's children (the forkserver is ours).
+    servers = [p for p in psutil.Process().children() if "forkserver" in " ".join(p.cmdline())]
+    workers = [child for server in servers for child in server.children()]
+    assert workers
+    workers[0].kill()
+    thread.join(timeout=240)
+    report = outcome["report"]
+    assert report.ok and report.counts["ok"] == 6, [r.error for r in report.results]
+    assert sorted(p.name for p in out.glob("*.dcm")) == [f"seg{n:02d}.dcm" for n in range(6)]
+    for path in out.glob("*.dcm"):
+        pydicom.dcmread(path)
+    assert partial_files(out) == []
+
+
 # --------------------------------------------------------------------------- refusals and odds
 
 
@@ -433,6 +458,8 @@ def test_defaults_from_the_command_line_and_manifest_formats(collection, tmp_pat
     assert load_cases(jsonl, tmp_path) == expected
     assert load_cases(parquet, tmp_path) == expected
     assert load_cases(rows, tmp_path, base=base) == expected
+    table = pyarrow.Table.from_pylist([dict(r, **{c: r.get(c) for c in COLUMNS}) for r in rows])
+    assert load_cases(table, tmp_path, base=base) == expected  # a DataFrame-like table, from Python
 
 
 def test_fsspec_memory_urls_for_inputs_and_outputs(collection, cli_runs, tmp_path):
@@ -461,9 +488,10 @@ def test_fsspec_memory_urls_for_inputs_and_outputs(collection, cli_runs, tmp_pat
     assert again.counts["skipped"] == 2
 
 
-def test_case_timeout_leaves_nothing_behind(slow_cases, tmp_path):
+@pytest.mark.parametrize("workers", [0, 1], ids=["in-process", "pool"])
+def test_case_timeout_leaves_nothing_behind(slow_cases, tmp_path, workers):
     rows = list(csv.DictReader(open(slow_cases)))[:1]
-    report = run_batch(rows, tmp_path / "out", workers=0, case_timeout=0.05, base=slow_cases.parent, progress=False)
+    report = run_batch(rows, tmp_path / "out", workers=workers, case_timeout=0.05, base=slow_cases.parent, progress=False)
     [result] = report.results
     assert result.status == "timeout" and "--case-timeout" in result.error
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["qidicom-batch-report.csv", "qidicom-batch-report.json"]

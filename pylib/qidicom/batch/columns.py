@@ -186,8 +186,9 @@ def describe(known: Mapping[str, Conversion]) -> str:
     """The manifest columns as text, for ``qidicom batch --help``."""
     lines = [
         "manifest columns (CSV header, JSON-lines keys or Parquet columns; one row per case):",
-        "  conversion   required: " + ", ".join(
-            f"{c.alias} ({c.name})" if c.alias else c.name for c in known.values()
+        textwrap.fill(
+            "required: " + ", ".join(f"{c.alias} ({c.name})" if c.alias else c.name for c in known.values()),
+            width=100, initial_indent="  conversion   ", subsequent_indent=" " * 15,
         ),
         "  case         optional: a unique name for the case in the report (default: row-<N>)",
         "",

@@ -112,12 +112,19 @@ class _LocalPool:
         return self.executor.submit(_pool_case, case)
 
     def restart(self) -> None:
-        """A worker died and took the pool with it (concurrent.futures cannot replace one)."""
+        """A worker died and took the pool with it (concurrent.futures cannot replace one).
+
+        concurrent.futures has already stopped the pool's other workers; wait until they are
+        gone, so that no retried case runs beside an earlier attempt at it.
+        """
+        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
+            process.terminate()
+            process.join(timeout=10)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._start()
 
     def stop_now(self) -> None:
-        for process in list(getattr(self.executor, "_processes", {}).values()):
+        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
             process.terminate()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
