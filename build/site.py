@@ -569,6 +569,13 @@ def build_lite(staging: Path, lock: dict, core: Path, packages: dict[str, Packag
     return lite.build_lite(this_module, staging, lock, core, packages, mirror)
 
 
+def app_modules() -> list[str]:
+    """The app's Python modules and packages (e.g. webapp/editor/) with their JSON data,
+    as paths relative to webapp/: the worker writes them beside its working directory."""
+    return sorted(str(p.relative_to(WEBAPP)) for p in WEBAPP.rglob("*")
+                  if p.is_file() and p.suffix in (".py", ".json") and "__pycache__" not in p.parts)
+
+
 def render_template(source: Path, replacements: dict[str, str]) -> str:
     text = source.read_text()
     for key, value in replacements.items():
@@ -621,8 +628,10 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
 
     app_dir = staging / "app"
     app_dir.mkdir()
-    for path in sorted(WEBAPP.glob("*.py")):
-        shutil.copyfile(path, app_dir / path.name)
+    modules = app_modules()
+    for name in modules:
+        (app_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(WEBAPP / name, app_dir / name)
     def with_overlays(names: list[str]) -> list[str]:
         return sorted(names + [f"{n}-bytecode" for n in names if f"{n}-bytecode" in packages])
 
@@ -630,7 +639,7 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     stages = {
         "ui": ui,
         "convert": [n for n in with_overlays(closure(["qidicom"], packages)) if n not in ui],
-        "modules": [p.name for p in sorted(WEBAPP.glob("*.py"))],
+        "modules": modules,
     }
     (app_dir / "packages.json").write_text(json.dumps(stages, indent=1))
 

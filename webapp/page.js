@@ -113,12 +113,16 @@
           busy = false;
         }
         break;
+      case "conversions":
+        onConversions(JSON.parse(msg.description));
+        break;
       case "files-read":
-        document.body.dataset[`${msg.role}Files`] = String(msg.count);
+        document.body.dataset[camel(`${msg.mode}-${msg.role}-files`)] = String(msg.count);
         break;
       case "sample-loaded":
         sampleButton.disabled = false;
         document.body.dataset.sample = msg.failed ? "failed" : "loaded";
+        if (!msg.failed) document.body.dataset[camel(`sample-${msg.mode}`)] = "loaded";
         if (!msg.failed && document.body.dataset.appState === "ready") statusLine.textContent = "";
         break;
       case "notice":
@@ -134,29 +138,101 @@
     setState("failed", "The app stopped unexpectedly. Reload the page to start again.");
   };
 
-  // ----------------------------------------------------------------------------- inputs
+  // ----------------------------------------------------------------------------- modes and inputs
 
-  function sendFiles(role, files) {
+  // What each mode takes comes from qidicom.conversions, sent by the worker once the DICOM
+  // libraries are loaded: the pickers are made from it, never spelled out here.
+  let modes = {}; // short name -> {title, inputs: [{role, label, accept, multiple, directory, extensions, kind}]}
+  let currentMode = "seg";
+  const pickers = document.getElementById("pickers");
+  const modeTabs = [...document.querySelectorAll("#modes [data-mode]")];
+
+  function camel(text) {
+    return text.replace(/-([a-z])/g, (_, letter) => letter.toUpperCase());
+  }
+
+  function sendFiles(role, files, mode = currentMode) {
     if (!files.length) return;
     if (document.body.dataset.appState === "ready") statusLine.textContent = "";
-    worker.postMessage({ type: "files", role, files: Array.from(files) });
+    worker.postMessage({ type: "files", mode, role, files: Array.from(files) });
   }
 
+  function addPicker(mode, picker) {
+    const id = `${mode}-${picker.role}`;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = picker.label + (picker.extensions.length ? ` (${picker.extensions.join(", ")})` : "");
+    const input = document.createElement("input");
+    input.type = "file";
+    input.id = id;
+    input.multiple = picker.multiple;
+    if (picker.accept) input.accept = picker.accept;
+    input.addEventListener("change", () => sendFiles(picker.role, input.files, mode));
+    pickers.append(label, input);
+    if (picker.directory) {
+      const folderLabel = document.createElement("label");
+      folderLabel.htmlFor = `${id}-folder`;
+      folderLabel.textContent = "…or a whole folder";
+      const folder = document.createElement("input");
+      folder.type = "file";
+      folder.id = `${id}-folder`;
+      folder.webkitdirectory = true;
+      folder.multiple = true;
+      folder.addEventListener("change", () => sendFiles(picker.role, folder.files, mode));
+      pickers.append(folderLabel, folder);
+    }
+  }
+
+  function showPickers() {
+    pickers.replaceChildren();
+    const mode = modes[currentMode];
+    if (!mode) return;
+    for (const picker of mode.inputs) addPicker(currentMode, picker);
+    dcmqiSampleButton.hidden = !(dcmqiSample && currentMode === "seg");
+  }
+
+  function selectMode(mode) {
+    currentMode = mode;
+    document.body.dataset.mode = mode;
+    for (const tab of modeTabs) {
+      const selected = tab.dataset.mode === mode;
+      tab.setAttribute("aria-selected", String(selected));
+      tab.tabIndex = selected ? 0 : -1;
+    }
+    showPickers();
+    worker.postMessage({ type: "mode", mode });
+  }
+  modeTabs.forEach((tab, index) => {
+    tab.addEventListener("click", () => selectMode(tab.dataset.mode));
+    // Arrow keys move between tabs, as for any tab list.
+    tab.addEventListener("keydown", (event) => {
+      const step = { ArrowRight: 1, ArrowLeft: -1 }[event.key];
+      if (!step) return;
+      const next = modeTabs[(index + step + modeTabs.length) % modeTabs.length];
+      next.focus();
+      selectMode(next.dataset.mode);
+    });
+  });
+  document.body.dataset.mode = currentMode;
+
+  function onConversions(description) {
+    if (description.failed) return;
+    modes = Object.fromEntries(description.modes.map((mode) => [mode.short_name, mode]));
+    for (const tab of modeTabs) if (!modes[tab.dataset.mode]) tab.hidden = true;
+    showPickers();
+    document.body.dataset.pickers = "ready";
+  }
+
+  // A dropped file goes to the current mode's first input whose extensions it has; any
+  // other file to the mode's DICOM input.
   function roleOf(file) {
     const name = file.name.toLowerCase();
-    if (/\.(nrrd|nhdr|nii|nii\.gz)$/.test(name)) return "labelmap";
-    if (name.endsWith(".json")) return "metadata";
-    return "series";
+    const inputs = modes[currentMode] ? modes[currentMode].inputs : [];
+    const byName = inputs.find((input) => input.extensions.some((ending) => name.endsWith(ending)));
+    if (byName) return byName.role;
+    const dicom = inputs.find((input) => input.kind === "dicom");
+    return dicom ? dicom.role : null;
   }
-
-  function bindInput(id, role) {
-    const input = document.getElementById(id);
-    input.addEventListener("change", () => sendFiles(role, input.files));
-  }
-  bindInput("series-files", "series");
-  bindInput("series-folder", "series");
-  bindInput("labelmap-file", "labelmap");
-  bindInput("metadata-file", "metadata");
 
   // Dropped folders arrive as directory entries: walk them to plain File objects.
   async function filesOfEntry(entry, prefix = "") {
@@ -191,8 +267,11 @@
     const files = entries.length
       ? (await Promise.all(entries.map((entry) => filesOfEntry(entry)))).flat()
       : [...event.dataTransfer.files];
-    const byRole = { series: [], labelmap: [], metadata: [] };
-    for (const file of files) byRole[roleOf(file)].push(file);
+    const byRole = {};
+    for (const file of files) {
+      const role = roleOf(file);
+      if (role) (byRole[role] = byRole[role] || []).push(file);
+    }
     for (const [role, list] of Object.entries(byRole)) sendFiles(role, list);
   });
 
@@ -201,26 +280,30 @@
   sampleButton.addEventListener("click", () => {
     sampleButton.disabled = true;
     if (document.body.dataset.appState === "ready") statusLine.textContent = "Making the sample data…";
-    worker.postMessage({ type: "sample" });
+    worker.postMessage({ type: "sample", mode: currentMode });
   });
 
-  // dcmqi's own sample, when the build found it beside the checkout (../shared): a second choice.
+  // dcmqi's own SEG sample, when the build found it beside the checkout (../shared): a
+  // second choice in SEG mode. The build's manifest names its files by SEG input.
   const dcmqiSampleButton = document.getElementById("load-dcmqi-sample");
+  const manifestRoles = { series: "series", labelmap: "labelmaps", metadata: "metadata" };
+  let dcmqiSample = null;
   fetch("sample/manifest.json")
     .then((response) => (response.ok ? response.json() : { series: [] }))
     .then((manifest) => {
       if (!manifest.series.length) return;
-      dcmqiSampleButton.hidden = false;
+      dcmqiSample = manifest;
+      dcmqiSampleButton.hidden = currentMode !== "seg";
       dcmqiSampleButton.title = `Sample data: ${manifest.source}`;
       dcmqiSampleButton.addEventListener("click", async () => {
-        for (const role of ["series", "labelmap", "metadata"]) {
+        for (const [key, role] of Object.entries(manifestRoles)) {
           const files = await Promise.all(
-            manifest[role].map(async (path) => {
+            manifest[key].map(async (path) => {
               const blob = await (await fetch(`sample/${path}`)).blob();
               return new File([blob], path.split("/").pop());
             }),
           );
-          sendFiles(role, files);
+          sendFiles(role, files, "seg");
         }
       });
     })

@@ -1,7 +1,8 @@
 // Runs Pyodide, Panel and qidicom off the main thread, so the page stays responsive while a
 // conversion runs. Talks to page.js by messages:
-//   to the page:   status, render, patch, idle, ready, stack-ready, files-read, sample-loaded, notice, fatal
-//   from the page: rendered, patch, files, sample
+//   to the page:   status, render, patch, idle, ready, conversions, stack-ready, files-read, sample-loaded,
+//                  notice, fatal
+//   from the page: rendered, patch, mode, files, sample
 "use strict";
 
 importScripts("pyodide/pyodide.js");
@@ -40,10 +41,15 @@ async function start() {
   status("Loading the interface", "python");
   const { ui, convert, modules } = await plan;
   await pyodide.loadPackage(ui, { messageCallback: () => {} });
-  for (const name of modules) {
+  // The app's modules, packages (the metadata editor) included, beside Python's working directory.
+  await Promise.all(modules.map(async (name) => {
     const response = await fetch(`app/${name}`);
-    pyodide.FS.writeFile(`/home/pyodide/${name}`, await response.text());
-  }
+    if (!response.ok) throw new Error(`app/${name}: HTTP ${response.status}`);
+    const text = await response.text();
+    const path = `/home/pyodide/${name}`;
+    pyodide.FS.mkdirTree(path.slice(0, path.lastIndexOf("/")));
+    pyodide.FS.writeFile(path, text);
+  }));
   status("Drawing the page", "packages");
   app = pyodide.pyimport("qidicom_app");
   const rendered = await app.render();
@@ -53,30 +59,31 @@ async function start() {
   // Load the DICOM stack in the background; inputs wait for it.
   conversionStackReady = (async () => {
     await pyodide.loadPackage(convert, { messageCallback: () => {} });
-    app.load_conversion_stack();
+    // The conversions' description (qidicom.conversions): the page makes its pickers from it.
+    post("conversions", { description: app.load_conversion_stack() });
     console.debug(`[qidicom worker] conversion stack ready after ${Math.round(performance.now() - t0)} ms`);
     post("stack-ready", { elapsed: performance.now() - t0 });
   })();
 }
 
-async function receiveFiles(role, files) {
+async function receiveFiles(mode, role, files) {
   await conversionStackReady;
   const items = [];
   for (const file of files) {
     items.push([file.webkitRelativePath || file.name, new Uint8Array(await file.arrayBuffer())]);
   }
-  app.receive_files(role, items);
-  post("files-read", { role, count: items.length });
+  app.receive_files(mode, role, items);
+  post("files-read", { mode, role, count: items.length });
 }
 
 // "Load sample data": the phantom study is made by qidicom.samples here, in Python, and taken
 // as if its files had been chosen.
-async function loadSample() {
+async function loadSample(mode) {
   await conversionStackReady;
-  const counts = app.load_sample();
-  for (const [role, count] of counts.toJs()) post("files-read", { role, count });
+  const counts = app.load_sample(mode);
+  for (const [role, count] of counts.toJs()) post("files-read", { mode, role, count });
   counts.destroy();
-  post("sample-loaded", { elapsed: performance.now() - t0 });
+  post("sample-loaded", { mode, elapsed: performance.now() - t0 });
 }
 
 const started = start().catch((error) => {
@@ -95,17 +102,19 @@ self.onmessage = async (event) => {
     } else if (msg.type === "patch") {
       app.apply_patch(msg.patch);
       post("idle");
+    } else if (msg.type === "mode") {
+      // In the same queue as files, so files chosen after switching go to the new mode's view.
+      fileBatches = fileBatches.then(() => app.set_mode(msg.mode)).catch((error) => console.error(error));
     } else if (msg.type === "files") {
       // One batch at a time, in the order chosen: a later choice always wins.
       fileBatches = fileBatches
-        .then(() => receiveFiles(msg.role, msg.files))
+        .then(() => receiveFiles(msg.mode, msg.role, msg.files))
         .catch((error) => {
           console.error(error);
-          const what = { series: "DICOM series", labelmap: "label map", metadata: "metadata" }[msg.role];
-          post("notice", { message: `The chosen ${what} files could not be read (details are in the browser console).` });
+          post("notice", { message: "The chosen files could not be read (details are in the browser console)." });
         });
     } else if (msg.type === "sample") {
-      fileBatches = fileBatches.then(loadSample).catch((error) => {
+      fileBatches = fileBatches.then(() => loadSample(msg.mode)).catch((error) => {
         console.error(error);
         post("sample-loaded", { failed: true });
         post("notice", { message: "The sample data could not be made in this browser (details are in the browser console)." });

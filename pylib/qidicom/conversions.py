@@ -286,7 +286,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
             Input("image_library", "Image library files (the source series)", "dicom", DICOM_EXTENSIONS, True, False,
                   (CliForm("--inputImageLibraryDirectory", "directory", "DIR", "folder with the files named in imageLibrary (searched recursively)"),),
                   parameter="image_library"),
-            Input("composite_context", "Composite context files (the SEG, the RWVM)", "dicom", DICOM_EXTENSIONS, True, False,
+            Input("composite_context", "Composite context files (the SEG, any RWVM or PM)", "dicom", DICOM_EXTENSIONS, True, False,
                   (CliForm("--inputCompositeContextDirectory", "directory", "DIR", "folder with the files named in compositeContext: the SEG, the RWVM"),),
                   parameter="composite_context"),
         ),

@@ -1,0 +1,91 @@
+"""The Panel-worker bridge: a Panel document built in a Web Worker, mirrored by the page.
+
+Panel's own worker glue (``panel convert``) assumes its generated page; the app has its own
+page (page.js), so it drives the same machinery directly. That needs names Panel and Bokeh
+keep private. Every one of them is used here and nowhere else, and ``PRIVATE_NAMES`` lists
+them with the signatures relied on, so tests/test_panel_bridge.py fails as soon as a new
+Panel or Bokeh pin drops or changes one.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+#: (module in the wheel, qualified name, parameters relied on) of every private name used.
+PRIVATE_NAMES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("panel/io/pyodide.py", "_link_docs_worker", ("doc", "dispatch_fn", "msg_id", "setter")),
+    ("panel/io/pyodide.py", "_convert_json_patch", ("json_patch",)),
+    ("panel/io/pyodide.py", "init_doc", ()),
+    ("panel/io/pyodide.py", "write_doc", ("doc",)),
+    ("panel/io/state.py", "_state._on_load", ("self", "doc")),
+    ("panel/io/state.py", "set_curdoc", ("doc",)),
+    ("bokeh/document/document.py", "Document._template_variables", ()),
+)
+
+#: Where the page serves Panel's stylesheets from, relative to itself (works under a subpath).
+STYLESHEETS = "./static/panel/"
+
+
+class Bridge:
+    """One worker-side Bokeh document and the page it is mirrored to."""
+
+    def __init__(self) -> None:
+        self.document = None
+
+    def in_document(self, function: Callable) -> Callable:
+        """Run an entry point called from JavaScript with this document as Panel's curdoc,
+        so that state changes update the document's models (and so the page)."""
+
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            from panel.io.state import set_curdoc
+
+            with set_curdoc(self.document):
+                return function(*args, **kwargs)
+
+        return wrapper
+
+    async def render(self, make_root: Callable[[], Any], title: str) -> tuple[str, str, str]:
+        """Build the app in a fresh worker-side document; returns (docs_json, render_items,
+        root_ids), what the page needs to render it with Bokeh.embed."""
+        from panel.io.pyodide import init_doc, write_doc
+        from panel.io.state import state as panel_state
+
+        init_doc()
+        self.document = panel_state.curdoc
+        self.document._template_variables["dist_url"] = STYLESHEETS
+        make_root().servable(title=title)
+        return await write_doc(self.document)
+
+    def link(self, send_patch: Callable) -> None:
+        """Send every later document change to the page (once it has rendered the document)."""
+        from panel.io.pyodide import _link_docs_worker
+        from panel.io.state import set_curdoc
+        from panel.io.state import state as panel_state
+
+        with set_curdoc(self.document):
+            _link_docs_worker(self.document, send_patch, setter="js")
+            # Mark the document loaded: until then Panel holds back the events of every update.
+            panel_state._on_load(self.document)
+
+    def apply_patch(self, patch: Any) -> None:
+        """A change made in the page (a click, a choice), as the JS proxy of a JSON patch."""
+        from panel.io.pyodide import _convert_json_patch
+        from panel.io.state import set_curdoc
+
+        with set_curdoc(self.document):
+            self.document.apply_json_patch(_convert_json_patch(patch), setter="js")
+
+    def run_later(self, coroutine_function: Callable[[], Any]) -> None:
+        """Run a coroutine after the current message is handled, in this document, so that
+        what it sets first (e.g. "busy") reaches the page before the work starts."""
+        import asyncio
+
+        from panel.io.state import set_curdoc
+
+        async def run() -> None:
+            with set_curdoc(self.document):
+                await coroutine_function()
+
+        asyncio.get_event_loop().create_task(run())

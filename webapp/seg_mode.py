@@ -1,0 +1,141 @@
+"""SEG mode: label maps (one or several) + reference series + seg metadata -> DICOM SEG.
+
+Several label maps are one SEG, as with dcmqi's ``--inputImageList``: the metadata's
+``segmentAttributes`` has one group per file, matched by position or, with
+``segmentAttributesFileMapping``, by file name.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+
+import samples
+import views
+from base import ConversionState, Pairs, readable_failure
+
+
+def label_counts(volume) -> dict[int, int]:
+    """Voxel count of each non-zero label value of a label map."""
+    import numpy as np
+
+    values, counts = np.unique(np.asarray(volume.array), return_counts=True)
+    return {int(v): int(c) for v, c in zip(values, counts) if v != 0 and float(v).is_integer()}
+
+
+def grid_text(volume) -> str:
+    spacing = " × ".join(f"{v:.3g}" for v in volume.spacing)
+    return f"{' × '.join(map(str, volume.shape))} voxels of {spacing} mm"
+
+
+class SeriesInput(param.Parameterized):
+    """A reference series, parsed when its files arrive (shared by SEG and PM)."""
+
+    series = param.Parameter(default=None, doc="the parsed qidicom.readers.ReferenceSeries")
+    series_summary = param.Dict(default=None, allow_None=True)
+    series_message = param.String(default="")
+    series_warnings = param.List(default=[])
+    series_count = param.Integer(default=0)
+
+    def _read_series(self, pairs: Pairs, match=None, check_spacing: bool = True) -> None:
+        from qidicom.readers import read_dicom_series
+
+        self._series_pairs = pairs  # kept only to pick among several series once a map arrives
+        update = dict(series=None, series_summary=None, series_warnings=[], series_message="", series_count=len(pairs))
+        try:
+            series = read_dicom_series(pairs, match=match, check_spacing=check_spacing)
+        except Exception as error:
+            update["series_message"] = readable_failure(error, "reading the DICOM series")
+        else:
+            update.update(series=series, series_summary=series.summary(), series_warnings=list(series.warnings))
+        self.param.update(**update)
+
+    def _rematch_series(self, match, check_spacing: bool = True) -> None:
+        """Files holding several series could not be told apart without the image: now it is here."""
+        if self.series is None and getattr(self, "_series_pairs", None) and "series" in self.series_message:
+            self._read_series(self._series_pairs, match, check_spacing)
+
+
+class SegState(ConversionState, SeriesInput):
+    conversion_name = "itkimage2segimage"
+    input_params = ("series", "label_maps", "labels_message")
+
+    label_maps = param.List(default=[], doc="the parsed label maps (qidicom Volumes), in the order chosen")
+    label_rows = param.List(default=[], doc="what the page shows of each label map")
+    labels_message = param.String(default="")
+
+    def set_input(self, role: str, pairs: Pairs) -> None:
+        if role == "series":
+            self._read_series(pairs, match=self.label_maps[0] if self.label_maps else None)
+        elif role == "labelmaps":
+            self._read_label_maps(pairs)
+        else:
+            super().set_input(role, pairs)
+
+    def _read_label_maps(self, pairs: Pairs) -> None:
+        from qidicom.readers import read_image
+
+        volumes, rows = [], []
+        try:
+            for name, data in pairs:
+                volume = read_image((name, data))
+                counts = label_counts(volume)
+                volumes.append(volume)
+                detail = ", ".join(f"{value}: {count} voxels" for value, count in sorted(counts.items())[:12])
+                rows.append({"name": name, "grid": grid_text(volume),
+                             "detail": ("labels " + detail + (" …" if len(counts) > 12 else "")) if counts else "no labels",
+                             "counts": counts})
+        except Exception as error:
+            self.param.update(label_maps=[], label_rows=[], labels_message=readable_failure(error, "reading the label map"))
+            return
+        self.param.update(label_maps=volumes, label_rows=rows, labels_message="")
+        if volumes:
+            self._rematch_series(volumes[0])
+
+    def missing(self) -> list[str]:
+        reasons = []
+        if self.series is None:
+            reasons.append("the reference series " + ("could not be used" if self.series_message else "is not chosen yet"))
+        if self.labels_message:
+            reasons.append("a label map could not be read")
+        elif not self.label_maps:
+            reasons.append("no label map yet")
+        return reasons
+
+    def start_form_from_labels(self) -> None:
+        """Start the form editor with one segment per label value of the first label map."""
+        if self.editor is not None and self.label_rows:
+            self.editor.from_label_values(self.label_rows[0]["counts"])
+
+    def write(self, options, progress):
+        writer = self.conversion.resolve("writer")
+        return writer(self.label_maps, self.document, self.series, progress=progress, **options)
+
+    def load_sample(self) -> dict[str, int]:
+        inputs = samples.seg_inputs()
+        for role, pairs in inputs.items():
+            self.take_files(role, pairs)
+        return {role: len(pairs) for role, pairs in inputs.items()}
+
+
+def view(state: SegState) -> pn.viewable.Viewable:
+    options = {option.dest: views.option_widget(state, option) for option in state.conversion.app_options}
+    options["fractionalType"].visible = pn.bind(lambda kind: kind == "fractional", state.param.segmentationType)
+    form = views.editor_view(state)
+    from_labels = None
+    if form is not None:
+        from_labels = pn.widgets.Button(name="Start the form from the label values", button_type="default",
+                                        visible=pn.bind(bool, state.param.label_rows))
+        from_labels.on_click(lambda _event: state.start_form_from_labels())
+    return pn.Column(
+        views.markdown("## 2. Check"),
+        pn.bind(views.series_view, "DICOM series", state.param.series_summary, state.param.series_message,
+                state.param.series_warnings, state.param.series_count),
+        pn.bind(views.images_view, "Label maps", state.param.label_rows, state.param.labels_message),
+        pn.bind(views.metadata_view, state.param.metadata_name, state.param.document, state.param.metadata_problems,
+                state.param.metadata_message),
+        *[item for item in (from_labels, form) if item is not None],
+        *views.convert_controls(state, list(options.values())),
+        sizing_mode="stretch_width",
+        css_classes=["qi-app", "qi-mode-seg"],
+    )

@@ -1,0 +1,142 @@
+"""Small view functions shared by the modes: each is a function of state values, bound
+with ``pn.bind``, so it re-renders only when those values change."""
+
+from __future__ import annotations
+
+import html
+import operator
+
+import panel as pn
+
+
+def escape(value) -> str:
+    return html.escape(str(value))
+
+
+# Math rendering off everywhere: text here includes file names and messages, and BokehJS
+# would fetch MathJax from a CDN for anything between $$ delimiters.
+def markdown(text, **kwargs) -> pn.pane.Markdown:
+    return pn.pane.Markdown(text, disable_math=True, **kwargs)
+
+
+def alert(text: str, alert_type: str) -> pn.pane.Alert:
+    return pn.pane.Alert(text, alert_type=alert_type, disable_math=True)
+
+
+def series_view(title: str, summary, message, warnings, count):
+    """A DICOM series as found: patient, modality, grid; or why it could not be used."""
+    if message:
+        return alert(f"**{escape(title)}:** {escape(message)}", "danger")
+    if not summary:
+        return markdown(f"**{escape(title)}:** none chosen yet.")
+    spacing = " × ".join(f"{v:g}" for v in summary["pixel_spacing_mm"])
+    rows = [
+        ("Patient", f"{summary['patient_name'] or '(no name)'} ({summary['patient_id'] or 'no ID'})"),
+        ("Modality", summary["modality"]),
+        ("Series", f"{summary['series_description'] or '(no description)'} #{summary['series_number']}"),
+        ("Size", f"{summary['columns']} × {summary['rows']} pixels, {summary['slices']} slices"),
+        ("Pixel spacing", f"{spacing} mm"),
+    ]
+    table = "".join(f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows)
+    notes = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+    return pn.pane.HTML(
+        f"<h3>Series found ({count} file{'s' if count != 1 else ''})</h3>"
+        f"<table class='qi-summary'>{table}</table>" + (f"<ul class='qi-notes'>{notes}</ul>" if notes else ""),
+        sizing_mode="stretch_width",
+    )
+
+
+def images_view(title: str, rows: list[dict], message: str):
+    """Loaded NIfTI/NRRD images: name, grid and, for label maps, the label values found."""
+    if message:
+        return alert(f"**{escape(title)}:** {escape(message)}", "danger")
+    if not rows:
+        return markdown(f"**{escape(title)}:** none chosen yet.")
+    body = "".join(
+        f"<tr><td>{escape(row['name'])}</td><td>{escape(row['grid'])}</td><td>{escape(row.get('detail', ''))}</td></tr>"
+        for row in rows)
+    return pn.pane.HTML(f"<h3>{escape(title)}</h3><table class='qi-summary qi-images'>{body}</table>",
+                        sizing_mode="stretch_width")
+
+
+def metadata_view(name, document, problems, message):
+    label = f"Metadata JSON: {name}" if name else "Metadata"
+    if message:
+        items = "".join(f"<li><code>{escape(p)}</code></li>" for p in problems)
+        return alert(f"<strong>{escape(label)}</strong>: {escape(message)}"
+                     + (f"<ul class='qi-problems'>{items}</ul>" if items else ""), "danger")
+    if document is None:
+        return markdown("**Metadata JSON:** none chosen yet.")
+    if not problems:
+        return alert(f"**{escape(label)}** is valid." if name else "**Metadata** is valid.", "success")
+    items = "".join(f"<li><code>{escape(p)}</code></li>" for p in problems)
+    count = len(problems)
+    return alert(f"<strong>{escape(label)}</strong>: {count} problem{'s' if count != 1 else ''} to fix"
+                 f"<ul class='qi-problems'>{items}</ul>", "danger")
+
+
+def progress_text(progress, message) -> str:
+    return f"Converting: {escape(message)} ({progress:.0%})"
+
+
+def progress_view(state) -> pn.viewable.Viewable:
+    """One bar and one line, updated in place: a progress step costs a value change, not new models."""
+    return pn.Column(
+        pn.indicators.Progress(value=pn.bind(lambda p: int(round(p * 100)), state.param.progress), max=100,
+                               sizing_mode="stretch_width"),
+        markdown(pn.bind(progress_text, state.param.progress, state.param.progress_message)),
+        visible=state.param.busy,
+        sizing_mode="stretch_width",
+    )
+
+
+def result_view(error, url, name, size, warnings, stack_ready):
+    if not stack_ready:
+        return markdown("Loading the DICOM libraries…")
+    if error:
+        lines = escape(error).replace("\n", "<br>")
+        return alert(f"<strong>Conversion failed.</strong> {lines}", "danger")
+    if not url:
+        return pn.Spacer(height=0)
+    notes = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+    return pn.pane.HTML(
+        f"<div class='qi-result'>Done: <a class='qi-download' href='{escape(url)}' download='{escape(name)}'>"
+        f"Download {escape(name)}</a> ({size / 1e6:.2f} MB)"
+        + (f"<ul class='qi-notes'>{notes}</ul>" if notes else "") + "</div>",
+        sizing_mode="stretch_width",
+    )
+
+
+def option_widget(state, option) -> pn.viewable.Viewable:
+    """A conversion option as the CLI describes it: choices as buttons, on/off as a checkbox."""
+    parameter = state.param[option.dest]
+    if option.type == "choice":
+        labels = {option.choice_labels.get(value, value): value for value in option.choices}
+        widget = pn.widgets.RadioButtonGroup.from_param(parameter, options=labels, name=option.label)
+        return pn.Row(markdown(option.label, width=150), widget)
+    return pn.widgets.Checkbox.from_param(parameter, name=option.label)
+
+
+def editor_view(state) -> pn.viewable.Viewable | None:
+    """The metadata form editor, when this build has it."""
+    if state.editor is None:
+        return None
+    return pn.Card(state.editor.panel(), title="Metadata form", collapsed=False, sizing_mode="stretch_width")
+
+
+def convert_controls(state, options: list) -> list:
+    """The options, the Convert button (disabled with the reason shown), progress, result."""
+    button = pn.widgets.Button(name=f"Convert to {state.conversion.title}", button_type="primary",
+                               disabled=pn.bind(operator.not_, state.param.can_convert))
+    button.on_click(lambda _event: state.start())
+    reason = markdown(pn.bind(lambda text: escape(text), state.param.blocked_reason), css_classes=["qi-blocked"],
+                      visible=pn.bind(bool, state.param.blocked_reason))
+    return [
+        markdown("## 3. Convert"),
+        *options,
+        button,
+        reason,
+        progress_view(state),
+        pn.bind(result_view, state.param.error, state.param.result_url, state.param.result_name,
+                state.param.result_size, state.param.result_warnings, state.param.stack_ready),
+    ]
