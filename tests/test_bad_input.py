@@ -448,3 +448,16 @@ def test_reading_a_series_keeps_no_pixel_data(tmp_path):
     assert len(series.datasets) == 20
     print(f"series of {on_disk / 1e6:.1f} MB read; {held / 1e6:.1f} MB held")
     assert held < on_disk / 4
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--inputDICOMDirectory", "", "--inputDICOMDirectory: no folder was given"),
+    ("--inputDICOMList", "", "--inputDICOMList: no file names were given"),
+    ("--inputDICOMList", ",,", "--inputDICOMList: no file names were given"),
+])
+def test_cli_reference_option_without_a_value(two_series, tmp_path, capsys, option, value, message):
+    for command, image, metadata in (("itkimage2segimage", "--inputImageList", "seg.json"), ("itkimage2paramap", "--inputImage", "pm.json")):
+        code = main([command, image, str(two_series["dir"] / "ct-labels.nii.gz"), option, value,
+                     "--inputMetadata", str(two_series["dir"] / metadata), "--outputDICOM", str(tmp_path / "out.dcm")])
+        assert code == 1
+        assert capsys.readouterr().err == f"error: {message}\n"

@@ -37,10 +37,16 @@ def _add_reference_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _references(args: argparse.Namespace):
-    if args.inputDICOMDirectory:
+    """The reference series as given: a folder that exists, or a list of at least one file.
+    (An empty folder, or one without DICOM images, is named by the reader.)"""
+    if args.inputDICOMDirectory is not None:
+        if not args.inputDICOMDirectory:
+            raise QidicomError("--inputDICOMDirectory: no folder was given")
         if not Path(args.inputDICOMDirectory).is_dir():
             raise QidicomError(f"{args.inputDICOMDirectory}: not a folder (--inputDICOMDirectory)")
         return args.inputDICOMDirectory
+    if not args.inputDICOMList:
+        raise QidicomError("--inputDICOMList: no file names were given")
     return [Path(name) for name in args.inputDICOMList]
 
 
