@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nibabel
 import numpy as np
+import pydicom
 import pytest
 
 import synthetic
@@ -347,8 +348,6 @@ def two_series(tmp_path):
 
 def described(files: list[Path]) -> str:
     """How a series is named in the warnings, from its first file's own attributes."""
-    import pydicom
-
     first = pydicom.dcmread(files[0], stop_before_pixels=True)
     return (f"series {first.SeriesNumber} '{first.SeriesDescription}' "
             f"({first.Modality}, UID {first.SeriesInstanceUID}, {len(files)} file(s))")
@@ -367,8 +366,6 @@ def test_seg_says_which_of_two_series_was_used_and_which_files_were_left_out(two
     ]
     assert len(mr) <= 10  # every left-out file is named
     referenced = {item.ReferencedSOPInstanceUID for item in result.dataset.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
-    import pydicom
-
     assert referenced <= {pydicom.dcmread(path, stop_before_pixels=True).SOPInstanceUID for path in ct}
 
 
@@ -466,3 +463,56 @@ def test_cli_reference_option_without_a_value(two_series, tmp_path, capsys, opti
                      "--inputMetadata", str(two_series["dir"] / metadata), "--outputDICOM", str(tmp_path / "out.dcm")])
         assert code == 1
         assert capsys.readouterr().err == f"error: {message}\n"
+
+
+# --------------------------------------------------------------------------- deflated DICOM
+
+
+def deflated_dicom_bomb(total: int) -> bytes:
+    """A DICOM file in Deflated Explicit VR Little Endian whose deflated data inflates to
+    ``total`` zero bytes. After a full flush the compressor starts afresh, so one flushed
+    block of zeros can be repeated; the file stays a few megabytes."""
+    import io
+
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = pydicom.dataset.FileMetaDataset()
+    meta.MediaStorageSOPClassUID = pydicom.uid.CTImageStorage
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    stream = io.BytesIO()
+    stream.write(bytes(128) + b"DICM")
+    write_file_meta_info(stream, meta)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    step = 2**24
+    first = compressor.compress(bytes(step)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    block = compressor.compress(bytes(step)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    return stream.getvalue() + first + block * (total // step - 1) + compressor.flush()
+
+
+def test_deflated_dicom_bomb_in_the_reference_folder(study, tmp_path):
+    """A reference file that inflates to 3 GB is refused while it is measured, in bounded memory."""
+    from qidicom.readers import MAX_DEFLATED_DICOM_BYTES
+
+    folder = tmp_path / "ct"
+    shutil.copytree(study / "ct", folder)
+    victim = sorted(folder.iterdir())[1]
+    victim.write_bytes(deflated_dicom_bomb(3 * GIB))
+    assert victim.stat().st_size < 5 * 2**20
+    message = (f"{victim.name}: its deflated data inflates to more than {MAX_DEFLATED_DICOM_BYTES:,} bytes, "
+               "more than any object qidicom reads; it was not inflated further")
+    with pytest.raises(InputError, match=rf"^{re.escape(message)}$"):
+        read_dicom_series(folder)
+    labels = tmp_path / "labels.nii.gz"
+    datasets = [pydicom.dcmread(path) for path in sorted((study / "ct").iterdir())]
+    synthetic.save_nifti(np.ones(synthetic.grid_shape(datasets), np.uint8), synthetic.series_affine(datasets), labels)
+    run = subprocess.run(
+        [sys.executable, "-c", MEASURE, sys.executable, "-m", "qidicom", "itkimage2segimage",
+         "--inputImageList", str(labels), "--inputDICOMDirectory", str(folder),
+         "--inputMetadata", str(study / "meta.json"), "--outputDICOM", str(tmp_path / "out.dcm")],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+    )
+    report = json.loads(run.stdout)
+    print(f"deflated DICOM: peak resident size {report['peak'] / 1e6:.0f} MB")
+    assert report["returncode"] == 1 and report["stderr"] == f"error: {message}\n"
+    assert report["peak"] < PEAK_LIMIT

@@ -465,10 +465,57 @@ def iter_dicom_sources(sources: Source | Sequence[Source]) -> Iterator[NamedByte
             yield as_named_bytes(source)
 
 
+#: The most a Deflated Explicit VR Little Endian object may inflate to: the voxel-data limit
+#: plus room for per-frame attributes. pydicom inflates such a file whole, and nothing in
+#: it declares its size, so it is measured (in bounded steps) before pydicom reads it.
+MAX_DEFLATED_DICOM_BYTES = MAX_IMAGE_BYTES + 2**28
+_DEFLATED_SYNTAX = pydicom.uid.DeflatedExplicitVRLittleEndian.encode()
+# File meta elements with a 4-byte length (PS3.5 7.1.2).
+_LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
+
+
+def _check_deflated_size(item: NamedBytes) -> None:
+    """Refuse a deflated DICOM file that inflates past MAX_DEFLATED_DICOM_BYTES."""
+    data = item.data
+    offset = 132  # the file meta group, always Explicit VR Little Endian
+    syntax = None
+    while offset + 8 <= len(data) and data[offset:offset + 2] == b"\x02\x00":
+        element, vr = data[offset + 2:offset + 4], data[offset + 4:offset + 6]
+        if vr in _LONG_VRS:
+            start, length = offset + 12, int.from_bytes(data[offset + 8:offset + 12], "little")
+        else:
+            start, length = offset + 8, int.from_bytes(data[offset + 6:offset + 8], "little")
+        if element == b"\x10\x00":  # (0002,0010) Transfer Syntax UID
+            syntax = data[start:start + length].rstrip(b"\0 ")
+        offset = start + length
+    if syntax != _DEFLATED_SYNTAX:
+        return
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    pending, total = memoryview(data)[offset:], 0
+    try:
+        while pending.nbytes or inflater.unconsumed_tail:
+            if inflater.unconsumed_tail:
+                block = inflater.decompress(inflater.unconsumed_tail, _CHUNK)
+            else:
+                block, pending = inflater.decompress(pending[:_CHUNK], _CHUNK), pending[_CHUNK:]
+            total += len(block)
+            if total > MAX_DEFLATED_DICOM_BYTES:
+                raise InputError(
+                    f"{item.name}: its deflated data inflates to more than {MAX_DEFLATED_DICOM_BYTES:,} bytes, "
+                    "more than any object qidicom reads; it was not inflated further"
+                )
+            if inflater.eof:
+                return
+    except zlib.error:
+        return  # pydicom names the damage
+
+
 def parse_dicom(item: NamedBytes, keep_pixels: bool = False) -> Dataset | None:
     """Parse one file; None if it is not DICOM at all, InputError if it is DICOM but broken."""
     data = item.data
     has_preamble = len(data) >= 132 and data[128:132] == b"DICM"
+    if has_preamble:
+        _check_deflated_size(item)
     try:
         with tolerant_dicom_values():
             dataset = pydicom.dcmread(io.BytesIO(data), force=not has_preamble)
