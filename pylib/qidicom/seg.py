@@ -270,11 +270,13 @@ def _check_finite(volume: Volume) -> None:
 
 def _label_values(array: np.ndarray) -> set[int]:
     """The distinct values of an integer label map; bincount is far faster than unique."""
-    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and array.max() < 1 << 20:
+    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and (high := int(array.max())) < 1 << 20:
         # Slice by slice: bincount casts to intp, which for a whole volume is a huge copy.
-        counts = np.zeros(int(array.max()) + 1, np.int64)
+        # Each slice is flattened in memory order ("A"): a slice of a Fortran-ordered
+        # volume (as NRRD and NIfTI files are read) is then a view, not a copy.
+        counts = np.zeros(high + 1, np.int64)
         for k in range(array.shape[2]):
-            counts += np.bincount(array[:, :, k].ravel(), minlength=counts.size)
+            counts += np.bincount(array[:, :, k].reshape(-1, order="A"), minlength=counts.size)
         return set(int(v) for v in np.flatnonzero(counts))
     return set(int(v) for v in np.unique(array))
 
@@ -372,16 +374,24 @@ def _pixel_array(
     # Built plane by plane, straight into the (frames, rows, columns) layout highdicom
     # reads frame by frame; whole-volume fancy indexing would copy the volume as intp.
     frames = np.zeros((shape[2], shape[1], shape[0]), label_dtype)
-    for file_index in sorted({spec.file_index for spec in specs}):
+    for position, file_index in enumerate(sorted({spec.file_index for spec in specs})):
         file_specs = [spec for spec in specs if spec.file_index == file_index]
         array = arrays[file_index]
         table = np.zeros(max(int(array.max()), max(s.label_id for s in file_specs)) + 1, label_dtype)
         for spec in file_specs:
             table[spec.label_id] = spec.number
         for k in range(shape[2]):
-            plane = table[array[:, :, k].astype(np.intp, copy=False)].T
+            # Through the slice's transpose (a view): a frame is (rows, columns).
+            labels = array[:, :, k].T
+            if not np.issubdtype(labels.dtype, np.integer):
+                labels = labels.astype(np.intp)  # integer-valued floats, booleans
+            if not position:
+                # The first file fills empty frames: look its labels up straight into them.
+                np.take(table, labels, out=frames[k])
+                continue
+            plane = table[labels]
             target = frames[k]
-            if file_index and np.any((target != 0) & (plane != 0)):
+            if np.any((target != 0) & (plane != 0)):
                 if segmentation_type == "labelmap":
                     _raise_overlap(arrays, specs, file_specs, names, frames, k, plane)
                 return _binary_stack(arrays, specs, shape)
@@ -429,6 +439,31 @@ def write_segmentation(
     ``metadata`` must already be valid against the seg schema (see ``segmentation_from_files``
     for the whole path from files).
     """
+    return _write_segmentation(
+        list(label_maps), metadata, reference, segmentation_type=segmentation_type, fractional_type=fractional_type,
+        compress=compress, skip_empty=skip_empty, use_label_id_as_segment_number=use_label_id_as_segment_number,
+        check_geometry=check_geometry, progress=progress,
+    )
+
+
+def _write_segmentation(
+    label_maps: list[Volume],
+    metadata: dict,
+    reference: ReferenceSeries,
+    *,
+    segmentation_type: str,
+    fractional_type: str,
+    compress: str,
+    skip_empty: bool,
+    use_label_id_as_segment_number: bool,
+    check_geometry: bool,
+    progress: Progress | None,
+) -> SegResult:
+    """``write_segmentation``, emptying ``label_maps`` once their voxels are in frames.
+
+    The label maps are the largest arrays of a conversion; a caller that hands its own
+    list over lets them go before highdicom encodes the frames, which lowers the peak memory.
+    """
     report = progress or (lambda message, fraction: None)
     if segmentation_type not in SEGMENTATION_TYPES:
         raise InputError(f"segmentation type '{segmentation_type}' is not one of {', '.join(SEGMENTATION_TYPES)}")
@@ -443,10 +478,11 @@ def write_segmentation(
     warnings = list(reference.warnings)
     names = [volume.name for volume in label_maps]
     specs = assign_segments(metadata, names, use_label_id_as_segment_number)
-    for volume in label_maps:
-        _check_finite(volume)
+    for index in range(len(label_maps)):  # no loop variable left holding a volume
+        _check_finite(label_maps[index])
     report("placing label maps on the reference grid", 0.15)
     arrays = _label_arrays_on_grid(label_maps, reference, check_geometry, warnings)
+    label_maps.clear()  # from here on, ``arrays`` holds the only references to the voxels
     specs = _check_labels(arrays, specs, names, segmentation_type == "fractional", warnings)
     if not specs:
         raise InputError("no described segment has any voxels; there is nothing to write")
@@ -461,6 +497,7 @@ def write_segmentation(
         reference.datasets, pixel_array, segmentation_type, descriptions, algorithms, metadata,
         fractional_type=fractional_type, transfer_syntax=transfer_syntax, skip_empty=skip_empty,
     )
+    del pixel_array  # encoded into the dataset's Pixel Data by now
     report("writing the file", 0.9)
     with tolerant_dicom_values():
         data = dicom_bytes(segmentation, compress)
@@ -564,8 +601,8 @@ def segmentation_from_files(
         raise InputError("no label map was given")
     report("reading the reference series", 0.08)
     reference = read_dicom_series(references, match=volumes[0])
-    return write_segmentation(
-        volumes,
+    return _write_segmentation(
+        volumes,  # handed over: emptied once its voxels are in frames
         document,
         reference,
         segmentation_type=segmentation_type,
