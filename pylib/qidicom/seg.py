@@ -8,7 +8,7 @@ highdicom or qidicom all come back on their grid.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pydicom
@@ -658,7 +658,10 @@ class SegmentationContents:
 
     def segment_volumes(self) -> list[tuple[Segment, Volume]]:
         """One volume per segment; label value = segment number (probabilities if fractional)."""
-        result = []
+        return list(self.iter_segment_volumes())
+
+    def iter_segment_volumes(self) -> Iterator[tuple[Segment, Volume]]:
+        """``segment_volumes`` one at a time, so only the volumes in use are in memory."""
         for segment in self.segments:
             if self.segmentation_type == "FRACTIONAL":
                 array = segment.array.astype(np.float32)
@@ -666,8 +669,7 @@ class SegmentationContents:
                 # One pass, no bool-to-int copy first: a bool array is already bytes of 0 and 1.
                 dtype = _label_dtype([segment.number])
                 array = np.multiply(segment.array.view(np.uint8), segment.number, dtype=dtype)
-            result.append((segment, Volume(array, self.affine, f"segment {segment.number}")))
-        return result
+            yield segment, Volume(array, self.affine, f"segment {segment.number}")
 
     def merged_volumes(self) -> list[tuple[list[Segment], Volume]]:
         """Non-overlapping groups (first fit, in segment order), each as one label map.
@@ -865,8 +867,8 @@ def segment_attributes(item: Dataset, palette_rgb: Sequence[int] | None = None) 
     attributes: dict = {"labelID": int(item.SegmentNumber)}
     if item.get("SegmentLabel"):
         attributes["SegmentLabel"] = str(item.SegmentLabel)
-    if item.get("SegmentDescription"):
-        attributes["SegmentDescription"] = str(item.SegmentDescription)
+    # Always there, empty when the SEG has none, as in dcmqi's output.
+    attributes["SegmentDescription"] = str(item.get("SegmentDescription", "") or "")
     category = item.SegmentedPropertyCategoryCodeSequence[0]
     property_type = item.SegmentedPropertyTypeCodeSequence[0]
     attributes["SegmentedPropertyCategoryCodeSequence"] = code_to_json(category)
@@ -929,13 +931,12 @@ def _palette_colours(dataset: Dataset, numbers: Sequence[int]) -> dict[int, list
 def top_level_metadata(dataset: Dataset) -> dict:
     """The dcmqi metadata fields that describe the SEG as a whole.
 
-    BodyPartExamined is always there (empty when the SEG has none), as in dcmqi's output.
+    The fields dcmqi's reader always writes are always there, empty when the SEG has none.
     """
-    meta: dict = {"@schema": metadata_module.SCHEMA_IDS["seg"], "BodyPartExamined": str(dataset.get("BodyPartExamined", "") or "")}
+    meta: dict = {"@schema": metadata_module.SCHEMA_IDS["seg"]}
+    for keyword in ("BodyPartExamined", "ContentCreatorName", "ClinicalTrialSeriesID", "ClinicalTrialTimePointID"):
+        meta[keyword] = str(dataset.get(keyword, "") or "")
     for keyword in (
-        "ContentCreatorName",
-        "ClinicalTrialSeriesID",
-        "ClinicalTrialTimePointID",
         "ClinicalTrialCoordinatingCenterName",
         "SeriesDescription",
         "SeriesNumber",
@@ -969,7 +970,7 @@ def segmentation_to_files(
     """
     import json
 
-    from qidicom.writers import IMAGE_EXTENSIONS, volume_bytes
+    from qidicom.writers import IMAGE_EXTENSIONS, volumes_bytes
 
     contents = read_segmentation(source, name)
     extension = IMAGE_EXTENSIONS.get(output_type)
@@ -978,19 +979,20 @@ def segmentation_to_files(
     lead = f"{prefix}-" if prefix else ""
     if warnings is not None:
         warnings.extend(contents.warnings)
-    files, groups, mapping = [], [], []
+    groups, mapping = [], []
     if merge_segments or contents.label_map is not None:
-        for index, (members, volume) in enumerate(contents.merged_volumes(), start=1):
-            filename = f"{lead}{index}{extension}"
-            files.append(ExportedFile(filename, volume_bytes(volume, output_type)))
+        merged = contents.merged_volumes()
+        for index, (members, _) in enumerate(merged, start=1):
             groups.append([segment.attributes for segment in members])
-            mapping.append(filename)
+            mapping.append(f"{lead}{index}{extension}")
+        volumes = (volume for _, volume in merged)
     else:
-        for segment, volume in contents.segment_volumes():
-            filename = f"{lead}{segment.number}{extension}"
-            files.append(ExportedFile(filename, volume_bytes(volume, output_type)))
+        for segment in contents.segments:
             groups.append([segment.attributes])
-            mapping.append(filename)
+            mapping.append(f"{lead}{segment.number}{extension}")
+        volumes = (volume for _, volume in contents.iter_segment_volumes())
+    # Made one at a time and encoded two at a time (zlib runs beside the next volume's making).
+    files = [ExportedFile(name, data) for name, data in zip(mapping, volumes_bytes(volumes, output_type))]
     meta = dict(contents.metadata)
     meta["segmentAttributesFileMapping"] = mapping
     meta["segmentAttributes"] = groups
