@@ -237,11 +237,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "since without them the label map would be wrong")
 
     sub = command("itkimage2paramap", itkimage2paramap, "A parametric map (NIfTI/NRRD) and metadata JSON to a DICOM Parametric Map.")
-    sub.add_argument("--inputImage", required=True, metavar="FILE", help="the map, on the grid of the reference series")
+    sub.add_argument("--inputImage", required=True, metavar="FILE", help="the map; it keeps its own grid, and each frame references the reference image in its plane")
     sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style pm metadata JSON")
     _add_reference_options(sub)
     sub.add_argument("--outputDICOM", required=True, metavar="FILE", help="the Parametric Map to write")
     sub.add_argument("--compress", choices=("none", "deflate"), default="none", help="transfer syntax: none (Explicit VR Little Endian) or deflate")
+    sub.add_argument("--noDicomValueChecks", action="store_true",
+                     help="taken for dcmqi's command lines: qidicom always carries over source values that break VR rules, as this makes dcmqi do")
     sub.add_argument("--dataType", choices=("auto", "float32", "float64"), default="auto",
                      help="pixel type: auto keeps the map's type (integers as 16-bit with slope/intercept); "
                      "float32 as dcmqi writes, which dcmqi's paramap2itkimage needs to read the map (default auto)")
