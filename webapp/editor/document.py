@@ -81,9 +81,25 @@ def problems_for(problems: list[tuple[str, str]], path: str, name: str | None = 
     return out
 
 
-def editor_rules(document: Any, kind: str) -> list[str]:
-    """Rules the editor adds to the schema's: SegmentAlgorithmName unless MANUAL."""
+def _code_problems(node: Any, path: Path) -> list[str]:
+    from qidicom.codes import check_code
+
     found = []
+    if isinstance(node, dict):
+        if "CodeValue" in node and "CodingSchemeDesignator" in node:
+            return check_code(node, format_path(path))
+        for key, value in node.items():
+            found += _code_problems(value, path + [key])
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _code_problems(value, path + [i])
+    return found
+
+
+def editor_rules(document: Any, kind: str) -> list[str]:
+    """Rules the editor adds to the schema's: SegmentAlgorithmName unless MANUAL, and DICOM's
+    rules for a code (no empty meaning, a scheme designator of at most 16 characters)."""
+    found = _code_problems(document, [])
     if kind == "seg" and isinstance(document, dict):
         for g, group in enumerate(document.get("segmentAttributes") or []):
             for s, segment in enumerate(group if isinstance(group, list) else []):

@@ -150,7 +150,8 @@ class MetadataEditor(param.Parameterized):
         from qidicom import metadata
 
         start = time.perf_counter()
-        problems = metadata.validate(self.document, self.kind) + model.editor_rules(self.document, self.kind)
+        problems = list(dict.fromkeys(
+            metadata.validate(self.document, self.kind) + model.editor_rules(self.document, self.kind)))
         self.last_validation_ms = (time.perf_counter() - start) * 1000
         self.problems = problems
         self.valid = not problems
@@ -293,7 +294,7 @@ class MetadataEditor(param.Parameterized):
                                                   description="Remove the chosen file's segments")
             self.add_group.on_click(lambda _: self._add_group())
             self.remove_group.on_click(lambda _: self._remove_group())
-            list_field = Field(name="segments", kind="list", required=True, fields=attributes.fields,
+            list_field = Field(name="Segments", kind="list", required=True, fields=attributes.fields,
                                item_title="segment", item_required=attributes.item_required)
             self.segments = _SegmentList(self, list_field, lambda: ["segmentAttributes"], self.write,
                                          summary=self._segment_summary, new_item=self._new_segment)
@@ -430,7 +431,8 @@ class MetadataEditor(param.Parameterized):
         if getattr(self, "_panel", None) is not None:
             return self._panel
         titles = {"seg": "Segmentation", "pm": "Parametric map", "sr": "Measurement report (TID 1500)"}
-        start = pn.Row(self.empty, self.upload, sizing_mode="stretch_width")
+        start = pn.Row(self.empty, pn.pane.HTML("<label>Or load a dcmqi JSON file:</label>", margin=(14, 5, 0, 15)),
+                       self.upload, sizing_mode="stretch_width")
         main = [pn.pane.HTML(f"<h2 style='margin:4px 0'>{titles[self.kind]} metadata</h2>"
                              "<p style='margin:0'>Fields marked * are required. Problems appear under each field "
                              "and in the list beside the form.</p>"), start]

@@ -25,6 +25,7 @@ class CodeRow(Row):
         self.picker = picker
         self.codes_of = codes_of  # () -> codes, for lists that depend on another field
         self.current: Any = MISSING
+        self.texts = {"CodeValue": "", "CodingSchemeDesignator": "", "CodeMeaning": ""}
         self.by_label: dict[str, Any] = {}
         label = label_of(field)
         self.search = pn.widgets.AutocompleteInput(
@@ -37,7 +38,7 @@ class CodeRow(Row):
         self.note = pn.pane.HTML("", visible=False, margin=(0, 10), styles={"color": "#555", "font-size": "0.9em"})
         self.search.param.watch(self._picked, "value")
         for widget in (self.value, self.scheme, self.meaning):
-            widget.param.watch(self._typed, ["value_input", "value"])
+            widget.param.watch(self._typed, "value_input")
         self.on_pick: list[Callable[[Any], None]] = []
         if picker is not None and codes_of is None:
             from qidicom import codes
@@ -58,6 +59,11 @@ class CodeRow(Row):
         self.write(self.current)
         for callback in self.on_pick:
             callback(code)
+        self._loading = True
+        try:
+            self.search.value = ""  # ready for the next search; the code shows below
+        finally:
+            self._loading = False
 
     def _merge(self, fields: dict) -> dict:
         base = dict(self.current) if isinstance(self.current, dict) else {}
@@ -67,10 +73,12 @@ class CodeRow(Row):
     def _typed(self, event) -> None:
         if self._loading:
             return
-        parts = {"CodeValue": self.value.value_input if event.obj is self.value else self.value.value,
-                 "CodingSchemeDesignator": self.scheme.value_input if event.obj is self.scheme else self.scheme.value,
-                 "CodeMeaning": self.meaning.value_input if event.obj is self.meaning else self.meaning.value}
-        parts = {k: v or "" for k, v in parts.items()}
+        # The latest text of each box, whichever of value_input (as typed) and value (on
+        # leaving the box) told it last: the browser may coalesce either.
+        key = {id(self.value): "CodeValue", id(self.scheme): "CodingSchemeDesignator",
+               id(self.meaning): "CodeMeaning"}[id(event.obj)]
+        self.texts[key] = event.new or ""
+        parts = dict(self.texts)
         if not any(parts.values()):
             self.current = MISSING
             self.write(MISSING)
@@ -88,11 +96,10 @@ class CodeRow(Row):
             text = text if isinstance(text, str) else ("" if text is None else str(text))
             widget.value = text
             widget.value_input = text
+            self.texts[key] = text
         if self.codes_of is not None:
             self.set_options(self.codes_of())
-        label = next((lbl for lbl, c in self.by_label.items()
-                      if c.value == code.get("CodeValue") and c.scheme == code.get("CodingSchemeDesignator")), "")
-        self.search.value = label
+        self.search.value = ""
         self._update_note()
 
     def _update_note(self) -> None:
@@ -106,6 +113,10 @@ class CodeRow(Row):
             text = "Custom code (not in the code list)."
         self.note.object = text
         self.note.visible = bool(text)
+        if self.picker:
+            meaning = code.get("CodeMeaning")
+            self.search.placeholder = (f"now: {meaning} — type to search the code list" if meaning
+                                       else "type to search the code list by meaning or code value")
 
     def panel(self):
         return pn.Column(

@@ -71,7 +71,7 @@ class TextRow(Row):
                                            description=field.help or None, sizing_mode="stretch_width")
         if field.max_length:
             self.widget.max_length = max(field.max_length, 1024)  # longer input is shown as a problem
-        self.widget.param.watch(self._changed, ["value_input", "value"])
+        self.widget.param.watch(self._changed, "value_input")
 
     def _changed(self, event) -> None:
         text = event.new or ""
@@ -144,7 +144,7 @@ class StringsRow(Row):
         else:
             self.widget = pn.widgets.TextAreaInput(name=label_of(field) + " (one per line)", rows=3,
                                                    description=help_text, sizing_mode="stretch_width")
-            self.widget.param.watch(self._changed, ["value_input", "value"])
+            self.widget.param.watch(self._changed, "value_input")
 
     def _changed(self, event) -> None:
         items = [line.strip() for line in (event.new or "").splitlines() if line.strip()]
