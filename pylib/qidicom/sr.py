@@ -659,7 +659,7 @@ def read_report(source: Source | Dataset, name: str | None = None) -> ReportCont
     if not groups:
         warnings.append(f"{label}: holds no measurement groups")
     meta["Measurements"] = groups
-    _hoist_session_and_time_point(meta)
+    _shared_session_and_time_point(meta)
     return ReportContents(meta, warnings)
 
 
@@ -816,16 +816,15 @@ def _read_measurement(item: Dataset, path: str, warnings: list[str]) -> dict:
 
 
 
-def _hoist_session_and_time_point(meta: dict) -> None:
-    """dcmqi writes one activitySession and timePoint for all groups: put them at the top
-    when every group shares them, as in the metadata dcmqi takes."""
+def _shared_session_and_time_point(meta: dict) -> None:
+    """Each group keeps its activitySession and timePoint, as dcmqi's tid1500reader writes
+    them; when every group shares one, it is also put at the top, where the metadata dcmqi's
+    writer takes has it."""
     groups = meta["Measurements"]
     for key in ("activitySession", "timePoint"):
         values = {group.get(key) for group in groups}
         if groups and len(values) == 1 and None not in values:
             meta[key] = values.pop()
-            for group in groups:
-                del group[key]
 
 
 def report_to_json(source: Source, name: str | None = None) -> tuple[bytes, list[str]]:
