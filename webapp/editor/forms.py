@@ -32,9 +32,11 @@ class CodeRow(Row):
             name=f"{label} — search by meaning or code value", options=[], search_strategy="includes",
             case_sensitive=False, min_characters=1, restrict=True, placeholder="type to search the code list",
             description=field.help or None, sizing_mode="stretch_width", visible=picker is not None)
-        self.value = pn.widgets.TextInput(name=f"{field.name} CodeValue", width=150)
-        self.scheme = pn.widgets.TextInput(name=f"{field.name} CodingSchemeDesignator", width=150)
-        self.meaning = pn.widgets.TextInput(name=f"{field.name} CodeMeaning", sizing_mode="stretch_width")
+        box = {"sizing_mode": "stretch_width", "min_width": 7 * len(field.name) + 170,
+               "styles": {"flex": "1 1 auto"}}
+        self.value = pn.widgets.TextInput(name=f"{field.name} CodeValue", **box)
+        self.scheme = pn.widgets.TextInput(name=f"{field.name} CodingSchemeDesignator", **box)
+        self.meaning = pn.widgets.TextInput(name=f"{field.name} CodeMeaning", **box)
         self.note = pn.pane.HTML("", visible=False, margin=(0, 10), styles={"color": "#555", "font-size": "0.9em"})
         self.search.param.watch(self._picked, "value")
         for widget in (self.value, self.scheme, self.meaning):
@@ -121,7 +123,8 @@ class CodeRow(Row):
     def panel(self):
         return pn.Column(
             pn.pane.HTML(f"<b>{html.escape(label_of(self.field))}</b>", margin=(8, 10, 0, 10)),
-            self.search, pn.Row(self.value, self.scheme, self.meaning, sizing_mode="stretch_width", margin=0),
+            self.search, pn.FlexBox(self.value, self.scheme, self.meaning, flex_wrap="wrap",
+                                    sizing_mode="stretch_width", margin=0),
             self.note, self.message, sizing_mode="stretch_width", margin=0,
             styles={"border-left": "3px solid #d0d7de", "padding-left": "4px"})
 
@@ -253,7 +256,8 @@ class ListEditor(Row):
         self.up = pn.widgets.Button(name="Move up", description=f"Move the chosen {noun} one place up")
         self.down = pn.widgets.Button(name="Move down", description=f"Move the chosen {noun} one place down")
         self.count = pn.pane.HTML("")
-        self.form = Form(env, field.fields, lambda: self.path + [self.index], skip=skip)
+        self._skip = skip
+        self._form: Form | None = None  # built when the list first has an item (keeps pages light)
         self.items.param.watch(self._chosen, "value")
         self.add.on_click(lambda _: self._add())
         self.delete.on_click(lambda _: self._remove())
@@ -261,6 +265,13 @@ class ListEditor(Row):
         self.down.on_click(lambda _: self._move(+1))
         self._problems: list = []
         self.detail = pn.Column(sizing_mode="stretch_width", margin=0)
+
+    @property
+    def form(self) -> Form:
+        if self._form is None:
+            self._form = Form(self.env, self.field.fields, lambda: self.path + [self.index], skip=self._skip)
+            self.detail.objects = [self._form.panel()]
+        return self._form
 
     def entries(self) -> list:
         value = get(self.env.document, self.path, [])
@@ -331,7 +342,7 @@ class ListEditor(Row):
         self.detail.visible = bool(entries)
         if entries:
             self.form.load()
-        self.form.show(self._problems)
+            self.form.show(self._problems)
         self._buttons()
 
     def update_labels(self) -> None:
@@ -365,7 +376,6 @@ class ListEditor(Row):
             self.form.show(problems)
 
     def panel(self):
-        self.detail.objects = [self.form.panel()]
         return pn.Column(
             pn.pane.HTML(f"<h3 style='margin:4px 0'>{html.escape(label_of(self.field))}</h3>"),
             self.message, self.count, self.items, pn.Row(self.add, self.delete, self.up, self.down),
