@@ -31,3 +31,72 @@ def test_volumes_encoded_two_at_a_time_equal_one_after_another():
         assert volumes_bytes(iter(volumes), image_type, workers=2) == serial
         assert volumes_bytes(volumes, image_type, workers=1) == serial
         assert len(set(serial)) == len(serial)  # distinct files, so order is checked too
+
+
+def test_gzip_in_pieces_is_one_gzip_member_of_the_data_whatever_the_threads():
+    import gzip
+    import zlib
+
+    from qidicom.writers import GZIP_PIECE, gzip_bytes
+
+    rng = np.random.default_rng(3)
+    sizes = [0, 1, 1000, GZIP_PIECE - 1, GZIP_PIECE, GZIP_PIECE + 1, 2 * GZIP_PIECE + 12345]
+    for size in sizes:
+        data = (rng.random(size) > 0.9).astype(np.uint8).tobytes()  # sparse, like label maps
+        one, two = gzip_bytes(data, 3, workers=1), gzip_bytes(data, 3, workers=2)
+        assert one == two
+        assert gzip.decompress(one) == data
+        inflater = zlib.decompressobj(zlib.MAX_WBITS | 16)  # one member, nothing after it
+        assert inflater.decompress(one) == data and inflater.eof and not inflater.unused_data
+        # Priming each piece with the data before it keeps the size of deflating it whole.
+        assert len(one) <= len(zlib.compress(data, 3, wbits=31)) * 1.01 + 64
+
+
+def test_nrrd_written_with_pynrrds_header_and_its_voxels(tmp_path):
+    import io
+
+    import nrrd
+
+    from qidicom.writers import volume_bytes
+
+    array = np.asfortranarray(np.random.default_rng(5).random((33, 20, 7)).astype(np.float32))
+    volume = Volume(array, np.array([[0.0, 0.9, 0, 10], [-0.9, 0, 0, 20], [0, 0, 1.5, 30], [0, 0, 0, 1]]), "map")
+    data = volume_bytes(volume, "nrrd")
+    path = tmp_path / "map.nrrd"
+    path.write_bytes(data)
+    read, header = nrrd.read(str(path))
+    assert header["encoding"] == "gzip" and read.dtype == np.float32
+    np.testing.assert_array_equal(read, array)
+    # The header is what pynrrd writes for this volume gzip'd itself (but for its time stamp).
+    expected = io.BytesIO()
+    nrrd.write(expected, array, {
+        "space": "left-posterior-superior", "space directions": volume.affine[:3, :3].T,
+        "space origin": volume.affine[:3, 3], "kinds": ["domain"] * 3, "encoding": "gzip",
+    })
+    def lines(text: bytes) -> list[bytes]:
+        return [line for line in text.split(b"\n\n")[0].split(b"\n") if not line.startswith(b"# on ")]
+    assert lines(data) == lines(expected.getvalue())
+
+
+def test_images_read_beside_the_series_as_one_after_the_other():
+    from qidicom.errors import InputError
+    from qidicom.readers import read_dicom_series, read_image, read_images_and_series
+    from qidicom.samples import make_sample_study
+
+    study = make_sample_study(rows=24, columns=20, slices=6)
+    other = make_sample_study(rows=30, columns=26, slices=8, patient_id="OTHER")  # another grid
+    (volume,), series = read_images_and_series([study.ct_labels], study.ct_series + other.ct_series)
+    alone = read_image(study.ct_labels)
+    np.testing.assert_array_equal(volume.array, alone.array)
+    # Two series: the one the label map lies on is chosen, as with the volume given outright.
+    expected = read_dicom_series(study.ct_series + other.ct_series, match=alone)
+    assert [ds.SOPInstanceUID for ds in series.datasets] == [ds.SOPInstanceUID for ds in expected.datasets]
+    assert series.warnings == expected.warnings
+    # A broken image and broken references: the image's problem is the one reported.
+    broken = ("labels.nrrd", b"NRRD0004\ntype: short\ndimension: 3\n\n")
+    try:
+        read_images_and_series([broken], [("x.dcm", b"not dicom")])
+    except InputError as error:
+        assert str(error).startswith("labels.nrrd")
+    else:
+        raise AssertionError("no error for a broken image")

@@ -43,8 +43,7 @@ from qidicom.readers import (
     frame_grid,
     frame_item,
     read_dicom,
-    read_dicom_series,
-    read_image,
+    read_images_and_series,
     source_name,
     tolerant_dicom_values,
     volume_fits,
@@ -109,11 +108,9 @@ def parametric_map_from_files(
     report("validating the metadata", 0.0)
     document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
     metadata_module.check(document, "pm", source_name(metadata, "metadata"))
-    report("reading the map", 0.05)
-    volume = read_image(image)
-    report("reading the reference series", 0.15)
+    report("reading the map and the reference series", 0.05)
     # Spacing is checked once it is known whether the files are a full series (see place_map).
-    reference = read_dicom_series(references, match=volume, check_spacing=False)
+    (volume,), reference = read_images_and_series([image], references, check_spacing=False)
     return write_parametric_map(volume, document, reference, compress=compress, data_type=data_type, progress=progress)
 
 

@@ -11,11 +11,12 @@ import gzip
 import io
 import math
 import os
+import sys
 import warnings as warnings_module
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Iterator, Sequence, Union
+from typing import BinaryIO, Callable, Iterator, Sequence, Union
 
 import numpy as np
 import pydicom
@@ -644,7 +645,7 @@ class ReferenceSeries:
 
 def read_dicom_series(
     sources: Source | Sequence[Source],
-    match: Volume | None = None,
+    match: Volume | Callable[[], Volume] | None = None,
     check_spacing: bool = True,
 ) -> ReferenceSeries:
     """Find the reference image series among DICOM files.
@@ -653,6 +654,7 @@ def read_dicom_series(
     one whose grid the ``match`` volume lies on is chosen; otherwise the error lists the
     candidates. Slices are sorted along their normal, and duplicates or gaps are errors
     (``check_spacing=False`` accepts an irregular stack).
+    candidates. ``match`` may be a function giving that volume: it is called only then.
     """
     skipped: list[str] = []
     by_series: dict[str, list[Dataset]] = {}
@@ -696,6 +698,8 @@ def read_dicom_series(
     if len(by_series) == 1 and errors:
         raise errors[0][1]
     if match is not None and len(by_series) > 1:
+        if callable(match):  # a volume still being read (see read_images_and_series)
+            match = match()
         fitting = [series for series in candidates if volume_fits(match, series)]
         if len(fitting) == 1:
             chosen = fitting[0]
@@ -715,6 +719,36 @@ def read_dicom_series(
         chosen = candidates[0]
     chosen.warnings = skipped + chosen.warnings
     return chosen
+
+
+def read_images_and_series(
+    images: Sequence[Source],
+    references: Source | Sequence[Source],
+    check_spacing: bool = True,
+) -> tuple[list[Volume], ReferenceSeries]:
+    """``read_image`` of each image and ``read_dicom_series`` of the references (matched to
+    the first image), with the images read on a second thread while the series is parsed.
+
+    Inflating a gzip'd image is zlib's work, which runs without the GIL, and parsing DICOM
+    headers is Python's: on two cores they take the time of the longer one. Problems are
+    reported as if read one after the other: the images' first. Where there are no threads
+    (Pyodide), they are.
+    """
+    if not images:
+        raise InputError("no image was given")
+    if sys.platform == "emscripten":
+        volumes = [read_image(source) for source in images]
+        return volumes, read_dicom_series(references, match=volumes[0], check_spacing=check_spacing)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        reading = pool.submit(lambda: [read_image(source) for source in images])
+        try:
+            series = read_dicom_series(references, match=lambda: reading.result()[0], check_spacing=check_spacing)
+        except BaseException:
+            reading.result()  # an image's problem comes first, as it would one after the other
+            raise
+        return reading.result(), series
 
 
 def _given_folders(sources: Source | Sequence[Source]) -> list[Path]:

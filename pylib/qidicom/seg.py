@@ -27,8 +27,7 @@ from qidicom.readers import (
     frame_grid,
     frame_item,
     read_dicom,
-    read_dicom_series,
-    read_image,
+    read_images_and_series,
     source_name,
     tolerant_dicom_values,
 )
@@ -595,12 +594,10 @@ def segmentation_from_files(
     report("validating the metadata", 0.0)
     document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
     metadata_module.check(document, "seg", source_name(metadata, "metadata"))
-    report("reading label maps", 0.03)
-    volumes = [read_image(source) for source in label_maps]
-    if not volumes:
+    if not label_maps:
         raise InputError("no label map was given")
-    report("reading the reference series", 0.08)
-    reference = read_dicom_series(references, match=volumes[0])
+    report("reading label maps and the reference series", 0.03)
+    volumes, reference = read_images_and_series(label_maps, references)
     return _write_segmentation(
         volumes,  # handed over: emptied once its voxels are in frames
         document,
