@@ -26,9 +26,10 @@ from qidicom.batch.report import BatchReport
 from qidicom.batch.storage import resolve
 from qidicom.errors import QidicomError
 
-#: How often a case may be running on a local worker process that dies before it counts as failed
-#: (Dask's scheduler applies its own limit, ``distributed.scheduler.allowed-failures``).
-LOCAL_ATTEMPTS = 3
+#: A case in flight when a local worker process dies is run again alone; if its worker dies
+#: then too, it is reported failed (Dask's scheduler applies its own rule instead,
+#: ``distributed.scheduler.allowed-failures``).
+LOCAL_ATTEMPTS = 2
 REPORT_NAME = "qidicom-batch-report"
 
 
@@ -231,23 +232,32 @@ def run_cases(cases: list[Case], backend, progress: Progress) -> tuple[dict[str,
             except Exception as error:
                 record(_failure(case, error))
         if broken:
-            # A worker process died. Which of the cases in flight killed it is unknown: each is
-            # tried again, and one in flight at LOCAL_ATTEMPTS deaths is reported.
-            for case in running.values():
-                broken.append(case)
+            # A worker process died and the pool with it. Which case killed it is unknown, so
+            # each case then in flight is a suspect: tried again alone, and failed if the
+            # worker dies with it alone too.
+            for future, case in running.items():
+                if future.done() and not future.cancelled() and future.exception() is None:
+                    record(future.result())
+                else:
+                    broken.append(case)
             running.clear()
             backend.restart()
             for case in reversed(broken):
                 crashes[case.id] = crashes.get(case.id, 0) + 1
                 if crashes[case.id] >= LOCAL_ATTEMPTS:
-                    record(CaseResult.of(case, "failed", error="the worker process died each time it ran this case (a crash, or out of memory)"))
+                    record(CaseResult.of(case, "failed", error="the worker process died running this case (a crash, or out of memory)"))
                 else:
                     queued.appendleft(case)
+
+    def may_start(case: Case) -> bool:
+        if any(crashes.get(other.id) for other in running.values()):
+            return False  # a suspect runs alone
+        return not (crashes.get(case.id) and running)
 
     try:
         while queued or running:
             window = max(2 * backend.slots(), backend.slots() + 2)
-            while queued and len(running) < window:
+            while queued and len(running) < window and may_start(queued[0]):
                 case = queued.popleft()
                 running[backend.submit(case)] = case
             done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
