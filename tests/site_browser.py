@@ -214,25 +214,22 @@ WRITE_TIME_KEYWORDS = {
 }
 
 
-def comparable(dataset, uids: dict | None = None) -> dict:
+def comparable(dataset, also_made: tuple[str, ...] = ()) -> dict:
     """A dataset as DICOM JSON without what each writing makes afresh, pixels decoded.
 
-    A UID made by the writing may be referenced elsewhere in the object (an SR's tracking
-    UID is not, but e.g. a SEG's referenced series is given): values of ``uids`` (made ->
-    stand-in) are replaced wherever they occur."""
+    ``also_made``: keywords the writing makes afresh in this case, e.g. "UID" (an SR's
+    tracking UID, made when the metadata gives none)."""
     import pydicom
 
-    uids = uids or {}
+    dropped = WRITE_TIME_KEYWORDS | set(also_made)
 
     def strip(items: dict) -> dict:  # DICOM JSON: {tag: {"vr": ..., "Value": [...]}}
         kept = {}
         for tag, element in items.items():
-            if pydicom.datadict.keyword_for_tag(int(tag, 16)) in WRITE_TIME_KEYWORDS:
+            if pydicom.datadict.keyword_for_tag(int(tag, 16)) in dropped:
                 continue
             if element["vr"] == "SQ":
                 element = dict(element, Value=[strip(item) for item in element.get("Value", [])])
-            elif element["vr"] == "UI" and "Value" in element:
-                element = dict(element, Value=[uids.get(v, v) for v in element["Value"]])
             kept[tag] = element
         return kept
 

@@ -20,6 +20,12 @@ SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
 WHERE = "the loaded DICOM files"
 
 
+def code_json(item) -> dict:
+    """A code sequence item as dcmqi's JSON writes codes."""
+    return {"CodeValue": str(item.CodeValue), "CodingSchemeDesignator": str(item.CodingSchemeDesignator),
+            "CodeMeaning": str(item.CodeMeaning)}
+
+
 def pool_summary(by_uid: dict) -> list[str]:
     """One line per series in the pool: modality, description, file count."""
     series: dict[str, list] = {}
@@ -77,6 +83,7 @@ class SrState(ConversionState):
         self._pool = None
         self.param.update(pool_count=0, pool_lines=[], pool_message="")
         self._check_references()
+        self._share_context()
 
     def _check_references(self, *_events) -> None:
         found = []
@@ -91,24 +98,30 @@ class SrState(ConversionState):
         self.references = found
 
     def _share_context(self) -> None:
-        """Tell the form editor which SEG segments and series were loaded (for its pickers)."""
-        if self.editor is None or self._pool is None or "context" not in self.editor.param:
+        """Tell the form editor which SEG segments, series and files were loaded (its pickers)."""
+        if self.editor is None:
             return
-        segments, series = [], {}
-        for name, dataset in self._pool.by_name.items():
+        segments, series, files = [], {}, []
+        for name, dataset in (self._pool.by_name.items() if self._pool else []):
             if "/" in name:
                 continue  # each file is in by_name under its base name too
+            files.append(name)
             if str(dataset.get("SOPClassUID", "")) == SEGMENTATION_SOP_CLASS:
+                referenced = dataset.get("ReferencedSeriesSequence") or [None]
+                source_series = str(referenced[0].SeriesInstanceUID) if referenced[0] is not None else ""
                 for item in dataset.get("SegmentSequence", []):
-                    segments.append({"file": name, "SOPInstanceUID": str(dataset.SOPInstanceUID),
-                                     "SegmentNumber": int(item.SegmentNumber), "SegmentLabel": str(item.get("SegmentLabel", ""))})
+                    segments.append({
+                        "file": name, "SOPInstanceUID": str(dataset.SOPInstanceUID), "SourceSeriesInstanceUID": source_series,
+                        "SegmentNumber": int(item.SegmentNumber), "SegmentLabel": str(item.get("SegmentLabel", "")),
+                        **{key: code_json(item.get(key)[0]) for key in ("SegmentedPropertyTypeCodeSequence", "AnatomicRegionSequence")
+                           if item.get(key)}})
             else:
                 entry = series.setdefault(str(dataset.get("SeriesInstanceUID", "")), {
                     "SeriesInstanceUID": str(dataset.get("SeriesInstanceUID", "")),
                     "Modality": str(dataset.get("Modality", "")),
                     "SeriesDescription": str(dataset.get("SeriesDescription", "")), "files": []})
                 entry["files"].append(name)
-        self.editor.context = {"segments": segments, "series": list(series.values())}
+        self.editor.set_context({"segments": segments, "series": list(series.values()), "files": sorted(files)})
 
     def missing(self) -> list[str]:
         reasons = []
@@ -135,7 +148,7 @@ class SrState(ConversionState):
 def pool_view(count, lines, message, references):
     if not count and not references:
         return views.markdown("**Referenced DICOM files:** none loaded yet.")
-    parts = [f"<h3>DICOM files loaded ({count})</h3>"]
+    parts = [f"<h3>DICOM files loaded ({count})</h3>" if count else "<p><strong>Referenced DICOM files:</strong> none loaded yet.</p>"]
     if lines:
         parts.append("<ul>" + "".join(f"<li>{views.escape(line)}</li>" for line in lines) + "</ul>")
     if message:
