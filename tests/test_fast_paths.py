@@ -100,3 +100,21 @@ def test_images_read_beside_the_series_as_one_after_the_other():
         assert str(error).startswith("labels.nrrd")
     else:
         raise AssertionError("no error for a broken image")
+
+
+def test_label_values_found_by_bits_or_counts_equal_numpys_unique():
+    from qidicom.seg import _label_values
+
+    rng = np.random.default_rng(11)
+    for dtype in (np.uint8, np.int16, np.uint16, np.int32, np.int64):
+        for high in (0, 1, 9, 31, 32, 63, 64, 200, 1000):
+            if high > np.iinfo(dtype).max:
+                continue
+            array = np.zeros((23, 17, 6), dtype, order=rng.choice(["C", "F"]))
+            array[rng.random(array.shape) > 0.8] = rng.integers(0, high + 1, size=1)[0]
+            spots = rng.integers(0, array.size, size=40)
+            array.reshape(-1, order="A")[spots] = rng.integers(0, high + 1, size=40)
+            array.reshape(-1, order="A")[spots[0]] = high
+            assert _label_values(array) == set(np.unique(array).tolist()), (dtype, high)
+    for odd in (np.array([[[-1, 0, 3]]], np.int16), np.array([[[0.0, 2.0, 5.0]]]), np.ones((2, 2, 2), bool)):
+        assert _label_values(odd) == set(np.unique(odd).tolist())

@@ -268,16 +268,31 @@ def _check_finite(volume: Volume) -> None:
 
 
 def _label_values(array: np.ndarray) -> set[int]:
-    """The distinct values of an integer label map; bincount is far faster than unique."""
-    if np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min() and (high := int(array.max())) < 1 << 20:
-        # Slice by slice: bincount casts to intp, which for a whole volume is a huge copy.
-        # Each slice is flattened in memory order ("A"): a slice of a Fortran-ordered
-        # volume (as NRRD and NIfTI files are read) is then a view, not a copy.
-        counts = np.zeros(high + 1, np.int64)
+    """The distinct values of an integer label map, without sorting it as unique does.
+
+    Slice by slice, each flattened in memory order ("A": a slice of a Fortran-ordered
+    volume, as NRRD and NIfTI files are read, is then a view). Labels below 64, the usual
+    case, are found by OR-ing one bit per voxel value, a pass numpy vectorises; larger
+    ones by bincount, which casts each slice to intp first.
+    """
+    if not (np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min()):
+        return set(int(v) for v in np.unique(array))
+    high = int(array.max())
+    if high >= 1 << 20:
+        return set(int(v) for v in np.unique(array))
+    if high < 64:
+        bits_type = np.uint32 if high < 32 else np.uint64
+        one = bits_type(1)
+        seen = 0
+        buffer = np.empty(array.shape[0] * array.shape[1], bits_type)
         for k in range(array.shape[2]):
-            counts += np.bincount(array[:, :, k].reshape(-1, order="A"), minlength=counts.size)
-        return set(int(v) for v in np.flatnonzero(counts))
-    return set(int(v) for v in np.unique(array))
+            np.left_shift(one, array[:, :, k].reshape(-1, order="A"), out=buffer, dtype=bits_type, casting="unsafe")
+            seen |= int(np.bitwise_or.reduce(buffer))
+        return {value for value in range(high + 1) if seen >> value & 1}
+    counts = np.zeros(high + 1, np.int64)
+    for k in range(array.shape[2]):
+        counts += np.bincount(array[:, :, k].reshape(-1, order="A"), minlength=counts.size)
+    return set(int(v) for v in np.flatnonzero(counts))
 
 
 def _check_labels(
@@ -379,16 +394,18 @@ def _pixel_array(
         table = np.zeros(max(int(array.max()), max(s.label_id for s in file_specs)) + 1, label_dtype)
         for spec in file_specs:
             table[spec.label_id] = spec.number
+        # Label i becoming segment i (the usual case) needs no lookup: a cast copies it.
+        identity = np.array_equal(table, np.arange(table.size))
         for k in range(shape[2]):
             # Through the slice's transpose (a view): a frame is (rows, columns).
             labels = array[:, :, k].T
             if not np.issubdtype(labels.dtype, np.integer):
                 labels = labels.astype(np.intp)  # integer-valued floats, booleans
             if not position:
-                # The first file fills empty frames: look its labels up straight into them.
-                np.take(table, labels, out=frames[k])
+                # The first file fills the empty frames: straight into them.
+                np.copyto(frames[k], labels if identity else table[labels], casting="unsafe")
                 continue
-            plane = table[labels]
+            plane = labels.astype(label_dtype) if identity else table[labels]
             target = frames[k]
             if np.any((target != 0) & (plane != 0)):
                 if segmentation_type == "labelmap":
