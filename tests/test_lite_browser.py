@@ -254,6 +254,21 @@ def test_no_request_left_the_site(browser):
     assert unexpected == [], unexpected
 
 
+def test_app_and_tutorials_keep_their_service_workers(browser):
+    """JupyterLite unregisters every service worker of the origin when it finds one whose
+    version it has not recorded; qidicom-lite.js records it, so the app's worker survives."""
+    context, server = browser["context"], browser["server"]
+    app = context.new_page()
+    app.goto(server.url)
+    app.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    app.close()
+    for _ in range(2):  # the second visit is the one that used to unregister everything
+        page, _ = open_notebook(context, server, NOTEBOOKS[0])
+        scopes = page.evaluate("navigator.serviceWorker.getRegistrations().then(rs => rs.map(r => r.scope))")
+        page.close()
+    assert sorted(scopes) == [server.url, f"{server.url}lite/"]
+
+
 def test_second_visit_runs_with_the_server_stopped(browser, tmp_path):
     context, server = browser["context"], browser["server"]
     landing = context.new_page()
