@@ -4,6 +4,7 @@ another origin, a policy on every page, clean notebooks."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -125,8 +126,6 @@ def test_every_page_keeps_connect_src_self(site):
         inline = re.findall(r"<script(?![^>]*\bsrc=)(?![^>]*application/json)[^>]*>(.*?)</script>", html, re.S)
         for body in inline:
             digest = hashlib.sha256(body.encode()).digest()
-            import base64
-
             assert f"'sha256-{base64.b64encode(digest).decode()}'" in scripts, page
 
 
