@@ -254,6 +254,35 @@ def test_no_request_left_the_site(browser):
     assert unexpected == [], unexpected
 
 
+def test_uploaded_file_reaches_the_kernel(browser, tmp_path):
+    """What the notebooks tell a person to do: upload a file in the file browser, then use it
+    in a cell. The label map is made here in CPython; the kernel reads it from the drive."""
+    from qidicom import samples
+
+    study = samples.make_sample_study()
+    upload = tmp_path / "my-labels.nii.gz"
+    upload.write_bytes(study.ct_labels[1])
+    context, server = browser["context"], browser["server"]
+    page, _ = open_notebook(context, server, NOTEBOOKS[0])
+    with page.expect_file_chooser() as chooser:
+        page.locator("[title^='Upload Files']").first.click()
+    chooser.value.set_files(str(upload))
+    page.locator(".jp-DirListing-item", has_text="my-labels.nii.gz").first.wait_for(timeout=30_000)
+    page.locator(".jp-Cell").last.click()
+    page.keyboard.press("Escape")
+    page.keyboard.press("b")
+    page.keyboard.press("Enter")
+    page.keyboard.type('import qidicom.readers as r; v = r.read_image("my-labels.nii.gz"); print("uploaded", v.shape, int(v.array.max()))')
+    page.keyboard.press("Shift+Enter")
+    output = page.locator(".jp-OutputArea-output", has_text="uploaded")
+    output.first.wait_for(timeout=120_000)
+    from qidicom.readers import read_image
+
+    expected = read_image(study.ct_labels)  # the same file, read in CPython
+    assert output.first.inner_text().strip() == f"uploaded {expected.shape} {int(expected.array.max())}"
+    page.close()
+
+
 def test_app_and_tutorials_keep_their_service_workers(browser):
     """JupyterLite unregisters every service worker of the origin when it finds one whose
     version it has not recorded; qidicom-lite.js records it, so the app's worker survives."""
