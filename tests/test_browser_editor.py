@@ -141,6 +141,21 @@ def pick(page, label: str, query: str, option: str) -> None:
     page.get_by_text(option, exact=True).first.click()
 
 
+def pick_with_keyboard(page, label: str, query: str, option: str) -> None:
+    """The same with the keyboard only: type, arrow down to the option, Enter."""
+    box = page.get_by_label(f"{label} — search by meaning or code value", exact=True)
+    box.focus()
+    box.press_sequentially(query, delay=20)
+    active = page.locator(".bk-menu:visible .bk-active")
+    for _ in range(40):
+        active.first.wait_for()
+        if active.first.inner_text() == option:
+            box.press("Enter")
+            return
+        box.press("ArrowDown")
+    raise AssertionError(f"{option!r} not offered for {query!r}")
+
+
 def downloaded_json(page, button: str) -> dict:
     with page.expect_download() as info:
         page.get_by_role("button", name=button).click()
@@ -174,7 +189,7 @@ def test_seg_from_scratch_through_the_form(page, server):
 
     page.get_by_label("SeriesDescription").fill("Liver from the form")
     page.get_by_label("ContentCreatorName").fill("Reader^One")
-    pick(page, "SegmentedPropertyCategoryCodeSequence *", "anatomical", "Anatomical Structure (SCT 91723000)")
+    pick_with_keyboard(page, "SegmentedPropertyCategoryCodeSequence *", "anatomical", "Anatomical Structure (SCT 91723000)")
     pick(page, "SegmentedPropertyTypeCodeSequence *", "liver", "Liver (SCT 10200004)")
     page.get_by_label("SegmentAlgorithmName").fill("Threshold and paint")
     page.get_by_label("SegmentAlgorithmName").press("Tab")

@@ -32,11 +32,13 @@ class CodeRow(Row):
             name=f"{label} — search by meaning or code value", options=[], search_strategy="includes",
             case_sensitive=False, min_characters=1, restrict=True, placeholder="type to search the code list",
             description=field.help or None, sizing_mode="stretch_width", visible=picker is not None)
-        box = {"sizing_mode": "stretch_width", "min_width": 7 * len(field.name) + 170,
-               "styles": {"flex": "1 1 auto"}}
-        self.value = pn.widgets.TextInput(name=f"{field.name} CodeValue", **box)
-        self.scheme = pn.widgets.TextInput(name=f"{field.name} CodingSchemeDesignator", **box)
-        self.meaning = pn.widgets.TextInput(name=f"{field.name} CodeMeaning", **box)
+        # Wide enough for their labels; they wrap onto more lines in a narrow window.
+        width = lambda text: max(160, 7 * len(text) + 10)  # noqa: E731
+        names = [f"{field.name} {part}" for part in ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")]
+        self.value = pn.widgets.TextInput(name=names[0], width=width(names[0]))
+        self.scheme = pn.widgets.TextInput(name=names[1], width=width(names[1]))
+        self.meaning = pn.widgets.TextInput(name=names[2], min_width=width(names[2]), sizing_mode="stretch_width",
+                                            styles={"flex": "1 1 auto"})
         self.note = pn.pane.HTML("", visible=False, margin=(0, 10), styles={"color": "#555", "font-size": "0.9em"})
         self.search.param.watch(self._picked, "value")
         for widget in (self.value, self.scheme, self.meaning):
