@@ -164,3 +164,26 @@ def test_notebooks_in_the_repository_are_clean_and_small():
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
         assert path.stat().st_size < 40_000, path.name
+
+
+def test_build_refuses_a_notebook_with_outputs(tmp_path, monkeypatch):
+    """Outputs are cleared in the repository: a notebook saved with them stops the build."""
+    import importlib.util
+    import types
+
+    spec = importlib.util.spec_from_file_location("qidicom_build_lite", ROOT / "build" / "lite.py")
+    lite = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(lite)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    cell = {"cell_type": "code", "id": "a", "metadata": {}, "source": ["print(1)"], "execution_count": 1,
+            "outputs": [{"output_type": "stream", "name": "stdout", "text": ["1\n"]}]}
+    (notebooks / "dirty.ipynb").write_text(json.dumps({"cells": [cell], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    monkeypatch.setattr(lite, "NOTEBOOKS", notebooks)
+
+    class BuildError(Exception):
+        pass
+
+    (tmp_path / "out").mkdir()
+    with pytest.raises(BuildError, match=r"dirty.ipynb: cells \[0\] have outputs"):
+        lite.copy_notebooks(types.SimpleNamespace(BuildError=BuildError), tmp_path / "out")
