@@ -27,11 +27,12 @@ psutil = pytest.importorskip("psutil")
 from qidicom.batch import ManifestError, load_cases, run_batch  # noqa: E402
 
 STUDIES = 3
+PER_STUDY = 8  # conversions per study
 SIDECAR = ".qidicom-batch.json"
 COLUMNS = [
     "case", "conversion", "inputImageList", "inputImage", "inputDICOMDirectory", "inputMetadata", "inputDICOM",
     "inputImageLibraryDirectory", "inputCompositeContextDirectory", "outputDICOM", "outputDirectory",
-    "outputMetadata", "segmentationType", "compress", "outputType",
+    "outputMetadata", "segmentationType", "compress", "outputType", "usePalette",
 ]
 
 
@@ -82,7 +83,7 @@ def partial_files(directory: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def collection(tmp_path_factory) -> dict:
     """STUDIES phantom studies (each with SEG, PM and SR already made, for the readers) and a
-    manifest of 7 conversions per study plus 4 broken cases."""
+    manifest of PER_STUDY conversions per study plus 4 broken cases."""
     root = tmp_path_factory.mktemp("collection")
     from qidicom.pm import parametric_map_from_files
     from qidicom.sr import report_from_files
@@ -110,6 +111,8 @@ def collection(tmp_path_factory) -> dict:
                  outputDirectory=f"{name}/pm-read"),
             dict(case=f"{name}-sr-read", conversion="sr-read", inputDICOM=f"{name}/sr.dcm",
                  outputMetadata=f"{name}/sr.json"),
+            dict(case=f"{name}-bin2label", conversion="bin2labelsegimage", inputDICOM=f"{name}/seg.dcm",
+                 usePalette="1", outputDICOM=f"{name}/seg-from-binary.dcm"),
         ]
     # A file:// URL takes the same road as a plain path.
     rows[0]["inputMetadata"] = (root / "study0" / "seg.json").as_uri()
@@ -158,6 +161,10 @@ def cli_runs(collection, tmp_path_factory) -> dict:
             elif key in ("outputDICOM", "outputDirectory", "outputMetadata"):
                 value = str(out / value)
                 Path(value).parent.mkdir(parents=True, exist_ok=True)
+                output = Path(value)
+            if key == "usePalette":  # a switch on the command line, 1/0 in a manifest
+                argv += ["--usePalette"] if value == "1" else []
+                continue
             argv += [f"--{key}", value]
         import contextlib
         import io
@@ -167,7 +174,6 @@ def cli_runs(collection, tmp_path_factory) -> dict:
             status = cli.main(argv)
         text = stderr.getvalue()
         error = text[text.index("error: ") + len("error: "):] if "error: " in text else ""
-        output = next(Path(v) for k, v in zip(argv[1::2], argv[2::2]) if k in ("--outputDICOM", "--outputDirectory", "--outputMetadata"))
         runs[row["case"]] = (output, status, " ".join(part.strip() for part in error.splitlines() if part.strip()))
     return runs
 
@@ -204,7 +210,7 @@ def test_local_pool_gives_the_cli_outputs_and_reports_every_case(collection, cli
     out = tmp_path / "out"
     report = run_batch(collection["manifest"], out, workers=2, progress=False)
     check_against_cli(report, out, cli_runs)
-    assert report.counts["ok"] == 7 * STUDIES and report.counts["failed"] == 4 and not report.ok
+    assert report.counts["ok"] == PER_STUDY * STUDIES and report.counts["failed"] == 4 and not report.ok
 
     # The report, as CSV and JSON, one line per case in manifest order.
     with open(out / "qidicom-batch-report.csv") as stream:
@@ -218,7 +224,7 @@ def test_local_pool_gives_the_cli_outputs_and_reports_every_case(collection, cli
     # Rerun: every finished case is skipped (hash unchanged), the broken ones are tried again.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*" + SIDECAR)}
     again = run_batch(collection["manifest"], out, workers=2, progress=False)
-    assert again.counts["skipped"] == 7 * STUDIES and again.counts["failed"] == 4
+    assert again.counts["skipped"] == PER_STUDY * STUDIES and again.counts["failed"] == 4
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*" + SIDECAR)} == stamps
 
     # An input changes: only the cases reading it are redone; --force redoes everything.
@@ -232,7 +238,7 @@ def test_local_pool_gives_the_cli_outputs_and_reports_every_case(collection, cli
         redone = sorted(r.case for r in third.results if r.status == "ok")
         assert redone == ["study2-pm", "study2-sr"]  # the SR's composite context folder holds pm.json too
         forced = run_batch(collection["manifest"], out, workers=2, force=True, progress=False)
-        assert forced.counts["ok"] == 7 * STUDIES
+        assert forced.counts["ok"] == PER_STUDY * STUDIES
     finally:
         changed.write_text(original)
 
@@ -265,7 +271,7 @@ def test_cli_runs_a_local_cluster_and_exits_1_when_cases_fail(collection, tmp_pa
     assert run.returncode == 1, run.stderr
     assert "Dask dashboard: http://" in run.stderr
     assert "failed: broken-seg-truncated: " in run.stderr
-    assert f"{7 * STUDIES + 4} case(s): {7 * STUDIES} ok, 4 failed" in run.stderr
+    assert f"{PER_STUDY * STUDIES + 4} case(s): {PER_STUDY * STUDIES} ok, 4 failed" in run.stderr
     assert "Traceback" not in run.stderr
 
 
@@ -478,6 +484,12 @@ def test_fsspec_memory_urls_for_inputs_and_outputs(collection, cli_runs, tmp_pat
              outputType="nifti"),
     ]
     # memory:// lives in this process, so the cases run here (workers=0).
+    # A manifest at a URL: its relative paths start from its folder there.
+    memory.pipe_file("/collection/manifest.jsonl", b'{"conversion": "seg-read", "inputDICOM": "study1/seg.dcm"}\n')
+    [case] = load_cases("memory://collection/manifest.jsonl", "memory://results")
+    assert case.inputs["inputDICOM"] == "memory://collection/study1/seg.dcm"
+    assert case.output == "memory://results/row-0001"
+
     report = run_batch(rows, "memory://results", workers=0, progress=False)
     assert report.ok, [r.error for r in report.results]
     local = tmp_path / "seg.dcm"
