@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     report = run_batch(
         args.manifest, args.output_directory, scheduler=args.scheduler, workers=args.workers, defaults=defaults,
-        force=args.force, case_timeout=args.case_timeout, report=args.report or True,
+        force=args.force, case_timeout=args.case_timeout, report=args.report or True, verbose=args.verbose,
     )
     print(report.summary(), file=sys.stderr)
     print(f"report: {report.files[0]}", file=sys.stderr)

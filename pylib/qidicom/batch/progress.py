@@ -12,8 +12,11 @@ from qidicom.batch.cases import CaseResult
 class Progress:
     """Told of each finished case; draws with tqdm on a TTY, else prints a line now and then."""
 
-    def __init__(self, total: int, *, enabled: bool = True, stream: TextIO | None = None, every: float = 10.0):
+    def __init__(
+        self, total: int, *, enabled: bool = True, stream: TextIO | None = None, every: float = 10.0, each: bool = False
+    ):
         self.total = total
+        self.each = each  # a line for every case, not only the failed ones
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.counts = {"ok": 0, "skipped": 0, "failed": 0}
@@ -49,6 +52,8 @@ class Progress:
             return
         if key == "failed":
             self.note(f"{result.status}: {result.case}: {result.error}")
+        elif self.each:
+            self.note(f"{result.status}: {result.case} ({result.seconds:.2f} s) {result.output}")
         if self._bar is not None:
             self._bar.set_postfix_str(f"ok {self.counts['ok']}, skipped {self.counts['skipped']}, failed {self.counts['failed']}", refresh=False)
             self._bar.update(1)

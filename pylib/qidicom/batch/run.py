@@ -293,6 +293,7 @@ def run_batch(
     report: str | os.PathLike | bool = True,
     progress: bool = True,
     base: str | os.PathLike | None = None,
+    verbose: bool = False,
 ) -> BatchReport:
     """Convert every case of a manifest; returns the report (also written, unless ``report=False``).
 
@@ -303,10 +304,15 @@ def run_batch(
     processes (default: the core count; 0 runs them in this process). Cases whose output is
     up to date are skipped unless ``force``. ``report`` is where to write
     ``<report>.csv`` and ``.json`` (default: qidicom-batch-report in the output directory).
+    ``progress`` shows a bar on a terminal and a line now and then elsewhere; ``verbose`` adds
+    a line per case.
+
+    In a script, call it under ``if __name__ == "__main__":``: worker processes start by
+    importing the main module, as with every multiprocessing or Dask start method but fork.
     """
     cases = load_cases(manifest, output_directory, defaults=defaults, base=base, force=force, case_timeout=case_timeout)
     started = time.monotonic()
-    meter = Progress(len(cases), enabled=progress)
+    meter = Progress(len(cases), enabled=progress, each=verbose)
     backend = _backend(client, scheduler, workers)
     interrupted = False
     try:
