@@ -636,23 +636,69 @@ class Segment:
     """One segment read from a SEG: its number, voxels on the SEG's grid, and attributes.
 
     ``array`` is bool for BINARY and LABELMAP segments, float32 0..1 for FRACTIONAL. A
-    LABELMAP segment is a view of the SEG's one label map, its mask made when asked for.
+    LABELMAP segment is a view of the SEG's one label map, a BINARY or FRACTIONAL one a view
+    of its frames; either makes its volume when asked for, so a SEG of many segments is not
+    held as that many volumes.
     """
 
-    def __init__(self, number: int, array: np.ndarray | None, attributes: dict, label_map: np.ndarray | None = None):
+    def __init__(
+        self,
+        number: int,
+        array: np.ndarray | None,
+        attributes: dict,
+        label_map: np.ndarray | None = None,
+        frames: "_SegmentFrames | None" = None,
+    ):
         self.number = number
         self.attributes = attributes
         self._array = array
         self._label_map = label_map
+        self._frames = frames
 
     @property
     def array(self) -> np.ndarray:
         if self._array is not None:
             return self._array
+        if self._frames is not None:
+            return self._frames.volume()
         return self._label_map == self.number
+
+    def label_volume(self, dtype) -> np.ndarray:
+        """The segment as a label map of ``dtype``: its number where it is, 0 elsewhere."""
+        if self._frames is not None:
+            return self._frames.volume(dtype, self.number)
+        # One pass, no bool-to-int copy first: a bool array is already bytes of 0 and 1.
+        return np.multiply(self.array.view(np.uint8), self.number, dtype=dtype)
 
     def __repr__(self) -> str:
         return f"Segment({self.number}, {self.attributes.get('SegmentLabel', '')!r})"
+
+
+@dataclass
+class _SegmentFrames:
+    """Where one segment's frames lie: frame ``f`` of ``frames`` is slice ``slices[f]``."""
+
+    frames: np.ndarray
+    indices: list[int]
+    slices: np.ndarray
+    shape: tuple[int, int, int]
+    scale: float | None = None  # FRACTIONAL: the Maximum Fractional Value
+
+    def volume(self, dtype=None, value: int = 1) -> np.ndarray:
+        """bool (float32 0..1 if fractional), or ``value`` as ``dtype`` where the segment is."""
+        if dtype is None:
+            dtype = np.float32 if self.scale is not None else bool
+        # Fortran order: a slice [:, :, k] is contiguous, and so is writing NRRD/NIfTI.
+        array = np.zeros(self.shape, dtype, order="F")
+        for f in self.indices:
+            values = self.frames[f].T
+            if self.scale is not None:
+                array[:, :, self.slices[f]] = values / self.scale
+            elif value == 1:
+                array[:, :, self.slices[f]] = values != 0
+            else:
+                np.multiply(values != 0, value, out=array[:, :, self.slices[f]], dtype=dtype)
+        return array
 
 
 @dataclass
@@ -678,11 +724,9 @@ class SegmentationContents:
         """``segment_volumes`` one at a time, so only the volumes in use are in memory."""
         for segment in self.segments:
             if self.segmentation_type == "FRACTIONAL":
-                array = segment.array.astype(np.float32)
+                array = segment.array.astype(np.float32, copy=False)
             else:
-                # One pass, no bool-to-int copy first: a bool array is already bytes of 0 and 1.
-                dtype = _label_dtype([segment.number])
-                array = np.multiply(segment.array.view(np.uint8), segment.number, dtype=dtype)
+                array = segment.label_volume(_label_dtype([segment.number]))
             yield segment, Volume(array, self.affine, f"segment {segment.number}")
 
     def merged_volumes(self) -> list[tuple[list[Segment], Volume]]:
@@ -696,16 +740,17 @@ class SegmentationContents:
             return [(list(self.segments), Volume(self.label_map, self.affine, "label map"))]
         groups: list[tuple[list[Segment], np.ndarray]] = []
         for segment in self.segments:
+            mask = segment.array
             for members, occupied in groups:
-                if not np.any(occupied & segment.array):
+                if not np.any(occupied & mask):
                     members.append(segment)
-                    occupied |= segment.array
+                    occupied |= mask
                     break
             else:
-                groups.append(([segment], segment.array.copy()))
+                groups.append(([segment], mask.copy()))
         result = []
-        for members, _ in groups:
-            array = np.zeros(members[0].array.shape, _label_dtype([s.number for s in members]), order="F")
+        for members, occupied in groups:
+            array = np.zeros(occupied.shape, _label_dtype([s.number for s in members]), order="F")
             for segment in members:
                 array[segment.array] = segment.number
             result.append((members, Volume(array, self.affine, "merged segments")))
@@ -756,19 +801,16 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
             segments.append(Segment(number, None, segment_attributes(descriptions[number], colours.get(number)), label_map))
         return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, label_map, warnings)
     segment_of_frame = _frame_segment_numbers(dataset, frame_count)
-    scale = float(dataset.get("MaximumFractionalValue", 255) or 255) if segmentation_type == "FRACTIONAL" else 1.0
-    arrays = {
-        number: np.zeros(shape, np.float32 if segmentation_type == "FRACTIONAL" else bool, order="F")
-        for number in descriptions
-    }
+    scale = float(dataset.get("MaximumFractionalValue", 255) or 255) if segmentation_type == "FRACTIONAL" else None
+    frames_of: dict[int, list[int]] = {number: [] for number in descriptions}
     for f in range(frame_count):
         number = segment_of_frame[f]
-        if number not in arrays:
+        if number not in frames_of:
             raise InputError(f"{label}: frame {f + 1} refers to segment {number}, which is not described")
-        values = frames[f].T
-        arrays[number][:, :, slice_index[f]] = values / scale if segmentation_type == "FRACTIONAL" else values != 0
+        frames_of[number].append(f)
     for number in sorted(descriptions):
-        segments.append(Segment(number, arrays[number], segment_attributes(descriptions[number], colours.get(number))))
+        placed = _SegmentFrames(frames, frames_of[number], slice_index, shape, scale)
+        segments.append(Segment(number, None, segment_attributes(descriptions[number], colours.get(number)), frames=placed))
     return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, None, warnings)
 
 
@@ -1123,13 +1165,14 @@ def binary_to_labelmap(
     transfer_syntax = transfer_syntax_for(compress)
     merged = np.zeros(contents.segments[0].array.shape, np.uint16)
     for segment in contents.segments:
-        clash = merged[segment.array]
+        mask = segment.array
+        clash = merged[mask]
         if clash.any():
             raise InputError(
                 f"{label}: segment {segment.number} overlaps segment {int(clash[clash > 0][0])} in "
                 f"{int((clash > 0).sum())} voxel(s); overlapping segments cannot be one label map"
             )
-        merged[segment.array] = segment.number
+        merged[mask] = segment.number
     stand_ins = _source_stand_ins(binary, label)
     inverse = np.linalg.inv(contents.affine)
     slices = [int(round((inverse @ np.append(position, 1.0))[2])) for _, position in stand_ins]
