@@ -118,3 +118,30 @@ def test_label_values_found_by_bits_or_counts_equal_numpys_unique():
             assert _label_values(array) == set(np.unique(array).tolist()), (dtype, high)
     for odd in (np.array([[[-1, 0, 3]]], np.int16), np.array([[[0.0, 2.0, 5.0]]]), np.ones((2, 2, 2), bool)):
         assert _label_values(odd) == set(np.unique(odd).tolist())
+
+
+def test_a_conversion_command_line_is_parsed_without_the_batch_module(tmp_path):
+    import subprocess
+    import sys
+
+    from qidicom import cli
+
+    full, lean = cli.build_parser(), cli.build_parser(with_batch=False)
+
+    def subcommands(parser):
+        return next(a for a in parser._actions if isinstance(getattr(a, "choices", None), dict)).choices
+
+    for name in cli.CONVERSION_COMMANDS:  # the same options, defaults and choices either way
+        described = [
+            [(a.option_strings, a.dest, a.default, a.choices, a.required) for a in subcommands(parser)[name]._actions]
+            for parser in (full, lean)
+        ]
+        assert described[0] == described[1], name
+    assert "batch" in subcommands(full) and "batch" not in subcommands(lean)
+    code = (
+        "import sys; from qidicom.cli import main;"
+        f"status = main(['segimage2itkimage', '--inputDICOM', {str(tmp_path / 'missing.dcm')!r}, '--outputDirectory', {str(tmp_path)!r}]);"
+        "print(status, 'qidicom.batch' in sys.modules)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["1", "False"] and "missing.dcm" in run.stderr

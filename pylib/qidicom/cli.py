@@ -190,7 +190,9 @@ def batch(args: argparse.Namespace) -> None:
 Command = Callable[[argparse.Namespace], None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(with_batch: bool = True) -> argparse.ArgumentParser:
+    """The ``qidicom`` parser; ``with_batch=False`` leaves out the batch subcommand, whose
+    options take a module import (~60 ms) that a single conversion does not need."""
     parser = argparse.ArgumentParser(
         prog="qidicom",
         description="Convert quantitative-imaging results to and from DICOM SEG, Parametric Map and TID 1500 SR. "
@@ -265,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SR to read")
     sub.add_argument("--outputMetadata", required=True, metavar="JSON", help="the metadata JSON to write")
 
+    if not with_batch:
+        return parser
     # Last, so its help can list the columns of every subcommand above (qidicom.batch).
     from qidicom.batch.command import add_arguments as add_batch_arguments
 
@@ -274,9 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The subcommands that convert one case; a command line starting with one of them is
+#: parsed without the batch subcommand (see build_parser).
+CONVERSION_COMMANDS = (
+    "itkimage2segimage", "segimage2itkimage", "bin2labelsegimage", "itkimage2paramap", "paramap2itkimage",
+    "tid1500writer", "tid1500reader",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(with_batch=not arguments or arguments[0] not in CONVERSION_COMMANDS)
+    args = parser.parse_args(arguments)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     log.setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
