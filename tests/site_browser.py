@@ -188,7 +188,8 @@ def convert_and_download(page, title: str, target: Path, timeout_s: float = 180)
     wait_for(lambda: (link.count() and link.get_attribute("href") != previous) or shows(page, "Conversion failed."),
              timeout_s)
     if shows(page, "Conversion failed."):
-        raise AssertionError("the conversion failed: " + page.locator(".bk-panel-models-markup-HTML, .alert").all_inner_texts().__str__())
+        message = page.get_by_text("Conversion failed.").first.evaluate("e => (e.parentElement || e).innerText")
+        raise AssertionError(f"the conversion failed in the page: {message}")
     with page.expect_download() as download:
         link.click()
     download.value.save_as(target)
