@@ -1,0 +1,102 @@
+"""webapp/preview's SlicePreview in CPython: what its Bokeh models hold (the data the page
+draws), and that window, opacity, visibility and threshold change mappers and alpha only,
+while a new slice changes only that plane's pixels."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("panel")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "webapp"))
+
+from preview import SlicePreview  # noqa: E402
+
+from qidicom import preview as qp  # noqa: E402
+from qidicom import readers  # noqa: E402
+from qidicom.seg import read_segmentation  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ct_view(sample_study, sample_files):
+    volume = qp.read_series_volume(sample_study.ct_series)
+    overlay = qp.overlay_from_segmentation(read_segmentation(sample_files["seg"]), volume)
+    return SlicePreview(volume, overlay=overlay, title="CT")
+
+
+def shown(plane) -> np.ndarray:
+    """The image as the page draws it, top row first (Bokeh's row 0 is at the bottom)."""
+    return np.flipud(plane.base_source.data["image"][0])
+
+
+def test_each_plane_shows_the_real_values_of_its_slice(ct_view):
+    volume = ct_view.volume
+    for name, plane in ct_view.planes.items():
+        g = plane.geometry
+        image = shown(plane)
+        assert image.shape == (g.rows, g.columns)
+        for row, column in ((0, 0), (g.rows // 2, g.columns // 3), (g.rows - 1, g.columns - 1)):
+            assert image[row, column] == volume.real_at(g.voxel(plane.index, row, column)), name
+        labels = np.flipud(plane.segment_sources[0].data["image"][0])
+        assert np.array_equal(labels, g.take(ct_view.overlay.arrays()[0], plane.index))
+
+
+def test_a_click_moves_the_crosshair_and_the_other_planes(ct_view):
+    axial = ct_view.planes["axial"]
+    g = axial.geometry
+    row, column = 20, 17
+    x, y = column * g.column_spacing, (g.rows - 1 - row) * g.row_spacing
+    voxel = axial.voxel_at(x + 0.4 * g.column_spacing, y - 0.4 * g.row_spacing)  # anywhere inside the pixel
+    assert voxel == g.voxel(axial.index, row, column)
+    before = axial.base_source.data["image"][0]
+    ct_view.set_position(voxel)
+    assert axial.base_source.data["image"][0] is before  # same axial slice: no new pixels
+    for name, plane in ct_view.planes.items():
+        assert plane.index == plane.geometry.locate(voxel)[0] and ct_view.sliders[name].value == plane.index
+    assert ct_view.planes["coronal"].vertical.location == pytest.approx(x)
+    assert ct_view.last_readout["voxel"] == voxel
+
+
+def test_window_opacity_visibility_and_threshold_leave_the_pixels_alone(ct_view, sample_study):
+    images = {name: plane.base_source.data["image"][0] for name, plane in ct_view.planes.items()}
+    ct_view.set_preset([name for name in ct_view.presets if name.startswith("CT lung")][0])
+    assert (ct_view.base_mapper.low, ct_view.base_mapper.high) == (-1350, 150)
+    ct_view.drag_window(40, 0)
+    assert ct_view.window[1] > 1500
+    ct_view.set_opacity(0.25)
+    assert all(r.glyph.global_alpha == 0.25 for p in ct_view.planes.values() for r in p.segment_renderers)
+    liver = next(n for n, s in ct_view.overlay.segments.items() if s.label == "Liver")
+    ct_view.set_visible([n for n in ct_view.overlay.segments if n != liver])
+    assert ct_view.segment_mapper.palette[liver] == "#00000000"
+    assert ct_view.segment_mapper.palette[0] == "#00000000"
+    ct_view.set_visible(list(ct_view.overlay.segments))
+    assert ct_view.segment_mapper.palette[liver] == "#{:02x}{:02x}{:02x}".format(*ct_view.overlay.segments[liver].colour)
+    assert {name: plane.base_source.data["image"][0] for name, plane in ct_view.planes.items()} == images
+
+
+def test_slider_changes_one_plane_and_jump_centres_a_segment(ct_view):
+    others = {name: ct_view.planes[name].base_source.data["image"][0] for name in ("coronal", "sagittal")}
+    axial = ct_view.planes["axial"]
+    ct_view.sliders["axial"].value = 3
+    assert axial.index == 3 and ct_view.position[axial.geometry.slice_axis] == 3
+    assert {name: ct_view.planes[name].base_source.data["image"][0] for name in others} == others
+    spine = next(n for n, s in ct_view.overlay.segments.items() if s.label == "Spine")
+    ct_view.jump_to(spine)
+    assert ct_view.last_readout["segments"] == [(spine, "Spine")]
+
+
+def test_outline_and_a_map_with_threshold(sample_study):
+    mr = qp.read_series_volume(sample_study.mr_series)
+    adc = readers.read_image(sample_study.adc_map)
+    pmap = qp.map_overlay(adc, mr, sample_study.pm_metadata)
+    view = SlicePreview(mr, pmap=pmap, title="ADC")
+    axial = view.planes["axial"]
+    assert np.allclose(np.flipud(axial.map_source.data["image"][0]), axial.geometry.take(adc.array, axial.index))
+    view.set_threshold(1000.0)
+    assert view.map_mapper.low == 1000.0 and view.map_mapper.low_color == "#00000000"
+    assert "um2/s" in view.readout.object
+    layout = view.panel()
+    assert layout is not None
