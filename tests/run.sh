@@ -25,7 +25,7 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-.venv/bin/python -m pip install -q -e ".[test,batch]"
+.venv/bin/python -m pip install -q -e ".[test,batch,notebooks]"
 
 # dcmqi 1.5.7 (native tools in a pip wheel) in its own virtual environment, for the tests
 # where dcmqi reads our objects and we read its (tests/test_dcmqi_interop.py; they look in

@@ -298,3 +298,18 @@ def test_cli_segimage2itkimage_names_files_like_dcmqi_without_a_prefix(case, tmp
                "--inputMetadata", case["metadata_path"], "--outputDICOM", seg) == 0
     assert cli("segimage2itkimage", "--inputDICOM", seg, "--outputDirectory", tmp_path / "out", "-t", "nii") == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["1.nii.gz", "2.nii.gz", "meta.json"]
+
+
+def test_written_files_stay_readable_under_pyodides_umask(tmp_path):
+    """Pyodide starts with umask 0o777; files must still be readable by their owner."""
+    import os
+
+    from qidicom.writers import write_file_atomically
+
+    old = os.umask(0o777)
+    try:
+        write_file_atomically(tmp_path / "out.json", b"{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "out.json").read_bytes() == b"{}"

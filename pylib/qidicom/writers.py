@@ -92,7 +92,10 @@ def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:
         # mkstemp makes the file private; give it the permissions any new file would get.
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
+        mode = 0o666 & ~umask
+        if not mode & 0o400:  # Pyodide starts with umask 0o777: a file its owner cannot read
+            mode = 0o644
+        os.chmod(temporary, mode)
         os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
