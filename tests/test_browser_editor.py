@@ -134,26 +134,26 @@ def wait_status(page, text: str) -> None:
 
 
 def pick(page, label: str, query: str, option: str) -> None:
-    """Search a code picker with the keyboard and take the option shown."""
-    box = page.get_by_label(f"{label} — search by meaning or code value", exact=True)
-    box.click()
-    box.press_sequentially(query, delay=20)
-    page.get_by_text(option, exact=True).first.click()
+    """Search a code picker and choose one of the matches listed."""
+    page.get_by_label(f"{label} — search by meaning or code value", exact=True).fill(query)
+    matches = page.get_by_label(f"{label.rstrip(' *')} — matches (choose one)", exact=True)
+    matches.locator("option", has_text=option).first.wait_for(state="attached")
+    matches.select_option(label=option)
 
 
 def pick_with_keyboard(page, label: str, query: str, option: str) -> None:
-    """The same with the keyboard only: type, arrow down to the option, Enter."""
+    """The same with the keyboard alone: type, Tab into the matches, arrow down to the entry."""
     box = page.get_by_label(f"{label} — search by meaning or code value", exact=True)
     box.focus()
     box.press_sequentially(query, delay=20)
-    active = page.locator(".bk-menu:visible .bk-active")
+    matches = page.get_by_label(f"{label.rstrip(' *')} — matches (choose one)", exact=True)
+    matches.locator("option", has_text=option).first.wait_for(state="attached")
+    box.press("Tab")
     for _ in range(40):
-        active.first.wait_for()
-        if active.first.inner_text() == option:
-            box.press("Enter")
+        matches.press("ArrowDown")
+        if matches.evaluate("s => s.options[s.selectedIndex]?.text") == option:
             return
-        box.press("ArrowDown")
-    raise AssertionError(f"{option!r} not offered for {query!r}")
+    raise AssertionError(f"{option!r} not reached with the arrow keys for {query!r}")
 
 
 def downloaded_json(page, button: str) -> dict:
@@ -190,7 +190,8 @@ def test_seg_from_scratch_through_the_form(page, server):
     page.get_by_label("SeriesDescription").fill("Liver from the form")
     page.get_by_label("ContentCreatorName").fill("Reader^One")
     pick_with_keyboard(page, "SegmentedPropertyCategoryCodeSequence *", "anatomical", "Anatomical Structure (SCT 91723000)")
-    pick(page, "SegmentedPropertyTypeCodeSequence *", "liver", "Liver (SCT 10200004)")
+    pick_with_keyboard(page, "SegmentedPropertyTypeCodeSequence *", "liver", "Liver (SCT 10200004)")
+    pick_with_keyboard(page, "AnatomicRegionSequence", "abdomen", "Abdomen (SCT 818981001)")
     page.get_by_label("SegmentAlgorithmName").fill("Threshold and paint")
     page.get_by_label("SegmentAlgorithmName").press("Tab")
     wait_status(page, "Valid")
@@ -202,6 +203,7 @@ def test_seg_from_scratch_through_the_form(page, server):
     assert segment["SegmentedPropertyTypeCodeSequence"] == {
         "CodeValue": "10200004", "CodingSchemeDesignator": "SCT", "CodeMeaning": "Liver"}
     assert segment["SegmentedPropertyCategoryCodeSequence"]["CodeValue"] == "91723000"
+    assert segment["AnatomicRegionSequence"]["CodeValue"] == "818981001"
     assert segment["SegmentLabel"] == "Liver"  # from the picked type
     assert segment["SegmentAlgorithmName"] == "Threshold and paint"
     from qidicom import codes

@@ -36,10 +36,11 @@ def type_text(row, text: str) -> None:
     row.widget.value_input = text
 
 
-def pick(code_row, value: str) -> None:
-    """Choose the entry with this code value in a code picker's search box."""
+def pick(code_row, value: str, query: str | None = None) -> None:
+    """Search a code picker (by default for the code value) and choose the entry with it."""
+    code_row.search.value_input = query or value
     label = next(label for label, code in code_row.by_label.items() if code.value == value)
-    code_row.search.value = label
+    code_row.matches.value = label
 
 
 # --------------------------------------------------------------------------- from the schemas
@@ -74,6 +75,11 @@ def test_plain_fields_carry_the_schema_rules():
     assert rows["SeriesNumber"].widget.placeholder == "e.g. 300"  # the schema's default
     assert "integer" in rows["SeriesNumber"].widget.description
     assert rows["QuantityValueCode"].picker == "pm-quantity"
+    quantity = rows["QuantityValueCode"]
+    quantity.search.value_input = "113041"  # a code value comes first
+    assert quantity.matches.options[0] == "Apparent Diffusion Coefficient (DCM 113041)"
+    quantity.search.value_input = "coefficient diffusion"  # every word, any order
+    assert "Apparent Diffusion Coefficient (DCM 113041)" in quantity.matches.options
 
 
 # --------------------------------------------------------------------------- three ways to start
@@ -171,13 +177,13 @@ def test_seg_built_from_scratch_through_the_widgets():
     editor.segments.add.clicks += 1
     segment = rows_of(editor.segments.form)
     category, kind = segment["SegmentedPropertyCategoryCodeSequence"], segment["SegmentedPropertyTypeCodeSequence"]
-    pick(category, "91723000")  # Anatomical Structure
-    offered = {c.value for c in kind.by_label.values()}
-    assert "10200004" in offered  # Liver is an anatomical structure...
-    pick(category, "85756007")  # ...not a tissue
-    assert "10200004" not in {c.value for c in kind.by_label.values()}
+    pick(category, "91723000", "anatomical")  # Anatomical Structure
+    kind.search.value_input = "liver"
+    assert "Liver (SCT 10200004)" in kind.matches.options  # Liver is an anatomical structure...
+    pick(category, "85756007", "tissue")
+    assert "Liver (SCT 10200004)" not in kind.matches.options  # ...not a tissue (the list followed)
     pick(category, "91723000")
-    pick(kind, "10200004")
+    pick(kind, "10200004", "liver")
     type_text(segment["SegmentAlgorithmName"], "Region growing")
     type_text(rows_of(editor.form)["SeriesNumber"], "12")
     assert editor.valid, editor.problems

@@ -163,7 +163,8 @@ class MetadataEditor(param.Parameterized):
         if field.kind == "code":
             picker = PICKER_OF.get(field.name)
             if field.name == "SegmentedPropertyTypeCodeSequence":
-                row = CodeRow(field, path_of, write, picker, codes_of=lambda: self._types_for(path_of()))
+                row = CodeRow(field, path_of, write, picker, category_of=lambda: get(
+                    self.document, path_of() + ["SegmentedPropertyCategoryCodeSequence"], None))
             else:
                 row = CodeRow(field, path_of, write, picker)
             if field.name == "SegmentedPropertyCategoryCodeSequence":
@@ -199,14 +200,10 @@ class MetadataEditor(param.Parameterized):
             return ListEditor(self, field, path_of, write, summary=self._summary, new_item=self._new_item(field))
         return JsonRow(field, path_of, write)
 
-    def _types_for(self, segment_path: list):
-        from qidicom import codes
-
-        return codes.types_of_category(get(self.document, segment_path + ["SegmentedPropertyCategoryCodeSequence"], None))
-
     def _category_picked(self, segment_path: list) -> None:
+        """The type list follows the category: search again within the new one."""
         type_row = self.segments.form.by_name["SegmentedPropertyTypeCodeSequence"]
-        type_row.set_options(self._types_for(segment_path))
+        type_row.refresh_matches()
 
     def _type_picked(self, segment_path: list) -> None:
         """A picked type brings its recommended colour (where the colour source has one)."""

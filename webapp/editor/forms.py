@@ -18,20 +18,29 @@ from .widgets import (ColourRow, EnumRow, IntegerRow, JsonRow, Row, StringsRow, 
 
 
 class CodeRow(Row):
-    """A coded concept: search a code list by meaning or code value, or type a custom code."""
+    """A coded concept: search a code list by meaning or code value, or type a custom code.
 
-    def __init__(self, field: Field, path_of, write, picker: str | None, codes_of: Callable | None = None):
+    The search runs in Python (``qidicom.codes.search``: an exact code value first, then
+    meanings starting with the text, then meanings holding every word) and the matches are
+    listed in a plain list box: type, Tab into the list, arrow to an entry (it is taken at
+    once), all with the keyboard.
+    """
+
+    LIMIT = 40
+
+    def __init__(self, field: Field, path_of, write, picker: str | None, category_of: Callable | None = None):
         super().__init__(field, path_of, write)
         self.picker = picker
-        self.codes_of = codes_of  # () -> codes, for lists that depend on another field
+        self.category_of = category_of  # () -> the category code, for the segmentation types
         self.current: Any = MISSING
         self.texts = {"CodeValue": "", "CodingSchemeDesignator": "", "CodeMeaning": ""}
         self.by_label: dict[str, Any] = {}
         label = label_of(field)
-        self.search = pn.widgets.AutocompleteInput(
-            name=f"{label} — search by meaning or code value", options=[], search_strategy="includes",
-            case_sensitive=False, min_characters=1, restrict=True, placeholder="type to search the code list",
+        self.search = pn.widgets.TextInput(
+            name=f"{label} — search by meaning or code value", placeholder="type to search the code list",
             description=field.help or None, sizing_mode="stretch_width", visible=picker is not None)
+        self.matches = pn.widgets.Select(name=f"{field.name} — matches (choose one)", options=[], size=6,
+                                         sizing_mode="stretch_width", visible=False)
         # Wide enough for their labels; they wrap onto more lines in a narrow window.
         width = lambda text: max(160, 7 * len(text) + 10)  # noqa: E731
         names = [f"{field.name} {part}" for part in ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")]
@@ -40,20 +49,38 @@ class CodeRow(Row):
         self.meaning = pn.widgets.TextInput(name=names[2], min_width=width(names[2]), sizing_mode="stretch_width",
                                             styles={"flex": "1 1 auto"})
         self.note = pn.pane.HTML("", visible=False, margin=(0, 10), styles={"color": "#555", "font-size": "0.9em"})
-        self.search.param.watch(self._picked, "value")
+        self.search.param.watch(self._searched, "value_input")
+        self.matches.param.watch(self._picked, "value")
         for widget in (self.value, self.scheme, self.meaning):
             widget.param.watch(self._typed, "value_input")
         self.on_pick: list[Callable[[Any], None]] = []
-        if picker is not None and codes_of is None:
-            from qidicom import codes
 
-            self.set_options(codes.code_list(picker))
+    def _searched(self, event) -> None:
+        self.refresh_matches(event.new)
 
-    def set_options(self, codes) -> None:
-        self.by_label = {c.label: c for c in codes}
-        options = list(self.by_label)
-        if self.search.options != options:
-            self.search.options = options
+    def refresh_matches(self, text: str | None = None) -> None:
+        """List the entries matching the search text (the box's own when None)."""
+        from qidicom import codes
+
+        text = (self.search.value_input if text is None else text or "").strip()
+        if not text or self.picker is None:
+            self.by_label = {}
+            self.matches.visible = False
+            return
+        category = self.category_of() if self.category_of is not None else None
+        found = codes.search(self.picker, text, category=category, limit=self.LIMIT)
+        self.by_label = {c.label: c for c in found}
+        # A heading entry first, so no real entry is chosen until the person chooses it.
+        n = len(found)
+        heading = (f"{n}{'+' if n == self.LIMIT else ''} match{'es' if n != 1 else ''}: choose one"
+                   if found else "no match: type the code in the boxes below")
+        self._loading = True
+        try:
+            self.matches.options = [heading] + list(self.by_label)
+            self.matches.value = heading
+        finally:
+            self._loading = False
+        self.matches.visible = True
 
     def _picked(self, event) -> None:
         code = self.by_label.get(event.new)
@@ -63,11 +90,6 @@ class CodeRow(Row):
         self.write(self.current)
         for callback in self.on_pick:
             callback(code)
-        self._loading = True
-        try:
-            self.search.value = ""  # ready for the next search; the code shows below
-        finally:
-            self._loading = False
 
     def _merge(self, fields: dict) -> dict:
         base = dict(self.current) if isinstance(self.current, dict) else {}
@@ -101,15 +123,22 @@ class CodeRow(Row):
             widget.value = text
             widget.value_input = text
             self.texts[key] = text
-        if self.codes_of is not None:
-            self.set_options(self.codes_of())
-        self.search.value = ""
         self._update_note()
+
+    def _known(self, code: dict):
+        from qidicom import codes
+
+        if self.picker is None or not isinstance(code.get("CodeValue"), str):
+            return None
+        found = codes.find(self.picker, code["CodeValue"], code.get("CodingSchemeDesignator"))
+        if found is None and self.picker == "segmentation-type":
+            found = next((c for c in codes.types_of_category(None)
+                          if c.value == code["CodeValue"] and c.scheme == code.get("CodingSchemeDesignator")), None)
+        return found
 
     def _update_note(self) -> None:
         code = self.current if isinstance(self.current, dict) else {}
-        known = next((c for c in self.by_label.values()
-                      if c.value == code.get("CodeValue") and c.scheme == code.get("CodingSchemeDesignator")), None)
+        known = self._known(code)
         text = ""
         if known is not None and known.meaning != code.get("CodeMeaning"):
             text = f"The code list calls {known.scheme} {known.value} “{html.escape(known.meaning)}”."
@@ -125,7 +154,7 @@ class CodeRow(Row):
     def panel(self):
         return pn.Column(
             pn.pane.HTML(f"<b>{html.escape(label_of(self.field))}</b>", margin=(8, 10, 0, 10)),
-            self.search, pn.FlexBox(self.value, self.scheme, self.meaning, flex_wrap="wrap",
+            self.search, self.matches, pn.FlexBox(self.value, self.scheme, self.meaning, flex_wrap="wrap",
                                     sizing_mode="stretch_width", margin=0),
             self.note, self.message, sizing_mode="stretch_width", margin=0,
             styles={"border-left": "3px solid #d0d7de", "padding-left": "4px"})
