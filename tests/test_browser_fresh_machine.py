@@ -19,11 +19,10 @@ import pytest
 
 from conftest import dciodvfy_errors
 
+import site_browser as browser_session
+from site_browser import check_no_foreign_requests, comparable, convert_and_download, select_mode, shows
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "bench"))
-
-import browser_session  # noqa: E402
-
 SCREENSHOTS = ROOT / "build" / "cache" / "screenshots"
 
 pytestmark = pytest.mark.browser
@@ -67,47 +66,15 @@ def fresh_browser(fresh_dist):
         yield session
 
 
-def shows(page, text: str) -> bool:
-    # Text locators pierce Bokeh's shadow roots (innerText of the page does not).
-    return page.get_by_text(text).count() > 0
+def load_sample(page, mode: str) -> None:
+    select_mode(page, mode)
+    if page.evaluate(f"document.body.dataset.sample{mode.capitalize()}") != "loaded":
+        page.get_by_role("button", name="Load sample data").click()
+        page.wait_for_selector(f"body[data-sample-{mode}=loaded]", state="attached", timeout=180_000)
 
 
-def convert_and_download(page, target: Path, timeout_s: float = 120) -> None:
-    button = page.get_by_role("button", name="Convert to DICOM SEG")
-    page.wait_for_selector(".bk-btn-primary:not([disabled])", timeout=timeout_s * 1000)
-    button.click()
-    link = page.locator("a.qi-download")
-    link.wait_for(timeout=timeout_s * 1000)
-    with page.expect_download() as download:
-        link.click()
-    download.value.save_as(target)
-
-
-# Made afresh by every writing of a SEG (new UIDs, the time of writing): everything else must match.
-WRITE_TIME_KEYWORDS = {
-    "SOPInstanceUID", "MediaStorageSOPInstanceUID", "SeriesInstanceUID", "DimensionOrganizationUID",
-    "InstanceCreationDate", "InstanceCreationTime", "ContentDate", "ContentTime", "SeriesDate", "SeriesTime",
-    "ContributionDateTime",
-}
-
-
-def comparable(dataset: pydicom.Dataset) -> dict:
-    """A dataset as JSON without what each writing makes afresh, and with pixels decoded."""
-    def strip(items: dict) -> dict:  # DICOM JSON: {tag: {"vr": ..., "Value": [...]}}
-        kept = {}
-        for tag, element in items.items():
-            if pydicom.datadict.keyword_for_tag(int(tag, 16)) in WRITE_TIME_KEYWORDS:
-                continue
-            if element["vr"] == "SQ":
-                element = dict(element, Value=[strip(item) for item in element.get("Value", [])])
-            kept[tag] = element
-        return kept
-
-    as_json = dataset.to_json_dict()
-    del as_json["7FE00010"]  # Pixel Data: compared decoded, below
-    return {"dataset": strip(as_json),
-            "transfer_syntax": str(dataset.file_meta.TransferSyntaxUID),
-            "pixels": dataset.pixel_array.tolist()}
+def cli(*arguments) -> None:
+    subprocess.run([sys.executable, "-m", "qidicom", *map(str, arguments)], check=True, capture_output=True)
 
 
 class TestLoadSampleData:
@@ -122,17 +89,18 @@ class TestLoadSampleData:
         assert json.loads((fresh_dist / "sample" / "manifest.json").read_text())["series"] == []
         assert page.locator("#load-dcmqi-sample").is_hidden()
 
+        select_mode(page, "seg")
         button = page.get_by_role("button", name="Load sample data")
         assert button.is_visible()
         button.click()
         page.get_by_text(f"Series found ({len(study.ct_series)} files)").wait_for(timeout=120_000)
         page.get_by_text("seg.json is valid").wait_for(timeout=60_000)
-        page.wait_for_selector("body[data-sample=loaded]", state="attached", timeout=60_000)
+        page.wait_for_selector("body[data-sample-seg=loaded]", state="attached", timeout=60_000)
         assert shows(page, study.ct_labels[0])
         assert shows(page, str(first_ct.PatientID))
         assert shows(page, f"{first_ct.Columns} × {first_ct.Rows} pixels, {len(study.ct_series)} slices")
         dataset = page.evaluate("({...document.body.dataset})")
-        assert (dataset["seriesFiles"], dataset["labelmapFiles"], dataset["metadataFiles"]) == (
+        assert (dataset["segSeriesFiles"], dataset["segLabelmapsFiles"], dataset["segMetadataFiles"]) == (
             str(len(study.ct_series)), "1", "1")
         page.wait_for_selector(".bk-btn-primary:not([disabled])", timeout=60_000)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
@@ -143,20 +111,15 @@ class TestLoadSampleData:
         from qidicom.samples import write_sample_study
 
         page, log = fresh_browser
-        if page.evaluate("document.body.dataset.sample") != "loaded":
-            page.get_by_role("button", name="Load sample data").click()
-            page.wait_for_selector("body[data-sample=loaded]", state="attached", timeout=120_000)
+        load_sample(page, "seg")
         made_path = tmp_path / "browser.dcm"
-        convert_and_download(page, made_path)
+        convert_and_download(page, "DICOM SEG", made_path)
         page.screenshot(path=SCREENSHOTS / "sample-converted.png", full_page=True)
 
         files = write_sample_study(tmp_path / "sample", with_seg=False)
         cli_path = tmp_path / "cli.dcm"
-        subprocess.run(
-            [sys.executable, "-m", "qidicom", "itkimage2segimage", "--inputImageList", str(files["ct_labels"]),
-             "--inputDICOMDirectory", str(files["ct"]), "--inputMetadata", str(files["seg_metadata"]),
-             "--outputDICOM", str(cli_path)],
-            check=True, capture_output=True)
+        cli("itkimage2segimage", "--inputImageList", files["ct_labels"], "--inputDICOMDirectory", files["ct"],
+            "--inputMetadata", files["seg_metadata"], "--outputDICOM", cli_path)
         made, expected = pydicom.dcmread(made_path), pydicom.dcmread(cli_path)
         assert comparable(made) == comparable(expected)
         import highdicom
@@ -167,12 +130,41 @@ class TestLoadSampleData:
                 for n in segmentation.segment_numbers] == [
             attributes["SegmentDescription"] for group in metadata["segmentAttributes"] for attributes in group]
         assert dciodvfy_errors(made_path) == []
+        check_no_foreign_requests(log)
 
-        assert log.foreign == [], f"requests to other origins: {log.foreign}"
-        assert not [line for line in log.console if "Content Security Policy" in line], log.console
-        assert log.failed == [], f"failed requests: {log.failed}"
-        assert log.errors == []
-        assert [r for r in log.requests if not r.startswith("GET ")] == []
+    def test_parametric_map_sample_converts_as_the_command_line_converts_it(self, fresh_browser, tmp_path):
+        from qidicom.samples import write_sample_study
+
+        page, log = fresh_browser
+        load_sample(page, "pm")
+        page.screenshot(path=SCREENSHOTS / "sample-pm-loaded.png", full_page=True)
+        made_path = tmp_path / "browser-pm.dcm"
+        convert_and_download(page, "DICOM Parametric Map", made_path)
+        files = write_sample_study(tmp_path / "sample", with_seg=False)
+        cli_path = tmp_path / "cli-pm.dcm"
+        cli("itkimage2paramap", "--inputImage", files["adc_map"], "--inputDICOMDirectory", files["mr"],
+            "--inputMetadata", files["pm_metadata"], "--outputDICOM", cli_path)
+        assert comparable(pydicom.dcmread(made_path)) == comparable(pydicom.dcmread(cli_path))
+        assert dciodvfy_errors(made_path) == []
+        check_no_foreign_requests(log)
+
+    def test_report_sample_is_found_and_converts(self, fresh_browser, sample_study, tmp_path):
+        """The sample SR measures a SEG the browser makes itself (new UIDs), so the report is
+        checked for what it must say rather than against a CLI run."""
+        import highdicom
+
+        page, log = fresh_browser
+        load_sample(page, "sr")
+        page.get_by_text("all loaded").wait_for(timeout=60_000)
+        page.screenshot(path=SCREENSHOTS / "sample-sr-loaded.png", full_page=True)
+        made_path = tmp_path / "browser-sr.dcm"
+        convert_and_download(page, "DICOM SR (TID 1500)", made_path)
+        report = highdicom.sr.srread(made_path)
+        groups = report.content.get_volumetric_roi_measurement_groups()
+        assert [g.finding_type.meaning for g in groups] == [
+            m["Finding"]["CodeMeaning"] for m in sample_study.sr_metadata["Measurements"]]
+        assert dciodvfy_errors(made_path) == []
+        check_no_foreign_requests(log)
 
 
 def test_opened_as_a_file_the_page_says_how_to_open_it(fresh_dist):

@@ -103,9 +103,16 @@ class SegState(ConversionState, SeriesInput):
         return reasons
 
     def start_form_from_labels(self) -> None:
-        """Start the form editor with one segment per label value of the first label map."""
-        if self.editor is not None and self.label_rows:
+        """Start the form editor with one segment per label value found: one group per label
+        map, matched to its file by segmentAttributesFileMapping when there are several."""
+        if self.editor is None or not self.label_rows:
+            return
+        if len(self.label_rows) == 1:
             self.editor.from_label_values(self.label_rows[0]["counts"])
+        else:
+            self.editor.from_label_values([row["counts"] for row in self.label_rows],
+                                          file_names=[row["name"].rsplit("/", 1)[-1] for row in self.label_rows])
+        self.metadata_name = ""
 
     def write(self, options, progress):
         writer = self.conversion.resolve("writer")
@@ -123,7 +130,7 @@ def view(state: SegState) -> pn.viewable.Viewable:
     options["fractionalType"].visible = pn.bind(lambda kind: kind == "fractional", state.param.segmentationType)
     form = views.editor_view(state)
     from_labels = None
-    if form is not None:
+    if isinstance(form, pn.Card):  # the form itself, not a note that it is unavailable
         from_labels = pn.widgets.Button(name="Start the form from the label values", button_type="default",
                                         visible=pn.bind(bool, state.param.label_rows))
         from_labels.on_click(lambda _event: state.start_form_from_labels())

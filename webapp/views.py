@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import operator
+import sys
 
 import panel as pn
 
@@ -117,11 +118,33 @@ def option_widget(state, option) -> pn.viewable.Viewable:
     return pn.widgets.Checkbox.from_param(parameter, name=option.label)
 
 
+def needs_script_evaluation(layout: pn.viewable.Viewable) -> list[str]:
+    """Components BokehJS can only render by evaluating generated code (``new Function``),
+    which the page's Content Security Policy forbids (no 'unsafe-eval'): one would stop the
+    whole view from rendering."""
+    from panel.reactive import ReactiveHTML
+
+    return sorted({type(item).__name__ for item in layout.select(ReactiveHTML)})
+
+
 def editor_view(state) -> pn.viewable.Viewable | None:
-    """The metadata form editor, when this build has it."""
+    """The metadata form editor, when this build has it and it can run under the page's policy."""
     if state.editor is None:
         return None
-    return pn.Card(state.editor.panel(), title="Metadata form", collapsed=False, sizing_mode="stretch_width")
+    try:
+        layout = state.editor.panel()
+        refused = needs_script_evaluation(layout)
+    except Exception:
+        from base import log_exception
+
+        log_exception("the metadata form could not be built")
+        return alert("The metadata form could not be built (details are in the browser console); "
+                     "load a metadata JSON file instead.", "warning")
+    if refused:
+        print(f"qidicom: the metadata form is left out: {', '.join(refused)} need script evaluation, "
+              "which this page's security policy forbids", file=sys.stderr)
+        return alert("The metadata form is not available in this build; load a metadata JSON file instead.", "warning")
+    return pn.Card(layout, title="Metadata form", collapsed=False, sizing_mode="stretch_width")
 
 
 def convert_controls(state, options: list) -> list:
