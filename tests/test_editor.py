@@ -77,7 +77,7 @@ def test_plain_fields_carry_the_schema_rules():
     assert rows["QuantityValueCode"].picker == "pm-quantity"
     quantity = rows["QuantityValueCode"]
     quantity.search.value_input = "113041"  # a code value comes first
-    assert quantity.matches.options[0] == "Apparent Diffusion Coefficient (DCM 113041)"
+    assert quantity.matches.options[1] == "Apparent Diffusion Coefficient (DCM 113041)"  # after the heading
     quantity.search.value_input = "coefficient diffusion"  # every word, any order
     assert "Apparent Diffusion Coefficient (DCM 113041)" in quantity.matches.options
 
