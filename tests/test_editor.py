@@ -398,3 +398,27 @@ def test_colours_are_what_the_generator_makes_from_slicer_terminology(shared):
     assert _generator().colour_codes(source) == committed
     left_kidney = codes.recommended_colour(codes.find("segmentation-type", "64033007"), codes.find("laterality", "7771000"))
     assert left_kidney is not None
+
+
+def test_layout_needs_no_script_evaluation():
+    """The app's Content Security Policy forbids 'unsafe-eval': no ReactiveHTML anywhere, also
+    in the forms built when a list gets its first item."""
+    from panel.reactive import ReactiveHTML
+
+    editor = MetadataEditor("sr")
+    layout = editor.panel()
+    groups = rows_of(editor.form)["Measurements"]
+    groups.add.clicks += 1
+    for name in ("measurementItems", "qualitativeEvaluations"):
+        rows_of(groups.form)[name].add.clicks += 1
+    items = rows_of(groups.form)["measurementItems"]
+    for name in ("measurementModifiers", "measurementDerivationParameters", "measurementNumProperties"):
+        rows_of(items.form)[name].add.clicks += 1
+    seg = MetadataEditor("seg")
+    seg_layout = seg.panel()
+    seg.from_label_values({1: 1})
+    found = {type(item).__name__ for item in [*layout.select(ReactiveHTML), *seg_layout.select(ReactiveHTML)]}
+    assert found == set()
+    import panel as pn
+
+    assert len(layout.select(pn.widgets.TextInput)) > 60  # the nested forms are in the layout

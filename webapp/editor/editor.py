@@ -381,14 +381,18 @@ class MetadataEditor(param.Parameterized):
         self.problem_list = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["qi-problem-list"],
                                          styles={"max-height": "260px", "overflow-y": "auto"})
         self.text = pn.widgets.TextAreaInput(name="The document as JSON text (edit, then Apply text)",
-                                             rows=24, sizing_mode="stretch_width")
+                                             rows=24, sizing_mode="stretch_width", css_classes=["qi-json-text"])
         self.apply_text = pn.widgets.Button(name="Apply text", description="Load the text above into the form")
         self.apply_text.on_click(lambda _: self.load_json(self.text.value_input or self.text.value))
         self.text_error = pn.pane.HTML("", visible=False, styles={"color": "#b00020", "white-space": "pre-wrap"})
         self.download = pn.widgets.FileDownload(callback=self._download_bytes, filename=FILE_NAMES[self.kind],
                                                 label=f"Download {FILE_NAMES[self.kind]}", button_type="success",
                                                 embed=False)
-        self.copy = pn.widgets.Button(name="Copy JSON", description="Copy the document's JSON text to the clipboard")
+        # Copying needs the page's main thread (a worker has no clipboard). The CustomJS does it
+        # where scripts may be evaluated; under a strict Content Security Policy the page can
+        # do it itself for the button of class qi-copy-json from the text of qi-json-text.
+        self.copy = pn.widgets.Button(name="Copy JSON", description="Copy the document's JSON text to the clipboard",
+                                      css_classes=["qi-copy-json"])
         self.copy.js_on_click(args={"text": self.text}, code="navigator.clipboard.writeText(text.value)")
         self.upload = pn.widgets.FileInput(accept=".json,application/json", name="Load a dcmqi JSON file",
                                            multiple=False)
@@ -443,10 +447,12 @@ class MetadataEditor(param.Parameterized):
         side = pn.Column(self.status, self.problem_list, pn.Row(self.download, self.copy), self.text,
                          self.apply_text, self.text_error, sizing_mode="stretch_width",
                          styles={"position": "sticky", "top": "0"})
-        self._panel = pn.FlexBox(
+        # A Bokeh Row that wraps (pn.FlexBox is ReactiveHTML, which needs script evaluation
+        # and so cannot run under the app's Content Security Policy).
+        self._panel = pn.Row(
             pn.Column(*main, sizing_mode="stretch_width", styles={"flex": "3 1 480px", "min-width": "320px"}),
             pn.Column(side, sizing_mode="stretch_width", styles={"flex": "2 1 360px", "min-width": "300px"}),
-            flex_wrap="wrap", sizing_mode="stretch_width", css_classes=["qi-metadata-editor"])
+            sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}, css_classes=["qi-metadata-editor"])
         self._show_problems()
         return self._panel
 

@@ -154,8 +154,8 @@ class CodeRow(Row):
     def panel(self):
         return pn.Column(
             pn.pane.HTML(f"<b>{html.escape(label_of(self.field))}</b>", margin=(8, 10, 0, 10)),
-            self.search, self.matches, pn.FlexBox(self.value, self.scheme, self.meaning, flex_wrap="wrap",
-                                    sizing_mode="stretch_width", margin=0),
+            self.search, self.matches, pn.Row(self.value, self.scheme, self.meaning, sizing_mode="stretch_width",
+                                  margin=0, styles={"flex-wrap": "wrap"}),
             self.note, self.message, sizing_mode="stretch_width", margin=0,
             styles={"border-left": "3px solid #d0d7de", "padding-left": "4px"})
 
