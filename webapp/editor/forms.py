@@ -17,6 +17,9 @@ from .schema import Field
 from .widgets import (ColourRow, EnumRow, IntegerRow, JsonRow, Row, StringsRow, TextRow, label_of)
 
 
+WRAPPING_LABEL = "label { white-space: normal; overflow-wrap: anywhere; }"
+
+
 class CodeRow(Row):
     """A coded concept: search a code list by meaning or code value, or type a custom code.
 
@@ -41,13 +44,11 @@ class CodeRow(Row):
             description=field.help or None, sizing_mode="stretch_width", visible=picker is not None)
         self.matches = pn.widgets.Select(name=f"{field.name} — matches (choose one)", options=[], size=6,
                                          sizing_mode="stretch_width", visible=False)
-        # Wide enough for their labels; they wrap onto more lines in a narrow window.
-        width = lambda text: max(160, 7 * len(text) + 10)  # noqa: E731
-        names = [f"{field.name} {part}" for part in ("CodeValue", "CodingSchemeDesignator", "CodeMeaning")]
-        self.value = pn.widgets.TextInput(name=names[0], width=width(names[0]))
-        self.scheme = pn.widgets.TextInput(name=names[1], width=width(names[1]))
-        self.meaning = pn.widgets.TextInput(name=names[2], min_width=width(names[2]), sizing_mode="stretch_width",
-                                            styles={"flex": "1 1 auto"})
+        # Three boxes side by side; their long labels wrap instead of running into each other.
+        box = {"sizing_mode": "stretch_width", "min_width": 120, "stylesheets": [WRAPPING_LABEL]}
+        self.value = pn.widgets.TextInput(name=f"{field.name} CodeValue", **box)
+        self.scheme = pn.widgets.TextInput(name=f"{field.name} CodingSchemeDesignator", **box)
+        self.meaning = pn.widgets.TextInput(name=f"{field.name} CodeMeaning", **box)
         self.note = pn.pane.HTML("", visible=False, margin=(0, 10), styles={"color": "#555", "font-size": "0.9em"})
         self.search.param.watch(self._searched, "value_input")
         self.matches.param.watch(self._picked, "value")
@@ -154,8 +155,7 @@ class CodeRow(Row):
     def panel(self):
         return pn.Column(
             pn.pane.HTML(f"<b>{html.escape(label_of(self.field))}</b>", margin=(8, 10, 0, 10)),
-            self.search, self.matches, pn.Row(self.value, self.scheme, self.meaning, sizing_mode="stretch_width",
-                                  margin=0, styles={"flex-wrap": "wrap"}),
+            self.search, self.matches, pn.Row(self.value, self.scheme, self.meaning, sizing_mode="stretch_width", margin=0),
             self.note, self.message, sizing_mode="stretch_width", margin=0,
             styles={"border-left": "3px solid #d0d7de", "padding-left": "4px"})
 
