@@ -100,3 +100,61 @@ def test_outline_and_a_map_with_threshold(sample_study):
     assert "um2/s" in view.readout.object
     layout = view.panel()
     assert layout is not None
+
+
+# --------------------------------------------------------------------------- opening a DICOM object
+
+
+def test_open_a_seg_with_and_without_its_series(sample_study, sample_files):
+    from preview.objects import ObjectViewer
+
+    data = sample_files["seg"].read_bytes()
+    offered = []
+
+    def offer(name, payload, mime):
+        offered.append((name, payload, mime))
+        return name
+
+    with_series = ObjectViewer("seg.dcm", data, list(sample_study.ct_series), offer=offer)
+    without = ObjectViewer("seg.dcm", data, offer=lambda *args: args)
+    assert with_series.kind == without.kind == "seg"
+    assert with_series.view.volume.modality == "CT" and without.view.volume.modality == ""
+    # The SEG's frames cover the organs' slices only: on its own grid the overlay is that part.
+    full, own = with_series.overlay.arrays()[0], without.overlay.arrays()[0]
+    assert sorted(np.unique(full)) == sorted(np.unique(own))
+    assert (full > 0).sum() == (own > 0).sum()
+    with_series.panel()
+    with_series._download_zip("nrrd", False)
+    name, zipped, mime = offered[-1]
+    from qidicom import reverse
+
+    files, _ = reverse.reader_files(data)
+    assert name == "seg.zip" and mime == "application/zip"
+    import io
+    import zipfile
+
+    assert sorted(zipfile.ZipFile(io.BytesIO(zipped)).namelist()) == sorted(f.name for f in files)
+
+
+def test_open_dcmqis_seg_over_its_series(liver_sample):
+    from preview.objects import ObjectViewer
+
+    series = [(p.name, p.read_bytes()) for p in sorted(liver_sample["series"].iterdir())]
+    viewer = ObjectViewer("liver.dcm", liver_sample["dcmqi_seg"].read_bytes(), series, offer=lambda *args: args)
+    labels = readers.read_image(liver_sample["labels"])
+    expected = qp.overlay_from_label_maps([labels], viewer.view.volume).arrays()[0] > 0
+    assert np.array_equal(viewer.overlay.arrays()[0] > 0, expected)
+
+
+def test_open_an_sr_as_a_table(sample_files, tmp_path):
+    from preview.objects import ObjectViewer
+
+    from qidicom.sr import report_from_files
+
+    data = report_from_files(sample_files["sr_metadata"], sample_files["ct"], [sample_files["seg"]]).data
+    viewer = ObjectViewer("sr.dcm", data, offer=lambda *args: args)
+    assert viewer.kind == "sr" and viewer.view is None
+    assert viewer.rows[0]["quantity"] == "Volume" and viewer.rows[1]["derivation"] == "Mean"
+    layout = viewer.panel()
+    html = layout.objects[1].object
+    assert "<th>Finding site</th>" in html and html.count("<tr>") == len(viewer.rows) + 1
