@@ -301,7 +301,19 @@ def test_qidicom_reads_dcmqis_bin2labelsegimage_output(dcmqi, study, tmp_path, o
     dataset = pydicom.dcmread(labelmap, stop_before_pixels=True)
     dropped = tuple(k for k in ("ClinicalTrialSeriesID", "ClinicalTrialTimePointID", "ClinicalTrialCoordinatingCenterName")
                     if k in metadata and k not in dataset)
-    assert_seg_meta_matches({k: v for k, v in metadata.items() if k not in dropped}, json.loads((out / "x-meta.json").read_text()))
+    meta = json.loads((out / "x-meta.json").read_text())
+    if "--usePalette" not in options:
+        assert_seg_meta_matches({k: v for k, v in metadata.items() if k not in dropped}, meta)
+        return
+    # A palette SEG's colours are its palette entries, which dcmqi makes from the CIELab value
+    # (rounding: within 1 of the metadata's RGB). Its 8-bit palette puts the first entry of each
+    # pair in the high byte of the OW word (so dcmqi's 16-bit entry 0xdddb is 8-bit 0xdc).
+    assert_seg_meta_matches({k: v for k, v in metadata.items() if k not in dropped}, meta, ("recommendedDisplayRGBValue",))
+    colours = {s["labelID"]: s.get("recommendedDisplayRGBValue") for group in meta["segmentAttributes"] for s in group}
+    for segment in (s for group in metadata["segmentAttributes"] for s in group):
+        got = colours[segment["labelID"]]
+        assert got is not None and max(abs(a - b) for a, b in zip(got, segment["recommendedDisplayRGBValue"])) <= 1, (
+            f"segment {segment['labelID']}: colour {got}, expected {segment['recommendedDisplayRGBValue']} (within 1)")
 
 
 def test_qidicom_reads_dcmqis_parametric_map(dcmqi, study, tmp_path):
