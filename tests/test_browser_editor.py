@@ -10,7 +10,6 @@ Screenshots go to build/cache/screenshots/editor-*.png.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess

@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "webapp"))
 
 from editor import MetadataEditor  # noqa: E402
-from editor.document import MISSING  # noqa: E402
 from qidicom import codes, metadata  # noqa: E402
 
 

@@ -12,7 +12,7 @@ import panel as pn
 import param
 
 from . import document as model
-from .document import MISSING, format_path, get, put, remove, split_problem
+from .document import MISSING, get, put, remove, split_problem
 from .forms import CodeOrTextRow, CodeRow, Form, ListEditor, ObjectRow, ObserverRow
 from .schema import Field, document_fields
 from .widgets import ColourRow, EnumRow, IntegerRow, JsonRow, StringsRow, TextRow
@@ -395,7 +395,7 @@ class MetadataEditor(param.Parameterized):
                                       css_classes=["qi-copy-json"])
         self.copy.js_on_click(args={"text": self.text}, code="navigator.clipboard.writeText(text.value)")
         self.upload = pn.widgets.FileInput(accept=".json,application/json", name="Load a dcmqi JSON file",
-                                           multiple=False)
+                                           multiple=False, width=230)
         self.upload.param.watch(lambda e: e.new and self.load_json(e.new), "value")
         self.empty = pn.widgets.Button(name="New empty document", description="Discard this document and start again")
         self.empty.on_click(lambda _: self.new_document())
@@ -433,7 +433,7 @@ class MetadataEditor(param.Parameterized):
             return self._panel
         titles = {"seg": "Segmentation", "pm": "Parametric map", "sr": "Measurement report (TID 1500)"}
         start = pn.Row(self.empty, pn.pane.HTML("<label>Or load a dcmqi JSON file:</label>", margin=(14, 5, 0, 15)),
-                       self.upload, sizing_mode="stretch_width")
+                       self.upload, sizing_mode="stretch_width", styles={"flex-wrap": "wrap"})
         main = [pn.pane.HTML(f"<h2 style='margin:4px 0'>{titles[self.kind]} metadata</h2>"
                              "<p style='margin:0'>Fields marked * are required. Problems appear under each field "
                              "and in the list beside the form.</p>"), start]

@@ -12,9 +12,9 @@ from typing import Any, Callable
 
 import panel as pn
 
-from .document import MISSING, format_path, get, problems_for
+from .document import MISSING, format_path, get
 from .schema import Field
-from .widgets import (ColourRow, EnumRow, IntegerRow, JsonRow, Row, StringsRow, TextRow, label_of)
+from .widgets import Row, TextRow, label_of
 
 
 WRAPPING_LABEL = "label { white-space: normal; overflow-wrap: anywhere; }"
@@ -413,6 +413,3 @@ class ListEditor(Row):
             self.detail, sizing_mode="stretch_width", margin=0,
             styles={"border": "1px solid #d0d7de", "border-radius": "6px", "padding": "6px"})
 
-
-def problems_near(problems, path: str, name: str) -> list[str]:
-    return problems_for(problems, path, name)
