@@ -116,8 +116,8 @@ def _labels(affine: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray
     def ellipsoid(cx, cy, cz, ax, ay, az):
         return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 + ((z - cz) / az) ** 2 <= 1.0
 
-    def cylinder(cx, cy, radius, z_min, z_max):
-        return (((x - cx) ** 2 + (y - cy) ** 2) <= radius**2) & (z >= z_min) & (z <= z_max)
+    def column(cx, cy, radius):  # the whole height of the grid
+        return np.broadcast_to((x - cx) ** 2 + (y - cy) ** 2 <= radius**2, shape)
 
     # LPS: +x is the patient's left, +y posterior, +z head.
     shapes = {
@@ -125,16 +125,16 @@ def _labels(affine: np.ndarray, shape: tuple[int, int, int]) -> tuple[np.ndarray
         2: ellipsoid(95, 45, 50, 28, 32, 45),  # spleen: left, posterior
         3: ellipsoid(60, 62, -25, 20, 26, 48),  # left kidney
         4: ellipsoid(-60, 62, -35, 20, 26, 48),  # right kidney, lower than the left
-        5: cylinder(0, 92, 18, -1e9, 1e9),  # spine: the whole height
-        6: cylinder(14, 50, 13, -1e9, 1e9),  # aorta: left-anterior of the spine
+        5: column(0, 92, 18),  # spine
+        6: column(14, 50, 13),  # aorta: left-anterior of the spine
     }
     labels = np.zeros(shape, np.uint8)
     for organ in ORGANS:
-        labels[np.broadcast_to(shapes[organ.label], shape)] = organ.label
-    body = ((x / 175.0) ** 2 + (y / 135.0) ** 2 <= 1.0) & (z > -1e9)
+        labels[shapes[organ.label]] = organ.label
+    body = np.broadcast_to((x / 175.0) ** 2 + (y / 135.0) ** 2 <= 1.0, shape)
     # Organs lie inside the body; anything drawn outside it is cut away.
-    labels[~np.broadcast_to(body, shape)] = 0
-    return labels, np.broadcast_to(body, shape)
+    labels[~body] = 0
+    return labels, body
 
 
 def _values(labels: np.ndarray, body: np.ndarray, inside: dict[int, float], body_value: float, outside: float) -> np.ndarray:
