@@ -495,7 +495,8 @@ def write_sample_study(
 
     Writes ct/, ct-labels.nii.gz, seg.json, mr/, adc.nrrd, pm.json, sr.json and, with
     ``with_seg``, seg.dcm made by qidicom's own SEG writer, so that sr.json's
-    compositeContext resolves. Returns the paths by role.
+    compositeContext resolves (and sr.json then names that SEG's SOP Instance UID in each
+    measurement group, as dcmqi's writer requires). Returns the paths by role.
     """
     import json
 
@@ -528,4 +529,10 @@ def write_sample_study(
 
         result = segmentation_from_files([study.ct_labels], study.seg_metadata, study.ct_series)
         paths["seg"] = write("seg.dcm", result.data)
+        # dcmqi's tid1500writer needs the SEG's UID in every group (qidicom's finds the SEG
+        # through compositeContext); the SEG's UID is new each time, so it is filled in here.
+        report = json.loads(json.dumps(study.sr_metadata))
+        for group in report["Measurements"]:
+            group["segmentationSOPInstanceUID"] = str(result.dataset.SOPInstanceUID)
+        write_json("sr.json", report)
     return paths
