@@ -386,6 +386,28 @@ def test_reader_meta_carries_body_part_examined_empty_when_absent(ct, tmp_path):
     assert read_segmentation(with_part.data).metadata["BodyPartExamined"] == "ABDOMEN"
 
 
+def test_reader_meta_has_dcmqis_always_present_fields_empty_when_absent(ct, tmp_path):
+    directory, datasets = ct
+    path = save(datasets, synthetic.sphere_labels(synthetic.grid_shape(datasets), [((10, 10, 2), 4, 1)]), tmp_path, "l.nrrd")
+    document = seg_metadata([segment(1, "Liver")])
+    del document["ContentCreatorName"]
+    seg = written(segmentation_from_files([path], document, directory), tmp_path / "seg.dcm")
+    meta = json.loads(export(seg, tmp_path / "out")["meta.json"].read_text())
+    for keyword in ("ContentCreatorName", "ClinicalTrialSeriesID", "ClinicalTrialTimePointID"):
+        assert meta[keyword] == ""
+    assert meta["segmentAttributes"][0][0]["SegmentDescription"] == ""
+
+
+def test_a_clinical_trial_series_id_alone_still_gives_a_conformant_seg(ct, tmp_path):
+    """The series ID brings in the Clinical Trial Series module, whose coordinating centre
+    name is Type 2: it is written empty when the metadata has none."""
+    directory, datasets = ct
+    path = save(datasets, synthetic.sphere_labels(synthetic.grid_shape(datasets), [((10, 10, 2), 4, 1)]), tmp_path, "l.nrrd")
+    result = segmentation_from_files([path], seg_metadata([segment(1, "Liver")], ClinicalTrialSeriesID="Session1"), directory)
+    assert result.dataset.ClinicalTrialCoordinatingCenterName == ""
+    assert dciodvfy_errors(written(result, tmp_path / "seg.dcm")) == []
+
+
 def test_dcmqi_liver_seg_meta_has_an_empty_body_part(shared):
     assert read_segmentation(dcmqi_file(shared, "liver.dcm")).metadata["BodyPartExamined"] == ""
 

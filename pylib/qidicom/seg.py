@@ -585,6 +585,9 @@ def _add_clinical_trial_attributes(dataset: Dataset, metadata: dict) -> None:
     for keyword in ("ClinicalTrialSeriesID", "ClinicalTrialTimePointID", "ClinicalTrialCoordinatingCenterName"):
         if metadata.get(keyword):
             setattr(dataset, keyword, str(metadata[keyword]))
+    if "ClinicalTrialSeriesID" in dataset and "ClinicalTrialCoordinatingCenterName" not in dataset:
+        # Type 2 in the Clinical Trial Series module, which the series ID brings in.
+        dataset.ClinicalTrialCoordinatingCenterName = ""
     if metadata.get("BodyPartExamined"):
         dataset.BodyPartExamined = str(metadata["BodyPartExamined"])
 
