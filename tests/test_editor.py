@@ -421,3 +421,27 @@ def test_layout_needs_no_script_evaluation():
     import panel as pn
 
     assert len(layout.select(pn.widgets.TextInput)) > 60  # the nested forms are in the layout
+
+
+def test_text_view_edit_and_apply():
+    editor = MetadataEditor("pm")
+    editor.panel()
+    assert json.loads(editor.text.value) == editor.document
+    changed = {**editor.document, "SeriesDescription": "typed as text"}
+    editor.text.value_input = json.dumps(changed)
+    editor.apply_text.clicks += 1
+    assert editor.document == changed
+    assert rows_of(editor.form)["SeriesDescription"].widget.value == "typed as text"
+    editor.text.value_input = '{"SeriesDescription": '
+    editor.apply_text.clicks += 1
+    assert editor.document == changed and "invalid JSON at line 1" in editor.load_error
+    assert editor.text_error.visible
+
+
+def test_long_problem_lists_are_cut_with_a_count():
+    editor = MetadataEditor("seg")
+    editor.panel()
+    editor.from_label_values({v: 1 for v in range(1, 81)})
+    assert len(editor.problems) == 80
+    assert editor.problem_list.object.count("<li>") == 51
+    assert "… and 30 more" in editor.problem_list.object

@@ -47,6 +47,7 @@ PICKER_OF = {
 # Fields the form does not offer: the schema URL is set when a document is made.
 HIDDEN = ("@schema",)
 FILE_NAMES = {"seg": "seg.json", "pm": "pm.json", "sr": "sr.json"}
+PROBLEMS_LISTED = 50  # beyond this the list says how many more (a long list slows every edit)
 
 
 def _meaning(code: Any) -> str:
@@ -383,7 +384,9 @@ class MetadataEditor(param.Parameterized):
         self.text = pn.widgets.TextAreaInput(name="The document as JSON text (edit, then Apply text)",
                                              rows=24, sizing_mode="stretch_width", css_classes=["qi-json-text"])
         self.apply_text = pn.widgets.Button(name="Apply text", description="Load the text above into the form")
-        self.apply_text.on_click(lambda _: self.load_json(self.text.value_input or self.text.value))
+        self.apply_text.on_click(lambda _: self.load_json(self._typed_text or self.text.value))
+        self._typed_text = ""  # what the person typed in the text view since it was last set
+        self.text.param.watch(self._text_typed, "value_input")
         self.text_error = pn.pane.HTML("", visible=False, styles={"color": "#b00020", "white-space": "pre-wrap"})
         self.download = pn.widgets.FileDownload(callback=self._download_bytes, filename=FILE_NAMES[self.kind],
                                                 label=f"Download {FILE_NAMES[self.kind]}", button_type="success",
@@ -401,6 +404,9 @@ class MetadataEditor(param.Parameterized):
         self.empty.on_click(lambda _: self.new_document())
         self.group_message = pn.pane.HTML("", visible=False, styles={"color": "#b00020"})
         self.param.watch(lambda e: self._show_load_error(), "load_error")
+
+    def _text_typed(self, event) -> None:
+        self._typed_text = event.new or ""
 
     def _show_load_error(self) -> None:
         self.text_error.object = html.escape(self.load_error)
@@ -420,12 +426,15 @@ class MetadataEditor(param.Parameterized):
                                   " — the document cannot be converted until they are fixed.</div>")
         else:
             self.status.object = "<div role='status' style='color:#1a7f37'><b>Valid</b> — ready to convert.</div>"
-        items = "".join(
-            f"<li><code>{html.escape(w)}</code>: {html.escape(m)}</li>" for w, m in map(split_problem, self.problems))
+        shown = self.problems[:PROBLEMS_LISTED]
+        items = "".join(f"<li><code>{html.escape(w)}</code>: {html.escape(m)}</li>" for w, m in map(split_problem, shown))
+        if n > len(shown):
+            items += f"<li>… and {n - len(shown)} more (each is shown under its field)</li>"
         self.problem_list.object = f"<ul style='margin:0;padding-left:18px'>{items}</ul>" if items else ""
-        text = self.text_of()
-        self.text.value = text
-        self.text.value_input = text
+        # Only value is sent (the text is large with many segments); what the person types
+        # arrives as value_input and is kept for Apply text.
+        self._typed_text = ""
+        self.text.value = self.text_of()
 
     def panel(self) -> pn.viewable.Viewable:
         """The editor's layout: start choices, the form, and beside it problems and JSON text."""
