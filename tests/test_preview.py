@@ -291,3 +291,15 @@ def test_outline_keeps_only_the_border():
     edge = preview.outline(square)
     assert edge[1, 1] == 3 and edge[1, 3] == 3 and edge[3, 3] == 0 and edge[2, 2] == 0
     assert set(np.unique(edge)) == {0, 3}
+
+
+@pytest.mark.parametrize("syntax,bits_stored", [(pydicom.uid.ImplicitVRLittleEndian, 16), (pydicom.uid.ExplicitVRLittleEndian, 12)])
+def test_pixels_read_straight_from_the_bytes_equal_pydicoms(syntax, bits_stored):
+    datasets = synthetic.make_ct_series(rows=7, columns=9, slices=3)
+    for ds in datasets:
+        ds.BitsStored, ds.HighBit = bits_stored, bits_stored - 1
+        if bits_stored == 12:  # 12-bit signed values: pydicom sign-extends them
+            ds.PixelData = (np.arange(63, dtype=np.int16).reshape(7, 9) * 64 - 2048).astype(np.int16).tobytes()
+    files = pairs(datasets, syntax)
+    expected = pixels_by_position([pydicom.dcmread(io.BytesIO(data)) for _, data in files])
+    assert np.array_equal(preview.read_series_volume(files).array, expected)

@@ -184,7 +184,9 @@ def series_volume(series: ReferenceSeries, sources: Source | Sequence[Source] | 
             raise InputError(f"{dataset.filename}: its bytes were not given, so its pixels cannot be shown")
         try:
             with tolerant_dicom_values():
-                pixels = _decode(data)
+                pixels = _native_pixels(dataset, data)
+                if pixels is None:
+                    pixels = _decode(data)
         except Exception as error:  # pydicom's decoders raise many kinds
             raise PreviewUnavailable(f"{dataset.filename}: its pixel data cannot be decoded ({error})") from None
         if pixels.ndim != 2 or pixels.shape != (rows, columns):
@@ -203,6 +205,42 @@ def series_volume(series: ReferenceSeries, sources: Source | Sequence[Source] | 
     units = "HU" if modality == "CT" else str(first.get("RescaleType", "") or "")
     return SeriesVolume(stored, series.affine, slope, intercept, modality, units, _dicom_window(first),
                         series.describe(), series, list(series.warnings))
+
+
+_NATIVE_LITTLE_ENDIAN = {pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian}
+
+
+def _native_pixels(dataset: Dataset, data: bytes) -> np.ndarray | None:
+    """Uncompressed little-endian grey pixels straight from the file's bytes (no second
+    parse), or None where pydicom's decoder is needed (other syntaxes, packed or partial
+    bits, colour, an element that is not where it should be)."""
+    syntax = getattr(dataset, "file_meta", {}).get("TransferSyntaxUID")
+    if syntax not in _NATIVE_LITTLE_ENDIAN:
+        return None
+    bits = int(dataset.get("BitsAllocated", 0) or 0)
+    if bits not in (8, 16, 32) or int(dataset.get("BitsStored", 0) or 0) != bits:
+        return None
+    if int(dataset.get("SamplesPerPixel", 1) or 1) != 1 or int(dataset.get("NumberOfFrames", 1) or 1) != 1:
+        return None
+    if str(dataset.get("PhotometricInterpretation", "")) not in ("MONOCHROME1", "MONOCHROME2"):
+        return None
+    rows, columns = int(dataset.Rows), int(dataset.Columns)
+    size = rows * columns * bits // 8
+    tag = b"\xe0\x7f\x10\x00"
+    start = data.rfind(tag)
+    while start >= 0:
+        if syntax == pydicom.uid.ExplicitVRLittleEndian and data[start + 4:start + 6] in (b"OW", b"OB"):
+            offset, length = start + 12, int.from_bytes(data[start + 8:start + 12], "little")
+        elif syntax == pydicom.uid.ImplicitVRLittleEndian:
+            offset, length = start + 8, int.from_bytes(data[start + 4:start + 8], "little")
+        else:
+            offset, length = -1, -1
+        if length >= size and (length - size) <= 1 and offset + size <= len(data):
+            signed = int(dataset.get("PixelRepresentation", 0) or 0) == 1
+            dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+            return np.frombuffer(data, dtype, rows * columns, offset).reshape(rows, columns)
+        start = data.rfind(tag, 0, start)
+    return None
 
 
 def _decode(data: bytes) -> np.ndarray:
@@ -460,6 +498,19 @@ def _label(attributes: Mapping, number: int) -> str:
     return str(label or f"Segment {number}")
 
 
+def _values_present(array: np.ndarray, chunk: int = 1 << 22) -> list:
+    """The distinct values of a label array. Small integers are counted a few million at a
+    time (np.unique sorts a copy of the whole volume, bincount converts it to intp)."""
+    if array.dtype not in (np.uint8, np.uint16, np.bool_):
+        return np.unique(array).tolist()
+    flat = array.reshape(-1).view(np.uint8) if array.dtype == np.bool_ else array.reshape(-1)
+    counts = np.zeros(256 if flat.dtype == np.uint8 else 65536, np.int64)
+    for start in range(0, flat.size, chunk):
+        part = np.bincount(flat[start:start + chunk])
+        counts[:part.size] += part
+    return [int(v) for v in np.flatnonzero(counts)]
+
+
 def _segment_dtype(largest: int):
     return np.uint8 if largest < 256 else np.uint16
 
@@ -484,7 +535,7 @@ def overlay_from_segmentation(contents, target: SeriesVolume) -> Overlay:
     for members, volume in groups:
         placed = _on_grid(volume, target)
         numbers = {segment.number for segment in members}
-        present = set(np.unique(placed).tolist()) - {0}
+        present = set(_values_present(placed)) - {0}
         if present - numbers:  # e.g. a label map's padding value: not a segment
             placed = np.where(np.isin(placed, list(numbers)), placed, 0).astype(placed.dtype)
         label_maps.append(placed)
@@ -508,7 +559,7 @@ def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, met
     number = 0
     for index, volume in enumerate(volumes):
         placed = _on_grid(volume, target)
-        values = [int(v) for v in np.unique(placed) if v != 0]
+        values = [int(v) for v in _values_present(placed) if v != 0]
         described = {int(a.get("labelID", 0)): a for a in (groups[index] if index < len(groups) else [])}
         wanted = sorted(described) if described else values
         if not wanted:
