@@ -441,6 +441,21 @@ def test_bad_manifest_is_refused_whole_listing_every_bad_row(collection, tmp_pat
     assert not out.exists()
 
 
+def test_output_inside_an_input_folder_is_not_an_input(collection, tmp_path):
+    # As in the CLI's own example: the SR is written into the folder it takes the SEG from.
+    study = tmp_path / "study"
+    shutil.copytree(collection["root"] / "study1", study)
+    rows = [dict(case="sr", conversion="sr", inputMetadata=str(study / "sr.json"), inputImageLibraryDirectory=str(study / "ct"),
+                 inputCompositeContextDirectory=str(study), outputDICOM="sr-again.dcm")]
+    first = run_batch(rows, study, workers=0, progress=False)
+    assert first.counts["ok"] == 1
+    again = run_batch(rows, study, workers=0, progress=False)
+    assert again.counts["skipped"] == 1
+    (study / "pm.json").write_text((study / "pm.json").read_text() + "\n")  # another file of the folder changes
+    third = run_batch(rows, study, workers=0, progress=False)
+    assert third.counts["ok"] == 1
+
+
 def test_defaults_from_the_command_line_and_manifest_formats(collection, tmp_path):
     rows = [row for row in collection["rows"] if not row["case"].startswith("broken")]
     base = collection["root"]

@@ -41,6 +41,7 @@ class Case:
     output_is_directory: bool = False
     force: bool = False
     timeout: float | None = None
+    bookkeeping: tuple[str, ...] = ()  # files the batch writes besides outputs (the report)
 
 
 STATUSES = ("ok", "skipped", "failed", "timeout", "not run")
@@ -55,6 +56,7 @@ class CaseResult:
     conversion: str
     status: str  # one of STATUSES; "skipped" = output already up to date
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # of the thread that ran it: the case's own cost, whatever the load
     output: str = ""
     output_bytes: int | None = None
     warnings: list[str] = field(default_factory=list)
@@ -148,11 +150,24 @@ class Inputs:
                     self._remote[location] = (location.rstrip("/").rsplit("/", 1)[-1], storage.read_bytes(location))
             content = self._remote[location]
             pairs = content if directory else [content]
-            return [(name, [data]) for name, data in pairs]
+            root = location.rstrip("/") + "/"
+            return [(name, [data]) for name, data in pairs if not (directory and self._own(root + name))]
         if directory:
             root = Path(location)
-            return [(os.path.relpath(path, root), _chunks(path)) for path in storage.tree_names(location)]
+            return [
+                (os.path.relpath(path, root), _chunks(path))
+                for path in storage.tree_names(location) if not self._own(path)
+            ]
         return [(os.path.basename(location), _chunks(location))]
+
+    def _own(self, path: str) -> bool:
+        """A file the batch writes, found in an input folder (e.g. the SR written into its own
+        composite-context folder, the records, the report): not an input, or no rerun would
+        ever find the case done."""
+        output = self.case.output.rstrip("/")
+        if path == output or path.endswith(SIDECAR_SUFFIX) or path in self.case.bookkeeping:
+            return True
+        return self.case.output_is_directory and path.startswith(output + "/")
 
     def source(self, column: str):
         """One input column as a library source (list columns give a list)."""
@@ -295,11 +310,14 @@ def one_line(error: BaseException) -> str:
 
 def run_case(case: Case) -> CaseResult:
     """Run one case; never raises for a problem of the case itself, it is reported instead."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def done(status: str, **values) -> CaseResult:
-        return CaseResult.of(case, status, seconds=round(time.perf_counter() - started, 4), worker=worker, **values)
+        return CaseResult.of(
+            case, status, seconds=round(time.perf_counter() - started, 4),
+            cpu_seconds=round(time.thread_time() - cpu, 4), worker=worker, **values,
+        )
 
     try:
         with time_limit(case.timeout):

@@ -197,6 +197,8 @@ def describe(known: Mapping[str, Conversion]) -> str:
         "  folder, relative outputs to --output-directory; fsspec URLs (s3://, gs://, memory://,",
         "  file://...) work where the fsspec backend is installed. Lists are comma-separated",
         "  (or lists, in JSON lines and Parquet); switches take 1/0, true/false, yes/no.",
+        "  Rows are independent and run in any order, in parallel: a case that reads another",
+        "  case's output (an SR of a SEG made in the same batch) belongs in a second batch.",
     ]
     for conversion in known.values():
         title = f"{conversion.alias} = {conversion.name}" if conversion.alias else conversion.name

@@ -13,7 +13,7 @@ from qidicom import __version__
 from qidicom.batch import storage
 from qidicom.batch.cases import STATUSES, CaseResult
 
-COLUMNS = ("case", "row", "conversion", "status", "seconds", "output", "output_bytes", "warnings", "error", "worker")
+COLUMNS = ("case", "row", "conversion", "status", "seconds", "cpu_seconds", "output", "output_bytes", "warnings", "error", "worker")
 
 
 @dataclass

@@ -9,6 +9,7 @@ Ctrl-C lets the running cases finish (their outputs are whole) before writing th
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import multiprocessing
 import os
@@ -311,6 +312,13 @@ def run_batch(
     importing the main module, as with every multiprocessing or Dask start method but fork.
     """
     cases = load_cases(manifest, output_directory, defaults=defaults, base=base, force=force, case_timeout=case_timeout)
+    location = None
+    if report is not False:
+        root = resolve(os.fspath(output_directory), os.getcwd())
+        location = resolve(REPORT_NAME, root) if report is True else resolve(os.fspath(report), os.getcwd())
+        location = location.removesuffix(".csv").removesuffix(".json")
+        # The report may land in a folder that is also an input: it is none of the inputs.
+        cases = [dataclasses.replace(case, bookkeeping=(location + ".csv", location + ".json")) for case in cases]
     started = time.monotonic()
     meter = Progress(len(cases), enabled=progress, each=verbose)
     backend = _backend(client, scheduler, workers)
@@ -328,8 +336,6 @@ def run_batch(
         ordered, seconds=time.monotonic() - started, scheduler=backend.description,
         dashboard=backend.dashboard, interrupted=interrupted,
     )
-    if report is not False:
-        root = resolve(os.fspath(output_directory), os.getcwd())
-        location = resolve(REPORT_NAME, root) if report is True else resolve(os.fspath(report), os.getcwd())
+    if location is not None:
         outcome.write(location)
     return outcome
