@@ -539,6 +539,17 @@ def test_help_documents_every_column_of_every_conversion():
                 assert f"    {action.dest} " in text, (name, action.dest)
 
 
+def test_every_option_of_the_cli_reaches_the_library():
+    # A new CLI option is a new manifest column at once; the batch must also pass it on.
+    from qidicom.batch.cases import CONVERTERS, IGNORED_OPTIONS
+    from qidicom.batch.columns import conversions
+
+    assert set(CONVERTERS) == set(conversions())
+    for name, conversion in conversions().items():
+        options = {column.name for column in conversion.columns.values() if column.role == "option"}
+        assert CONVERTERS[name].options == options - IGNORED_OPTIONS, name
+
+
 def test_core_library_and_cli_do_not_import_dask():
     # (tqdm is left out: pydicom imports it when it is installed.)
     code = (

@@ -198,6 +198,19 @@ def _chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
 # --------------------------------------------------------------------------- conversions
 # Each mirrors the CLI subcommand of the same name (qidicom/cli.py): same function, same
 # arguments. Returns the output (bytes for a file, [(name, bytes)] for a folder) and warnings.
+# Each names the options it passes on, so that a test can tell when the CLI grows one that
+# a batch would silently drop.
+
+#: Options the CLI takes for dcmqi's command lines and ignores; so does a batch.
+IGNORED_OPTIONS = frozenset({"noDicomValueChecks", "noCheck"})
+
+
+def _uses(*options: str):
+    def mark(function):
+        function.options = frozenset(options)
+        return function
+
+    return mark
 
 
 def _references(inputs: Inputs):
@@ -205,6 +218,7 @@ def _references(inputs: Inputs):
     return directory if directory is not None else inputs.source("inputDICOMList")
 
 
+@_uses("segmentationType", "fractionalType", "compress", "skip", "useLabelIDAsSegmentNumber", "referencesGeometryCheck")
 def _itkimage2segimage(inputs: Inputs, o: dict):
     from qidicom.seg import segmentation_from_files
 
@@ -217,6 +231,7 @@ def _itkimage2segimage(inputs: Inputs, o: dict):
     return result.data, list(result.warnings)
 
 
+@_uses("prefix", "outputType", "mergeSegments")
 def _segimage2itkimage(inputs: Inputs, o: dict):
     from qidicom.seg import segmentation_to_files
 
@@ -226,6 +241,7 @@ def _segimage2itkimage(inputs: Inputs, o: dict):
     return [(f.name, f.data) for f in files], []
 
 
+@_uses("compress", "usePalette", "force16Bit")
 def _bin2labelsegimage(inputs: Inputs, o: dict):
     from qidicom.seg import binary_to_labelmap
 
@@ -235,6 +251,7 @@ def _bin2labelsegimage(inputs: Inputs, o: dict):
     return result.data, list(result.warnings)
 
 
+@_uses("compress", "dataType")
 def _itkimage2paramap(inputs: Inputs, o: dict):
     from qidicom.pm import parametric_map_from_files
 
@@ -245,6 +262,7 @@ def _itkimage2paramap(inputs: Inputs, o: dict):
     return result.data, list(result.warnings)
 
 
+@_uses("prefix", "outputType")
 def _paramap2itkimage(inputs: Inputs, o: dict):
     from qidicom.pm import parametric_map_to_files
 
@@ -252,6 +270,7 @@ def _paramap2itkimage(inputs: Inputs, o: dict):
     return [(f.name, f.data) for f in files], list(warnings)
 
 
+@_uses("compress")
 def _tid1500writer(inputs: Inputs, o: dict):
     from qidicom.sr import report_from_files
 
@@ -262,6 +281,7 @@ def _tid1500writer(inputs: Inputs, o: dict):
     return result.data, list(result.warnings)
 
 
+@_uses()
 def _tid1500reader(inputs: Inputs, o: dict):
     from qidicom.sr import report_to_json
 

@@ -151,7 +151,7 @@ def conversions() -> dict[str, Conversion]:
     """
     from qidicom.cli import build_parser
 
-    parser = build_parser()
+    parser = build_parser(with_batch=False)
     subcommands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for sub in subcommands.choices.values():
         sub.error = _refuse  # instance attribute: argparse calls self.error(message)
