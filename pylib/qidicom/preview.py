@@ -186,7 +186,7 @@ def series_volume(series: ReferenceSeries, sources: Source | Sequence[Source] | 
             with tolerant_dicom_values():
                 pixels = _native_pixels(dataset, data)
                 if pixels is None:
-                    pixels = _decode(data)
+                    pixels = _decode(data, deflated=syntax_of(dataset) == pydicom.uid.DeflatedExplicitVRLittleEndian)
         except Exception as error:  # pydicom's decoders raise many kinds
             raise PreviewUnavailable(f"{dataset.filename}: its pixel data cannot be decoded ({error})") from None
         if pixels.ndim != 2 or pixels.shape != (rows, columns):
@@ -243,16 +243,21 @@ def _native_pixels(dataset: Dataset, data: bytes) -> np.ndarray | None:
     return None
 
 
-def _decode(data: bytes) -> np.ndarray:
+def syntax_of(dataset: Dataset) -> str:
+    return str(getattr(dataset, "file_meta", {}).get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian))
+
+
+def _decode(data: bytes, deflated: bool = False) -> np.ndarray:
     from pydicom.pixels import pixel_array
 
-    buffer = io.BytesIO(data)
-    try:
-        # Reads only the pixel module's elements: the rest of the header is parsed already.
-        return pixel_array(buffer, specific_tags=_PIXEL_TAGS)
-    except (AttributeError, KeyError, ValueError, TypeError, NotImplementedError):
-        dataset = pydicom.dcmread(io.BytesIO(data), force=True)  # e.g. deflated, or a file without preamble
-        return dataset.pixel_array
+    if not deflated:
+        try:
+            # Reads only the pixel module's elements: the rest of the header is parsed already.
+            return pixel_array(io.BytesIO(data), specific_tags=_PIXEL_TAGS)
+        except (AttributeError, KeyError, ValueError, TypeError, NotImplementedError, OverflowError):
+            pass
+    # Deflated files (whose partial read overflows under 32-bit Pyodide), files without a preamble.
+    return pydicom.dcmread(io.BytesIO(data), force=True).pixel_array
 
 
 def read_series_volume(sources: Source | Sequence[Source], match: Volume | None = None) -> SeriesVolume:
