@@ -41,9 +41,10 @@ class CodeRow(Row):
         label = label_of(field)
         self.search = pn.widgets.TextInput(
             name=f"{label} — search by meaning or code value", placeholder="type to search the code list",
-            description=field.help or None, sizing_mode="stretch_width", visible=picker is not None)
+            description=field.help or None, sizing_mode="stretch_width", visible=picker is not None,
+            stylesheets=[WRAPPING_LABEL])
         self.matches = pn.widgets.Select(name=f"{field.name} — matches (choose one)", options=[], size=6,
-                                         sizing_mode="stretch_width", visible=False)
+                                         sizing_mode="stretch_width", visible=False, stylesheets=[WRAPPING_LABEL])
         # Three boxes side by side; their long labels wrap instead of running into each other.
         box = {"sizing_mode": "stretch_width", "min_width": 120, "stylesheets": [WRAPPING_LABEL]}
         self.value = pn.widgets.TextInput(name=f"{field.name} CodeValue", **box)
