@@ -146,3 +146,49 @@ def test_a_conversion_command_line_is_parsed_without_the_batch_module(tmp_path):
     )
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert run.stdout.split() == ["1", "False"] and "missing.dcm" in run.stderr
+
+
+def test_bit_packing_equals_pydicoms_and_highdicom_writes_the_same_seg():
+    import highdicom
+    import pytest
+    from pydicom.pixels.utils import pack_bits as pydicom_pack_bits
+
+    from qidicom import seg
+    from qidicom.readers import read_dicom_series, read_image
+    from qidicom.samples import make_sample_study
+
+    rng = np.random.default_rng(2)
+    for size in (1, 7, 8, 9, 64, 1000, 4096 + 3):
+        for dtype in (bool, np.uint8):
+            frame = (rng.random(size) > 0.6).astype(dtype)
+            for shaped in (frame, frame.reshape(1, -1)):
+                for pad in (True, False):
+                    assert seg.pack_bits(shaped, pad=pad) == pydicom_pack_bits(shaped, pad=pad), (size, dtype, pad)
+    for other in (np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int16), np.zeros(0, np.uint8)):
+        assert seg.pack_bits(other) == pydicom_pack_bits(other)
+    with pytest.raises(ValueError, match="Only binary arrays"):
+        seg.pack_bits(np.array([0, 2, 1, 0, 0, 0, 0, 0], np.uint8))
+
+    # A BINARY SEG: the same pixel data through highdicom with either packing, and pydicom's
+    # function back in place afterwards.
+    study = make_sample_study(rows=24, columns=20, slices=6)
+    series = read_dicom_series(study.ct_series)
+    labels = read_image(study.ct_labels)
+    written = seg.write_segmentation([labels], study.seg_metadata, series, segmentation_type="binary")
+    assert highdicom.image.pack_bits is pydicom_pack_bits
+    rows, columns = int(written.dataset.Rows), int(written.dataset.Columns)
+    expected = b"".join(
+        pydicom_pack_bits(
+            (np.asarray(_frame_labels(labels, series, item)) == int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+             ).astype(np.uint8).reshape(-1), pad=False)
+        for item in written.dataset.PerFrameFunctionalGroupsSequence
+    )
+    expected += b"\0" if len(expected) % 2 else b""
+    assert written.dataset.PixelData == expected and rows * columns % 8 == 0
+
+
+def _frame_labels(labels, series, item) -> np.ndarray:
+    """The label map's plane at a frame's position, as (rows, columns)."""
+    position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
+    k = int(np.argmin(np.linalg.norm(series.stack.positions - position, axis=1)))
+    return labels.array[:, :, k].T
