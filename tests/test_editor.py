@@ -266,7 +266,7 @@ def test_sr_groups_and_items_added_removed_and_reordered(sample_study):
                              "SourceSeriesInstanceUID": "1.2.3.5",
                              "SegmentedPropertyTypeCodeSequence": s["SegmentedPropertyTypeCodeSequence"]}
                             for n, s in enumerate(segments, start=1)],
-               "series": [{"SeriesInstanceUID": "1.2.3.5"}], "files": ["seg.dcm", "ct-001.dcm", "ct-002.dcm"]}
+               "series": [{"SeriesInstanceUID": "1.2.3.5", "Modality": "CT", "SeriesDescription": "Phantom CT"}], "files": ["seg.dcm", "ct-001.dcm", "ct-002.dcm"]}
     editor = MetadataEditor("sr", context=context)
     editor.panel()
     top = rows_of(editor.form)
@@ -290,6 +290,7 @@ def test_sr_groups_and_items_added_removed_and_reordered(sample_study):
     first = editor.document["Measurements"][0]
     assert first["ReferencedSegment"] == 2 and first["segmentationSOPInstanceUID"] == "1.2.3.4"
     assert first["SourceSeriesForImageSegmentation"] == "1.2.3.5"
+    assert "CT · Phantom CT (1.2.3.5)" in group["SourceSeriesForImageSegmentation"].widget.options
     assert first["Finding"] == segments[1]["SegmentedPropertyTypeCodeSequence"]
     items = group["measurementItems"]
     items.add.clicks += 1

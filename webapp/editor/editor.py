@@ -190,8 +190,11 @@ class MetadataEditor(param.Parameterized):
             return StringsRow(field, path_of, write, options)
         if field.kind == "text":
             if field.name == "SourceSeriesForImageSegmentation" and self.context.get("series"):
-                return EnumRow(field, path_of, write, choices=[
-                    s.get("SeriesInstanceUID") for s in self.context["series"] if s.get("SeriesInstanceUID")])
+                series = [s for s in self.context["series"] if s.get("SeriesInstanceUID")]
+                labels = {s["SeriesInstanceUID"]: " · ".join(str(s[k]) for k in ("Modality", "SeriesDescription")
+                                                             if s.get(k)) + f" ({s['SeriesInstanceUID']})"
+                          for s in series}
+                return EnumRow(field, path_of, write, choices=list(labels), labels=labels)
             return TextRow(field, path_of, write)
         if field.kind == "object":
             return ObjectRow(self, field, path_of, write)

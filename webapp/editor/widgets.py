@@ -108,20 +108,25 @@ NOT_SET = "(not set)"
 
 
 class EnumRow(Row):
-    def __init__(self, field, path_of, write, choices: list | None = None):
+    def __init__(self, field, path_of, write, choices: list | None = None, labels: dict | None = None):
         super().__init__(field, path_of, write)
         self.choices = list(choices or field.choices)
-        self.widget = pn.widgets.Select(name=label_of(field), options=[NOT_SET] + self.choices,
+        self.labels = dict(labels or {})  # value -> what the list shows (e.g. a series' description)
+        self.widget = pn.widgets.Select(name=label_of(field), options=self._options(MISSING),
                                         description=field.help or None, sizing_mode="stretch_width")
         self.widget.param.watch(self._changed, "value")
+
+    def _options(self, value) -> dict:
+        values = [NOT_SET] + self.choices
+        if value is not MISSING and value not in values:
+            values.append(value)  # an invalid value stays visible (and is reported)
+        return {str(self.labels.get(v, v)): v for v in values}
 
     def _changed(self, event) -> None:
         self.write(MISSING if event.new == NOT_SET else event.new)
 
     def set_value(self, value):
-        options = [NOT_SET] + self.choices
-        if value is not MISSING and value not in options:
-            options.append(value)  # an invalid value stays visible (and is reported)
+        options = self._options(value)
         if self.widget.options != options:
             self.widget.options = options
         self.widget.value = NOT_SET if value is MISSING else value
