@@ -143,10 +143,15 @@ from qidicom.geometry import Volume
 from preview import SlicePreview
 sys.path.insert(0, {tests!r})
 import synthetic
+import time
+started = time.perf_counter()
 files = [(p.name, p.read_bytes()) for p in sorted(Path({folder!r}).iterdir())]
 volume = qp.read_series_volume(files)
+del files
 overlay = qp.overlay_from_label_maps([Volume(synthetic.ten_sphere_labels(volume.shape).astype(np.uint8), volume.affine)], volume)
-SlicePreview(volume, overlay=overlay, title="bench").panel().servable()
+view = SlicePreview(volume, overlay=overlay, title="bench")
+Path({timing!r}).write_text(str(time.perf_counter() - started))
+view.panel().servable()
 '''
 
 
@@ -164,7 +169,7 @@ def browser_figures(files, n: int) -> dict:
         (folder / Path(name).name).write_bytes(data)
     script = folder.parent / (folder.name + "-page.py")
     script.write_text(PAGE.format(pylib=str(REPO / "pylib"), webapp=str(REPO / "webapp"), tests=str(REPO / "tests"),
-                                  folder=str(folder)))
+                                  folder=str(folder), timing=str(folder.parent / (folder.name + "-timing.txt"))))
     port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "panel", "serve", str(script), "--port", str(port), "--address",
                                "127.0.0.1", "--allow-websocket-origin", f"127.0.0.1:{port}"],
@@ -172,9 +177,11 @@ def browser_figures(files, n: int) -> dict:
     url = f"http://127.0.0.1:{port}/{script.stem}"
     figures: dict = {}
     try:
-        for _ in range(120):
+        import socket
+
+        for _ in range(240):  # the port only: a request would build a session
             try:
-                urllib.request.urlopen(url, timeout=2)
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
                 time.sleep(0.5)
@@ -182,10 +189,11 @@ def browser_figures(files, n: int) -> dict:
             browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             started = time.perf_counter()
-            page.goto(url)
+            page.goto(url, timeout=600_000)
             page.wait_for_selector(".bk-Figure canvas", timeout=300_000)
             page.wait_for_function(CANVAS_DRAWN, timeout=300_000)
             figures["page_open_to_first_slices_s"] = round(time.perf_counter() - started, 2)
+            figures["server_read_and_build_s"] = round(float((folder.parent / (folder.name + "-timing.txt")).read_text()), 2)
             page.evaluate(INSTALL_PROBE)
             handle = page.locator(".qi-slider-axial .noUi-handle").first
             handle.focus()
@@ -201,7 +209,10 @@ def browser_figures(files, n: int) -> dict:
             browser.close()
     finally:
         server.terminate()
-        server.wait(timeout=20)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
     return figures
 
 

@@ -138,6 +138,16 @@ def test_flipped_series_and_nifti_overlay_drawn_in_the_patient_frame(served, tmp
         page.mouse.move(box["x"] + columns.mean(), box["y"] + rows.mean())
         page.wait_for_timeout(800)
         readout = page.locator(".qi-readout-text").inner_text()
+        # Dragging right widens the window (a Python callback on Bokeh's Pan events).
+        before = page.locator(".qi-window-text").inner_text()
+        page.mouse.down()
+        page.mouse.move(box["x"] + columns.mean() + 120, box["y"] + rows.mean(), steps=8)
+        page.mouse.up()
+        page.wait_for_timeout(800)
+        after = page.locator(".qi-window-text").inner_text()
         browser.close()
     assert "segment 1 Marker" in readout and "value 1000 HU" in readout, readout
     assert foreign == [], foreign
+    assert before.strip() == "Level 0, width 2000 HU" and after != before, (before, after)
+    width = float(after.split("width")[1].split()[0])
+    assert width > 2000

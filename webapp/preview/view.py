@@ -41,6 +41,8 @@ class PlaneFigure:
             x_range=Range1d(-dx / 2, width - dx / 2, bounds="auto"), y_range=Range1d(-dy / 2, height - dy / 2, bounds="auto"),
             tools="pan,box_zoom,reset", toolbar_location="above", match_aspect=True,
             background_fill_color="black", border_fill_color="#111", outline_line_color=None, name=f"qi-{plane}")
+        if owner.drag_mode == "window":
+            self.figure.toolbar.active_drag = None  # a drag adjusts the window, not the view
         self.figure.axis.visible = False
         self.figure.grid.visible = False
         self.figure.title.text_color = "#ddd"
@@ -202,7 +204,7 @@ class SlicePreview:
         self.preset = pn.widgets.Select(name="Window", options=list(presets), value=list(presets)[0], width=200)
         self.preset.param.watch(lambda event: self.set_preset(event.new), "value")
         centre, width = qp.default_window(volume)
-        self.window_text = pn.pane.Markdown(self._window_label(centre, width), disable_math=True, margin=(0, 5))
+        self.window_text = pn.pane.HTML(self._window_label(centre, width), margin=(0, 5))
         self.drag = pn.widgets.RadioButtonGroup(name="Drag", options=["window", "pan"], value="window", button_type="light")
         self.drag.param.watch(self._set_drag, "value")
         self.readout = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["qi-readout"])
@@ -232,7 +234,7 @@ class SlicePreview:
 
     def _window_label(self, centre: float, width: float) -> str:
         units = f" {self.volume.units}" if self.volume.units else ""
-        return f"Level {centre:.4g}, width {width:.4g}{units}"
+        return f"<span class='qi-window-text'>Level {centre:.4g}, width {width:.4g}{units}</span>"
 
     def panel(self) -> pn.viewable.Viewable:
         """The layout: three planes with their sliders, the controls, the readout."""
