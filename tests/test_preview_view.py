@@ -158,3 +158,43 @@ def test_open_an_sr_as_a_table(sample_files, tmp_path):
     layout = viewer.panel()
     html = layout.objects[1].object
     assert "<th>Finding site</th>" in html and html.count("<tr>") == len(viewer.rows) + 1
+
+
+def test_monochrome1_is_shown_inverted():
+    import io
+
+    import synthetic
+
+    datasets = synthetic.make_ct_series(rows=6, columns=6, slices=2)
+    files = []
+    for n, ds in enumerate(datasets):
+        ds.PhotometricInterpretation = "MONOCHROME1"
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        files.append((f"{n}.dcm", buffer.getvalue()))
+    volume = qp.read_series_volume(files)
+    assert volume.inverted
+    view = SlicePreview(volume)
+    assert view.base_mapper.palette[0] == "#ffffff" and view.base_mapper.palette[-1] == "#000000"
+
+
+def test_measurements_button_fills_the_table_and_prefills_the_report(sample_study, sample_files):
+    import pydicom
+
+    from preview.measure import MeasurementsPanel
+
+    from qidicom import metadata
+
+    volume = qp.read_series_volume(sample_study.ct_series)
+    overlay = qp.overlay_from_segmentation(read_segmentation(sample_files["seg"]), volume)
+    received = []
+    seg = pydicom.dcmread(sample_files["seg"], stop_before_pixels=True)
+    panel = MeasurementsPanel(volume, overlay, report_arguments={
+        "segmentation_file": "seg.dcm", "segmentation_uid": str(seg.SOPInstanceUID),
+        "source_series_uid": volume.series.series_uid, "image_library": [n for n in volume.series.names]},
+        prefill=received.append, offer=lambda name, data, mime: name)
+    panel.measure()
+    assert len(received) == 1 and metadata.validate(received[0], "sr") == []
+    assert [g["ReferencedSegment"] for g in received[0]["Measurements"]] == [m.number for m in panel.results]
+    table = panel.area.objects[0].object
+    assert table.count("<tr>") == len(panel.results) + 1 and "Volume (mL)" in table

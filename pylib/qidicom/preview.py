@@ -87,6 +87,7 @@ class SeriesVolume:
     units: str = ""
     window: tuple[float, float] | None = None  # (centre, width) from the series, in real values
     name: str = ""
+    inverted: bool = False  # MONOCHROME1: low values are shown bright
     series: ReferenceSeries | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -204,7 +205,8 @@ def series_volume(series: ReferenceSeries, sources: Source | Sequence[Source] | 
     modality = str(first.get("Modality", ""))
     units = "HU" if modality == "CT" else str(first.get("RescaleType", "") or "")
     return SeriesVolume(stored, series.affine, slope, intercept, modality, units, _dicom_window(first),
-                        series.describe(), series, list(series.warnings))
+                        series.describe(), str(first.get("PhotometricInterpretation", "")) == "MONOCHROME1",
+                        series, list(series.warnings))
 
 
 _NATIVE_LITTLE_ENDIAN = {pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian}

@@ -156,7 +156,8 @@ class SlicePreview:
         self.drag_mode = "window"
         self.hidden: set[int] = set()
         centre, width = qp.default_window(volume)
-        self.base_mapper = LinearColorMapper(palette=Greys256, low=centre - width / 2, high=centre + width / 2,
+        greys = list(reversed(Greys256)) if volume.inverted else Greys256  # Greys256 runs black to white
+        self.base_mapper = LinearColorMapper(palette=greys, low=centre - width / 2, high=centre + width / 2,
                                              name="qi-window")
         self.segment_mapper = None
         if overlay is not None and overlay.segments:

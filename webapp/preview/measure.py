@@ -1,0 +1,65 @@
+"""The "Measurements" button: per-segment numbers from the preview's own data, shown as a
+table with a CSV download, and a TID 1500 document pre-filled with them.
+
+Mount with one call::
+
+    MeasurementsPanel(volume, overlay, pmap=None, report_arguments=..., prefill=sr_state.set_document).panel()
+
+``report_arguments`` are ``qidicom.measurements.report_metadata``'s keywords (the SEG's
+file name and UID, the source series UID, the image library); ``prefill`` receives the
+document (the app gives it to the SR mode's form editor).
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Callable
+
+import panel as pn
+
+from qidicom import measurements
+
+from preview.objects import Offer, file_download, table_html
+
+COLUMNS = [("segment", "Segment"), ("label", "Label"), ("voxels", "Voxels"), ("volume_ml", "Volume (mL)"),
+           ("mean", "Mean"), ("std", "SD"), ("min", "Min"), ("max", "Max"), ("median", "Median"), ("units", "Units"),
+           ("map_mean", "Map mean"), ("map_median", "Map median"), ("map_units", "Map units")]
+
+
+def _rounded(rows: list[dict]) -> list[dict]:
+    return [{k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()} for row in rows]
+
+
+class MeasurementsPanel:
+    """Measure on click; show, offer the CSV, and pre-fill the SR form."""
+
+    def __init__(self, volume, overlay, pmap=None, *, report_arguments: dict | None = None,
+                 prefill: Callable[[dict], object] | None = None, offer: Offer = file_download):
+        self.volume, self.overlay, self.pmap = volume, overlay, pmap
+        self.report_arguments, self.prefill, self.offer = report_arguments, prefill, offer
+        self.results: list[measurements.SegmentMeasurement] = []
+        self.document: dict | None = None
+        self.button = pn.widgets.Button(name="Measurements", button_type="primary")
+        self.button.on_click(lambda _event: self.measure())
+        self.area = pn.Column(sizing_mode="stretch_width")
+
+    def measure(self) -> None:
+        self.results = measurements.measure_segments(self.volume, self.overlay, self.pmap)
+        rows = measurements.measurements_table(self.results)
+        items: list = [pn.pane.HTML(table_html(_rounded(rows), COLUMNS if self.pmap is not None else COLUMNS[:10]),
+                                    sizing_mode="stretch_width", css_classes=["qi-measurements"]),
+                       self.offer("measurements.csv", measurements.measurements_csv(self.results), "text/csv")]
+        if self.report_arguments is not None:
+            try:
+                self.document = measurements.report_metadata(self.results, modality=self.volume.modality,
+                                                             **self.report_arguments)
+            except Exception as error:  # e.g. nothing measurable: say so beside the table
+                items.append(pn.pane.Alert(html.escape(str(error)), alert_type="warning"))
+            else:
+                if self.prefill is not None:
+                    self.prefill(self.document)
+                    items.append(pn.pane.Alert("The SR form is pre-filled with these measurements.", alert_type="success"))
+        self.area.objects = items
+
+    def panel(self) -> pn.viewable.Viewable:
+        return pn.Column(self.button, self.area, sizing_mode="stretch_width")
