@@ -482,7 +482,12 @@ def test_defaults_from_the_command_line_and_manifest_formats(collection, tmp_pat
     assert load_cases(parquet, tmp_path) == expected
     assert load_cases(rows, tmp_path, base=base) == expected
     table = pyarrow.Table.from_pylist([dict(r, **{c: r.get(c) for c in COLUMNS}) for r in rows])
-    assert load_cases(table, tmp_path, base=base) == expected  # a DataFrame-like table, from Python
+    assert load_cases(table, tmp_path, base=base) == expected  # a table, from Python
+    pandas = pytest.importorskip("pandas")  # in the notebooks extra
+    frame = pandas.DataFrame(rows)  # missing cells become NaN: not given
+    assert load_cases(frame, tmp_path, base=base) == expected
+    report = run_batch(frame.iloc[:2], tmp_path / "out", workers=0, base=base, progress=False)
+    assert list(report.to_dataframe()["status"]) == ["ok", "ok"]
 
 
 def test_fsspec_memory_urls_for_inputs_and_outputs(collection, cli_runs, tmp_path):
