@@ -303,3 +303,16 @@ def test_pixels_read_straight_from_the_bytes_equal_pydicoms(syntax, bits_stored)
     files = pairs(datasets, syntax)
     expected = pixels_by_position([pydicom.dcmread(io.BytesIO(data)) for _, data in files])
     assert np.array_equal(preview.read_series_volume(files).array, expected)
+
+
+def test_several_label_maps_matched_to_their_attributes_by_file_name(tmp_path):
+    datasets = synthetic.make_ct_series(rows=6, columns=6, slices=2)
+    volume = preview.read_series_volume(pairs(datasets))
+    first, second = np.zeros(volume.shape, np.uint8), np.zeros(volume.shape, np.uint8)
+    first[1, 1, 0], second[4, 4, 1] = 1, 1
+    paths = [synthetic.save_nrrd(a, volume.affine, tmp_path / n) for a, n in ((first, "a.nrrd"), (second, "b.nrrd"))]
+    metadata = {"segmentAttributesFileMapping": ["b.nrrd", "a.nrrd"],
+                "segmentAttributes": [[{"labelID": 1, "SegmentLabel": "from b"}], [{"labelID": 1, "SegmentLabel": "from a"}]]}
+    overlay = preview.overlay_from_label_maps([readers.read_image(p) for p in paths], volume, metadata)
+    assert preview.readout(volume, (1, 1, 0), overlay)["segments"] == [(1, "from a")]
+    assert [s.label for s in overlay.segments_at((4, 4, 1))] == ["from b"]

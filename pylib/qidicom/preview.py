@@ -557,17 +557,21 @@ def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, met
     """Label maps (NIfTI/NRRD, as the SEG writer takes them) on the series grid.
 
     With seg metadata, segments are numbered as its ``segmentAttributes`` list them (file
-    by file, as the SEG writer numbers them), with its labels and colours; without, each
+    by file, as the SEG writer numbers them; files matched by position or, with
+    ``segmentAttributesFileMapping``, by name), with its labels and colours; without, each
     distinct value of each file is a segment, numbered in order.
     """
     groups = list((metadata or {}).get("segmentAttributes") or [])
+    mapping = [str(name).rsplit("/", 1)[-1] for name in (metadata or {}).get("segmentAttributesFileMapping") or []]
     segments: dict[int, SegmentInfo] = {}
     label_maps: list[np.ndarray] = []
     number = 0
     for index, volume in enumerate(volumes):
         placed = _on_grid(volume, target)
         values = [int(v) for v in _values_present(placed) if v != 0]
-        described = {int(a.get("labelID", 0)): a for a in (groups[index] if index < len(groups) else [])}
+        name = str(volume.name or "").rsplit("/", 1)[-1]
+        group = mapping.index(name) if name in mapping else index  # by file name, as the SEG writer matches them
+        described = {int(a.get("labelID", 0)): a for a in (groups[group] if group < len(groups) else [])}
         wanted = sorted(described) if described else values
         if not wanted:
             continue
