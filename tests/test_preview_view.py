@@ -198,3 +198,13 @@ def test_measurements_button_fills_the_table_and_prefills_the_report(sample_stud
     assert [g["ReferencedSegment"] for g in received[0]["Measurements"]] == [m.number for m in panel.results]
     table = panel.area.objects[0].object
     assert table.count("<tr>") == len(panel.results) + 1 and "Volume (mL)" in table
+
+
+def test_jump_menu_can_be_used_twice(ct_view):
+    name = next(n for n in ct_view._segment_names if n.endswith("Liver"))
+    number = ct_view._segment_names[name]
+    ct_view.jump.value = name
+    assert ct_view.position == ct_view.overlay.centre(number) and ct_view.jump.value == "(choose)"
+    ct_view.set_position((0, 0, 0))
+    ct_view.jump.value = name
+    assert ct_view.position == ct_view.overlay.centre(number)

@@ -220,7 +220,7 @@ class SlicePreview:
             self.style = pn.widgets.RadioButtonGroup(name="Style", options=["fill", "outline"], value="fill", button_type="light")
             self.style.param.watch(lambda event: self.set_outline(event.new == "outline"), "value")
             self.jump = pn.widgets.Select(name="Jump to segment", options=["(choose)"] + list(names), value="(choose)")
-            self.jump.param.watch(lambda event: event.new in names and self.jump_to(names[event.new]), "value")
+            self.jump.param.watch(self._jump_chosen, "value")
             controls += [self.opacity_slider, self.style, self.jump, self.visible]
         if self.pmap is not None:
             low, high = self.map_mapper.low, self.map_mapper.high
@@ -232,6 +232,11 @@ class SlicePreview:
             self.map_opacity_slider.param.watch(lambda event: self.set_map_opacity(event.new), "value")
             controls += [self.threshold, self.map_opacity_slider]
         self.controls = pn.Column(*controls, width=240)
+
+    def _jump_chosen(self, event) -> None:
+        if event.new in self._segment_names:
+            self.jump_to(self._segment_names[event.new])
+            self.jump.value = "(choose)"  # so the same segment can be chosen again
 
     def _window_label(self, centre: float, width: float) -> str:
         units = f" {self.volume.units}" if self.volume.units else ""
