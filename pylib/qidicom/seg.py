@@ -737,6 +737,7 @@ class _SegmentFrames:
     slices: np.ndarray
     shape: tuple[int, int, int]
     scale: float | None = None  # FRACTIONAL: the Maximum Fractional Value
+    one_bit: bool = False  # 1-bit frames: every value is 0 or 1 already
 
     def volume(self, dtype=None, value: int = 1) -> np.ndarray:
         """bool (float32 0..1 if fractional), or ``value`` as ``dtype`` where the segment is."""
@@ -751,7 +752,7 @@ class _SegmentFrames:
             elif value == 1:
                 array[:, :, self.slices[f]] = values != 0
             else:
-                np.multiply(values != 0, value, out=array[:, :, self.slices[f]], dtype=dtype)
+                np.multiply(values if self.one_bit else values != 0, value, out=array[:, :, self.slices[f]], dtype=dtype)
         return array
 
 
@@ -863,7 +864,7 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
             raise InputError(f"{label}: frame {f + 1} refers to segment {number}, which is not described")
         frames_of[number].append(f)
     for number in sorted(descriptions):
-        placed = _SegmentFrames(frames, frames_of[number], slice_index, shape, scale)
+        placed = _SegmentFrames(frames, frames_of[number], slice_index, shape, scale, int(dataset.BitsAllocated) == 1)
         segments.append(Segment(number, None, segment_attributes(descriptions[number], colours.get(number)), frames=placed))
     return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, None, warnings)
 
