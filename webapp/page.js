@@ -51,6 +51,26 @@
     sendEvents([event]);
   }
 
+  // Document changes from the worker, applied one at a time with a turn of the event loop
+  // between them: a patch that adds models has their views built asynchronously, and the
+  // next patch may set values on them (a form filled as it appears) only once they exist.
+  const patches = [];
+  async function applyPatches() {
+    while (patches.length) {
+      const msg = patches[0];
+      applyingPatch += 1;
+      try {
+        jsdoc.apply_json_patch(msg.patch, msg.buffers);
+      } catch (error) {
+        console.error("qidicom: a document update from the worker failed", error);
+      } finally {
+        applyingPatch -= 1;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 0));
+      patches.shift();
+    }
+  }
+
   async function render(msg) {
     const docsJson = JSON.parse(msg.docs_json);
     const renderItems = JSON.parse(msg.render_items);
@@ -97,12 +117,8 @@
         document.body.dataset.stack = "ready";
         break;
       case "patch":
-        applyingPatch += 1;
-        try {
-          jsdoc.apply_json_patch(msg.patch, msg.buffers);
-        } finally {
-          applyingPatch -= 1;
-        }
+        patches.push(msg);
+        if (patches.length === 1) applyPatches();
         break;
       case "idle":
         if (queue.length) {
