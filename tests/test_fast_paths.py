@@ -192,3 +192,19 @@ def _frame_labels(labels, series, item) -> np.ndarray:
     position = np.asarray(item.PlanePositionSequence[0].ImagePositionPatient, float)
     k = int(np.argmin(np.linalg.norm(series.stack.positions - position, axis=1)))
     return labels.array[:, :, k].T
+
+
+def test_finite_range_of_a_map_with_and_without_nan():
+    from qidicom.pm import _finite_range
+
+    rng = np.random.default_rng(4)
+    for dtype in (np.float32, np.float64):
+        values = (rng.normal(size=(30, 20, 5)) * 1e-3).astype(dtype)
+        assert _finite_range(values) == (float(values.min()), float(values.max()))
+        holed = values.copy()
+        holed[0, 0, 0], holed[1, 2, 3] = np.nan, np.inf
+        finite = values[np.isfinite(holed)]
+        assert _finite_range(holed) == (float(finite.min()), float(finite.max()))
+        assert _finite_range(np.full((2, 2, 2), np.nan, dtype)) == (0.0, 0.0)
+        assert _finite_range(np.zeros((0, 3, 3), dtype)) == (0.0, 0.0)
+    assert _finite_range(np.array([[[3, -2, 7]]], np.int16)) == (-2, 7)

@@ -506,6 +506,8 @@ def _window(frames: np.ndarray):
 
 def _finite_range(frames: np.ndarray) -> tuple[float, float]:
     if frames.dtype.kind == "f":
+        if frames.size and np.isfinite(frames).all():  # the usual case: no masked copy of the map
+            return float(frames.min()), float(frames.max())
         finite = frames[np.isfinite(frames)]
         if finite.size == 0:
             return 0.0, 0.0
