@@ -285,8 +285,8 @@ def test_qidicom_reads_dcmqis_seg(dcmqi, study, tmp_path, segmentation_type):
 @pytest.mark.parametrize("options", [(), ("--usePalette",), ("--usePalette", "--force16Bit"), ("--compress", "rle")],
                          ids=["mono8", "palette8", "palette16", "rle"])
 def test_qidicom_reads_dcmqis_bin2labelsegimage_output(dcmqi, study, tmp_path, options):
-    """dcmqi's own binary SEG turned into a LABELMAP by dcmqi; a palette one also gives each
-    segment's colour from its palette."""
+    """dcmqi's own binary SEG turned into a LABELMAP by dcmqi; from a palette one each segment's
+    colour is its palette entry."""
     labels, affine, metadata = labels_of(study)
     binary, labelmap = tmp_path / "dcmqi-binary.dcm", tmp_path / "dcmqi-labelmap.dcm"
     run_dcmqi(dcmqi, "itkimage2segimage", "--inputImageList", study["ct_labels"], "--inputDICOMDirectory", study["ct"],
@@ -305,15 +305,34 @@ def test_qidicom_reads_dcmqis_bin2labelsegimage_output(dcmqi, study, tmp_path, o
     if "--usePalette" not in options:
         assert_seg_meta_matches({k: v for k, v in metadata.items() if k not in dropped}, meta)
         return
-    # A palette SEG's colours are its palette entries, which dcmqi makes from the CIELab value
-    # (rounding: within 1 of the metadata's RGB). Its 8-bit palette puts the first entry of each
-    # pair in the high byte of the OW word (so dcmqi's 16-bit entry 0xdddb is 8-bit 0xdc).
+    # A palette SEG's colours are its palette entries: each segment reports the entry of its
+    # number, read as PS3.3 C.7.6.3.1.5 stores it (and as DCMTK's dcm2pnm renders it).
     assert_seg_meta_matches({k: v for k, v in metadata.items() if k not in dropped}, meta, ("recommendedDisplayRGBValue",))
+    entries = palette_entries(pydicom.dcmread(labelmap))
     colours = {s["labelID"]: s.get("recommendedDisplayRGBValue") for group in meta["segmentAttributes"] for s in group}
-    for segment in (s for group in metadata["segmentAttributes"] for s in group):
-        got = colours[segment["labelID"]]
-        assert got is not None and max(abs(a - b) for a, b in zip(got, segment["recommendedDisplayRGBValue"])) <= 1, (
-            f"segment {segment['labelID']}: colour {got}, expected {segment['recommendedDisplayRGBValue']} (within 1)")
+    for number in label_ids(metadata):
+        assert colours[number] == entries[number].tolist(), f"segment {number}"
+    if "--force16Bit" in options:
+        # dcmqi's 16-bit palette holds the metadata's colours (within 1: it makes them from CIELab).
+        for segment in (s for group in metadata["segmentAttributes"] for s in group):
+            assert np.abs(entries[segment["labelID"]] - segment["recommendedDisplayRGBValue"]).max() <= 1
+    # dcmqi 1.5.7's 8-bit palette is off by one byte in each pair: read as stored, the background
+    # gets the first segment's colour and that segment a near-black one (DCMTK shows it so too).
+
+
+def palette_entries(dataset: pydicom.Dataset) -> np.ndarray:
+    """A PALETTE COLOR image's lookup table as 8-bit RGB rows, indexed by stored value: 8-bit
+    entries are one byte each in order, 16-bit ones little-endian words (scaled to 8 bits)."""
+    first = int(dataset.RedPaletteColorLookupTableDescriptor[1])
+    channels = []
+    for colour in ("Red", "Green", "Blue"):
+        count, _, bits = (int(v) for v in getattr(dataset, f"{colour}PaletteColorLookupTableDescriptor"))
+        count = count or 65536
+        data = getattr(dataset, f"{colour}PaletteColorLookupTableData")
+        values = np.frombuffer(data, np.uint8 if bits == 8 else "<u2")[:count].astype(float)
+        channels.append(values if bits == 8 else values / 257.0)
+    table = np.rint(np.stack(channels, axis=1)).astype(int)
+    return np.concatenate([np.repeat(table[:1], first, axis=0), table])  # values below the first mapped take entry 0
 
 
 def test_qidicom_reads_dcmqis_parametric_map(dcmqi, study, tmp_path):
