@@ -178,6 +178,11 @@ def _read_output(kind: str, prefix_help: str) -> tuple[Output, tuple[Option, ...
     return output, options
 
 
+#: Taken so dcmqi's command lines run unchanged; it changes nothing (no ``parameter``).
+_NO_DICOM_VALUE_CHECKS = Option(
+    "--noDicomValueChecks", "flag", False,
+    help="taken for dcmqi's command lines: qidicom always carries over source values that break VR rules, as this makes dcmqi do")
+
 _SEG_READ_OUTPUT, _SEG_READ_OPTIONS = _read_output("seg", "where to write <prefix>-<N>.<ext> and <prefix>-meta.json")
 _PM_READ_OUTPUT, _PM_READ_OPTIONS = _read_output("pm", "where to write <prefix>-pmap.<ext> and <prefix>-meta.json")
 
@@ -212,8 +217,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
             Option("--referencesGeometryCheck", "bool01", True, metavar="0|1",
                    help="check the label maps lie on the series grid (default 1)", parameter="check_geometry",
                    label="Check the label maps lie on the series grid"),
-            Option("--noDicomValueChecks", "flag", False,
-                   help="taken for dcmqi's command lines: qidicom always carries over source values that break VR rules, as this makes dcmqi do"),
+            _NO_DICOM_VALUE_CHECKS,
         ),
         function="qidicom.seg:segmentation_from_files", writer="qidicom.seg:write_segmentation",
         result="qidicom.seg:SegResult", title="DICOM SEG",
@@ -249,7 +253,8 @@ CONVERSIONS: tuple[Conversion, ...] = (
         "itkimage2paramap", "pm", "A parametric map (NIfTI/NRRD) and metadata JSON to a DICOM Parametric Map.",
         inputs=(
             Input("map", "Parametric map", "image", IMAGE_EXTENSIONS, False, True,
-                  (CliForm("--inputImage", "file", "FILE", "the map, on the grid of the reference series"),), parameter="image"),
+                  (CliForm("--inputImage", "file", "FILE", "the map; it keeps its own grid, and each frame references the "
+                           "reference image in its plane"),), parameter="image"),
             Input("metadata", "Metadata JSON (dcmqi pm format)", "json", JSON_EXTENSIONS, False, True,
                   (CliForm("--inputMetadata", "file", "JSON", "dcmqi-style pm metadata JSON"),), schema="pm", parameter="metadata"),
             _reference_series(),
@@ -259,6 +264,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
             Option("--compress", "choice", "none", choices=("none", "deflate"),
                    help="transfer syntax: none (Explicit VR Little Endian) or deflate", parameter="compress",
                    label="Compression", choice_labels={"none": "None", "deflate": "Deflate"}),
+            _NO_DICOM_VALUE_CHECKS,
             Option("--dataType", "choice", "auto", choices=("auto", "float32", "float64"),
                    help="pixel type: auto keeps the map's type (integers as 16-bit with slope/intercept); "
                    "float32 as dcmqi writes, which dcmqi's paramap2itkimage needs to read the map (default auto)",
@@ -315,7 +321,8 @@ CLI_ORDER: dict[str, tuple[str, ...]] = {
     "itkimage2segimage": ("--inputImageList", "series", "--inputMetadata", "--outputDICOM", "--skip",
                           "--useLabelIDAsSegmentNumber", "--segmentationType", "--fractionalType", "--compress",
                           "--referencesGeometryCheck", "--noDicomValueChecks"),
-    "itkimage2paramap": ("--inputImage", "--inputMetadata", "series", "--outputDICOM", "--compress", "--dataType"),
+    "itkimage2paramap": ("--inputImage", "--inputMetadata", "series", "--outputDICOM", "--compress", "--noDicomValueChecks",
+                         "--dataType"),
     "tid1500writer": ("--inputMetadata", "--outputDICOM", "--inputImageLibraryDirectory",
                       "--inputCompositeContextDirectory", "--compress"),
 }
