@@ -28,7 +28,8 @@ fi
 .venv/bin/python -m pip install -q -e ".[test,batch,notebooks]"
 
 # dcmqi 1.5.7 (native tools in a pip wheel) in its own virtual environment, for the tests
-# where dcmqi reads our objects and we read its (tests/test_dcmqi_interop.py; they look in
+# where dcmqi reads our objects and we read its (tests/test_dcmqi_interop.py, and in
+# tests/test_dcmqi_suite.py dcmqi reading what we made from its inputs; they look in
 # $DCMQI_VENV). If it cannot be installed (no wheel for this platform, no network), those
 # tests skip and say why.
 export DCMQI_VENV="${DCMQI_VENV:-$PWD/bench/.dcmqi-venv}"
