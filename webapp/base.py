@@ -126,9 +126,12 @@ class ConversionState(param.Parameterized):
         name, data = pair
         if self.editor is not None:
             try:
-                self.editor.load_json(data.decode("utf-8"))
+                self.editor.load_json(data)
             except Exception as error:
                 self.param.update(metadata_name=name, metadata_message=readable_failure(error, "reading the metadata"))
+                return
+            if self.editor.load_error:  # the form keeps its document; say why this one was refused
+                self.param.update(metadata_name=name, metadata_message=f"{name}: {self.editor.load_error}")
                 return
             self.metadata_name = name
             self._from_editor()
@@ -157,9 +160,11 @@ class ConversionState(param.Parameterized):
                           metadata_message="")
 
     def _from_editor(self, *_events) -> None:
+        """The form changed the document (edited in place): take it and its problems."""
         editor = self.editor
         self.param.update(document=dict(editor.document) if editor.document else None,
-                          metadata_problems=list(editor.problems), metadata_message="")
+                          metadata_problems=list(editor.problems),
+                          metadata_message=self.metadata_message if editor.load_error else "")
 
     def missing(self) -> list[str]:
         """What still stops the conversion, besides the metadata (the subclass's inputs)."""
