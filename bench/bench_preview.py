@@ -190,11 +190,12 @@ def browser_figures(files, n: int) -> dict:
             page = browser.new_page(viewport={"width": 1500, "height": 900})
             started = time.perf_counter()
             page.goto(url, timeout=600_000)
-            page.wait_for_selector(".bk-Figure canvas", timeout=300_000)
-            page.wait_for_function(CANVAS_DRAWN, timeout=300_000)
+            page.wait_for_selector(".bk-Figure canvas", timeout=600_000)
+            canvas = page.locator(".bk-Figure canvas").first.element_handle()
+            page.wait_for_function(PAINTED, arg=canvas, timeout=600_000)
             figures["page_open_to_first_slices_s"] = round(time.perf_counter() - started, 2)
             figures["server_read_and_build_s"] = round(float((folder.parent / (folder.name + "-timing.txt")).read_text()), 2)
-            page.evaluate(INSTALL_PROBE)
+            page.evaluate(INSTALL_PROBE, canvas)
             handle = page.locator(".qi-slider-axial .noUi-handle").first
             handle.focus()
             slice_ms = []
@@ -206,6 +207,17 @@ def browser_figures(files, n: int) -> dict:
                 slice_ms.append((time.perf_counter() - t0) * 1000)
             figures["slice_key_to_repaint_ms"] = {"median": round(statistics.median(slice_ms), 1),
                                                    "p95": round(percentile(slice_ms, 95), 1), "n": len(slice_ms)}
+            window_ms = []
+            select = page.locator("select").first  # the Window presets
+            options = [o for o in select.locator("option").all_inner_texts() if o.startswith("CT")]
+            for step in range(n):
+                page.evaluate("window.qiProbe.arm()")
+                t0 = time.perf_counter()
+                select.select_option(label=options[(step + 1) % len(options)])  # [0] is the default
+                page.wait_for_function("window.qiProbe.changed()", timeout=30_000)
+                window_ms.append((time.perf_counter() - t0) * 1000)
+            figures["window_preset_to_repaint_ms"] = {"median": round(statistics.median(window_ms), 1),
+                                                       "p95": round(percentile(window_ms, 95), 1), "n": len(window_ms)}
             browser.close()
     finally:
         server.terminate()
@@ -216,12 +228,12 @@ def browser_figures(files, n: int) -> dict:
     return figures
 
 
-# The axial canvas' pixels, hashed every animation frame: "changed" once they differ from
-# when the probe was armed.
-CANVAS_DRAWN = """() => { const c = document.querySelector('.bk-Figure') ; return !!c; }"""
-INSTALL_PROBE = """() => {
-  const figure = document.querySelector('.bk-Figure');
-  const canvas = () => figure.shadowRoot.querySelector('.bk-Canvas').shadowRoot.querySelector('canvas');
+# The axial canvas' pixels, hashed: "changed" once they differ from when the probe was armed
+# (Panel renders inside shadow roots, so the canvas is handed in by Playwright).
+PAINTED = """(c) => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  for (let i = 0; i < d.length; i += 4) if (d[i] > 0 && d[i] < 250) return true; return false; }"""
+INSTALL_PROBE = """(element) => {
+  const canvas = () => element;
   const hash = () => { const c = canvas(); const ctx = c.getContext('2d');
     const d = ctx.getImageData(0, 0, c.width, c.height).data; let h = 0;
     for (let i = 0; i < d.length; i += 97) h = (h * 31 + d[i]) | 0; return h; };
