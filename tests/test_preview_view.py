@@ -208,3 +208,30 @@ def test_jump_menu_can_be_used_twice(ct_view):
     ct_view.set_position((0, 0, 0))
     ct_view.jump.value = name
     assert ct_view.position == ct_view.overlay.centre(number)
+
+
+def test_preview_area_from_a_modes_parsed_inputs_and_its_output(sample_study, sample_files):
+    import param
+
+    from preview.area import PreviewArea
+
+    from qidicom.readers import read_dicom_series
+
+    class ModeState(param.Parameterized):  # the attributes a mode's state keeps (webapp/seg_mode.py)
+        series = param.Parameter()
+        label_maps = param.List()
+        document = param.Dict()
+
+    pairs = list(sample_study.ct_series)
+    state = ModeState(series=read_dicom_series(pairs), label_maps=[readers.read_image(sample_study.ct_labels)],
+                      document=sample_study.seg_metadata)
+    state._series_pairs = pairs
+    area = PreviewArea(state)
+    area.show_inputs()
+    shown = area.area.objects[0]
+    assert "Preview of the inputs" in shown.objects[0].object
+    area.show_output(sample_files["seg"].read_bytes(), "seg.dcm")
+    assert "What was written: seg.dcm" in area.area.objects[0].objects[0].object
+    empty = PreviewArea(ModeState())
+    empty.show_inputs()
+    assert "Choose the reference series first" in empty.area.objects[0].object

@@ -1,0 +1,83 @@
+"""A mode's Preview area, mounted with one call: ``PreviewArea(state).panel()``.
+
+It reads what the mode's state already parsed: ``series`` (a ReferenceSeries) and the
+``(name, bytes)`` pairs it came from (``_series_pairs``), the SEG mode's ``label_maps`` or
+the PM mode's map ``volume``, and the metadata ``document`` (segment labels and colours,
+map units). "Show the preview" builds it on demand (decoding pixels costs memory and time
+the conversion itself does not need); "Show what was written" reads the written object
+back from its bytes with the library's reader (``show_output(data)``), so the person sees
+what was written, not what was meant.
+"""
+
+from __future__ import annotations
+
+import html
+
+import panel as pn
+
+from qidicom import preview as qp
+
+from preview.view import SlicePreview
+
+
+class PreviewArea:
+    def __init__(self, state):
+        self.state = state
+        self.volume: qp.SeriesVolume | None = None
+        self.button = pn.widgets.Button(name="Show the preview", button_type="default")
+        self.button.on_click(lambda _event: self.show_inputs())
+        self.area = pn.Column(sizing_mode="stretch_width")
+
+    def _series_volume(self) -> qp.SeriesVolume:
+        state = self.state
+        if self.volume is None or self.volume.series is not state.series:
+            self.volume = qp.series_volume(state.series, dict(getattr(state, "_series_pairs", None) or []))
+        return self.volume
+
+    def _message(self, text: str, kind: str = "warning") -> None:
+        self.area.objects = [pn.pane.Alert(html.escape(text), alert_type=kind)]
+
+    def show_inputs(self) -> None:
+        state = self.state
+        if getattr(state, "series", None) is None:
+            self._message("Choose the reference series first.")
+            return
+        try:
+            volume = self._series_volume()
+            overlay = pmap = None
+            if getattr(state, "label_maps", None):
+                overlay = qp.overlay_from_label_maps(state.label_maps, volume, state.document)
+            if getattr(state, "volume", None) is not None and not isinstance(state.volume, qp.SeriesVolume):
+                pmap = qp.map_overlay(state.volume, volume, state.document)
+        except Exception as error:  # PreviewUnavailable, an off-grid map...: said beside the button
+            self._message(str(error))
+            return
+        self.area.objects = [SlicePreview(volume, overlay=overlay, pmap=pmap, title="Preview of the inputs").panel()]
+
+    def show_output(self, data: bytes, name: str = "the written object") -> None:
+        """The object just written, read back by the library's reader, over the series."""
+        from qidicom import reverse
+
+        try:
+            volume = self._series_volume()
+            kind = reverse.object_kind((name, data))
+            if kind == "seg":
+                from qidicom.seg import read_segmentation
+
+                view = SlicePreview(volume, overlay=qp.overlay_from_segmentation(read_segmentation((name, data)), volume),
+                                    title=f"What was written: {name}")
+            elif kind == "pm":
+                from qidicom.pm import read_parametric_map
+
+                view = SlicePreview(volume, pmap=qp.map_overlay(read_parametric_map((name, data)), volume),
+                                    title=f"What was written: {name}")
+            else:
+                self._message("An SR has no image to show: open it in “Open a DICOM object” to see its table.", "info")
+                return
+        except Exception as error:
+            self._message(str(error))
+            return
+        self.area.objects = [view.panel()]
+
+    def panel(self) -> pn.viewable.Viewable:
+        return pn.Column(self.button, self.area, sizing_mode="stretch_width")
