@@ -76,16 +76,29 @@ class CaseTimeout(BaseException):
     ``except Exception`` in the conversion swallows it."""
 
 
+class Deadline:
+    """When a case must be done by; ``check`` raises CaseTimeout once it has passed."""
+
+    def __init__(self, seconds: float | None):
+        self.at = time.monotonic() + seconds if seconds else None
+
+    def check(self) -> None:
+        if self.at is not None and time.monotonic() > self.at:
+            raise CaseTimeout
+
+
 @contextmanager
-def time_limit(seconds: float | None) -> Iterator[None]:
+def time_limit(seconds: float | None) -> Iterator[Deadline]:
     """Interrupt this thread with CaseTimeout after ``seconds``.
 
     Works on a process pool's worker and on a Dask worker thread alike. The exception is
-    delivered between Python steps, so a case stuck inside one long C call ends when that
-    call returns.
+    delivered between Python steps, so a case stuck inside one long C call, or waiting on
+    another thread (the readers decode images on a second thread), ends when that returns;
+    the yielded deadline lets the case check once more before it writes anything.
     """
+    deadline = Deadline(seconds)
     if not seconds:
-        yield
+        yield deadline
         return
     thread = threading.get_ident()
     lock = threading.Lock()
@@ -100,7 +113,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
     timer.daemon = True
     timer.start()
     try:
-        yield
+        yield deadline
     finally:
         with lock:
             finished = True
@@ -340,7 +353,7 @@ def run_case(case: Case) -> CaseResult:
         )
 
     try:
-        with time_limit(case.timeout):
+        with time_limit(case.timeout) as deadline:
             inputs = Inputs(case)
             digest = inputs.digest()
             if not case.force:
@@ -349,6 +362,7 @@ def run_case(case: Case) -> CaseResult:
                     return done("skipped", output_bytes=record.get("output_bytes"), warnings=list(record.get("warnings", [])))
             storage.remove_partials(case.output)
             output, warnings = CONVERTERS[case.conversion](inputs, case.options)
+            deadline.check()  # a late result is not written: the case timed out
             if isinstance(output, (bytes, bytearray)):
                 storage.write_file(case.output, bytes(output))
                 size = len(output)
