@@ -89,6 +89,7 @@ class ConversionState(param.Parameterized):
         self.conversion = conversions.get(self.conversion_name)
         for option in self.conversion.app_options:
             self.param.add_parameter(option.dest, _option_param(option))
+        self.last_result = None
         self.editor = None
         editor_class = metadata_editor_class()
         if editor_class is not None:
@@ -223,6 +224,7 @@ class ConversionState(param.Parameterized):
         except Exception as error:
             self.error = readable_failure(error, "the conversion")
         else:
+            self.last_result = result  # the library's result (dataset, bytes, name, warnings)
             print(f"qidicom: {self.conversion.short_name} written in {time.perf_counter() - started:.2f} s "
                   f"({len(result.data) / 1e6:.1f} MB)")
             self.param.update(progress=1.0, progress_message="done", result_url=make_download_url(result.data),

@@ -1,0 +1,144 @@
+"""The app's conversion states under CPython (webapp/seg_mode, pm_mode, sr_mode): each parses
+its inputs when they arrive, says why Convert is not possible yet, and converts from what it
+parsed, without reading any file again, to what the library makes from the files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import pydicom
+import pytest
+
+pytest.importorskip("panel", reason="the app needs Panel (pip install panel==1.7.5)")
+
+WEBAPP = Path(__file__).resolve().parents[1] / "webapp"
+sys.path.insert(0, str(WEBAPP))
+
+import base  # noqa: E402
+import pm_mode  # noqa: E402
+import seg_mode  # noqa: E402
+import sr_mode  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_browser(monkeypatch):
+    """Download links are blob: URLs made with the browser's API; here a stand-in name."""
+    monkeypatch.setattr(base, "make_download_url", lambda data: f"blob:{len(data)}")
+    monkeypatch.setattr(base, "revoke_download_url", lambda url: None)
+
+
+def pairs(paths) -> list[tuple[str, bytes]]:
+    return [(path.name, path.read_bytes()) for path in paths]
+
+
+def convert(state):
+    """Run Convert; fails the test with the page's message if the conversion failed."""
+    asyncio.run(state.convert())
+    assert state.error == ""
+    return state
+
+
+@pytest.fixture
+def count_reads(monkeypatch):
+    """Counts every file parse the library does from here on."""
+    import importlib
+
+    import qidicom.readers as readers
+
+    calls = {"image": 0, "dicom": 0}
+    for name, key in (("read_image", "image"), ("parse_dicom", "dicom")):
+        original = getattr(readers, name)
+
+        def counted(*args, _original=original, _key=key, **kwargs):
+            calls[_key] += 1
+            return _original(*args, **kwargs)
+
+        monkeypatch.setattr(readers, name, counted)
+        for module in ("qidicom.seg", "qidicom.pm", "qidicom.sr"):
+            if hasattr(importlib.import_module(module), name):
+                monkeypatch.setattr(sys.modules[module], name, counted)
+    return calls
+
+
+def test_seg_state_converts_what_it_parsed_as_the_library_converts_the_files(sample_files, count_reads):
+    from qidicom.seg import segmentation_from_files
+
+    state = seg_mode.SegState(stack_ready=True)
+    assert state.blocked_reason == ("Convert is not possible yet: the reference series is not chosen yet; "
+                                    "no label map yet; no metadata yet: load a metadata JSON"
+                                    + (" or fill in the form" if state.editor else "") + ".")
+    series = pairs(sorted(sample_files["ct"].glob("*.dcm")))
+    state.take_files("series", series)
+    state.take_files("labelmaps", pairs([sample_files["ct_labels"]]))
+    state.take_files("metadata", pairs([sample_files["seg_metadata"]]))
+    assert state.can_convert and state.blocked_reason == ""
+    assert state.label_rows[0]["counts"] and all(v > 0 for v in state.label_rows[0]["counts"].values())
+    before = dict(count_reads)
+    assert before["image"] == 1 and before["dicom"] == len(series)  # each file parsed once, when chosen
+    state.param.update(segmentationType="labelmap", compress="rle")
+    convert(state)
+    assert count_reads == before, "Convert read files again"
+    expected = segmentation_from_files([sample_files["ct_labels"]], sample_files["seg_metadata"], sample_files["ct"],
+                                       segmentation_type="labelmap", compress="rle")
+    made = pydicom.dcmread(pydicom.filebase.DicomBytesIO(base_result_bytes(state)))
+    assert made.SegmentationType == "LABELMAP"
+    assert [s.SegmentLabel for s in made.SegmentSequence] == [s.SegmentLabel for s in expected.dataset.SegmentSequence]
+    assert (made.pixel_array == expected.dataset.pixel_array).all()
+    assert state.result_name == expected.filename
+
+
+def base_result_bytes(state) -> bytes:
+    """The bytes the download link offers: the result the state made."""
+    return state.last_result.data
+
+
+def test_seg_state_names_a_bad_label_map_when_it_is_chosen(sample_files):
+    state = seg_mode.SegState(stack_ready=True)
+    state.take_files("labelmaps", [("labels.nrrd", b"NRRD0004\nthis is not a label map\n")])
+    assert "labels.nrrd: not a readable NRRD header" in state.labels_message
+    assert not state.can_convert and "a label map could not be read" in state.blocked_reason
+
+
+def test_pm_state_converts_what_it_parsed_as_the_library_converts_the_files(sample_files, count_reads):
+    from qidicom.pm import parametric_map_from_files
+
+    state = pm_mode.PmState(stack_ready=True)
+    state.take_files("map", pairs([sample_files["adc_map"]]))
+    state.take_files("series", pairs(sorted(sample_files["mr"].glob("*.dcm"))))
+    state.take_files("metadata", pairs([sample_files["pm_metadata"]]))
+    assert state.can_convert, state.blocked_reason
+    before = dict(count_reads)
+    assert before["image"] == 1 and before["dicom"] > 0
+    state.param.update(dataType="float64", compress="deflate")
+    convert(state)
+    assert count_reads == before, "Convert read files again"
+    expected = parametric_map_from_files(sample_files["adc_map"], sample_files["pm_metadata"], sample_files["mr"],
+                                         data_type="float64", compress="deflate")
+    made = pydicom.dcmread(pydicom.filebase.DicomBytesIO(base_result_bytes(state)))
+    assert "DoubleFloatPixelData" in made and made.file_meta.TransferSyntaxUID == expected.dataset.file_meta.TransferSyntaxUID
+    assert (made.pixel_array == expected.dataset.pixel_array).all()
+
+
+def test_sr_state_finds_the_named_files_among_those_loaded_in_several_picks(sample_files, count_reads):
+    from qidicom import conversions
+
+    state = sr_mode.SrState(stack_ready=True)
+    state.take_files("metadata", pairs([sample_files["sr_metadata"]]))
+    state.take_files(conversions.POOL_ROLE, pairs(sorted(sample_files["ct"].glob("*.dcm"))))
+    missing = [name for _key, name, found in state.references if not found]
+    assert missing == ["seg.dcm"]
+    assert not state.can_convert and "(seg.dcm)" in state.blocked_reason
+    state.take_files(conversions.POOL_ROLE, pairs([sample_files["seg"]]))
+    assert all(found for _key, _name, found in state.references) and state.can_convert
+    before = dict(count_reads)
+    assert before["dicom"] >= 25
+    convert(state)
+    assert count_reads == before, "Convert read files again"
+    made = pydicom.dcmread(pydicom.filebase.DicomBytesIO(base_result_bytes(state)))
+    document = json.loads(sample_files["sr_metadata"].read_text())
+    assert made.Modality == "SR" and len(made.ContentSequence[-1].ContentSequence) == len(document["Measurements"])
+    state.clear_pool()
+    assert state.pool_count == 0 and not state.can_convert
