@@ -197,6 +197,7 @@
     if (!mode) return;
     for (const picker of mode.inputs) addPicker(currentMode, picker);
     dcmqiSampleButton.hidden = !(dcmqiSample && currentMode === "seg");
+    sampleNote.textContent = sampleNotes[currentMode] || "";
   }
 
   function selectMode(mode) {
@@ -285,6 +286,12 @@
 
   // The default sample is made by qidicom.samples in the worker: every build has it.
   const sampleButton = document.getElementById("load-sample");
+  const sampleNote = document.querySelector(".samples .note");
+  const sampleNotes = {
+    seg: "a phantom CT with several organs, its label map and metadata, made in this page",
+    pm: "a phantom MR series with an ADC map and its metadata, made in this page",
+    sr: "the phantom CT, a SEG of its organs and their measurements, made in this page",
+  };
   sampleButton.addEventListener("click", () => {
     sampleButton.disabled = true;
     if (document.body.dataset.appState === "ready") statusLine.textContent = "Making the sample data…";
