@@ -249,9 +249,17 @@ class SlicePreview:
             items = [pn.pane.Bokeh(plane.figure), self.sliders[name]]
             columns.append(pn.Column(*items, width=plane.figure.frame_width + 40))
         if self.pmap is not None:
+            # In a figure of its own, so that the planes keep their frames (and aspect).
+            axial = self.planes["axial"].figure
+            holder = figure(frame_width=1, frame_height=axial.frame_height, toolbar_location=None, min_border_left=0,
+                            outline_line_color=None, title=" ", name="qi-map-colour-bar")
+            holder.axis.visible = holder.grid.visible = False
+            holder.scatter([0], [0], alpha=0)  # a figure needs a renderer
             bar = ColorBar(color_mapper=self.map_mapper, title=f"{self.pmap.quantity or 'map'} ({self.pmap.units})".strip(),
-                           location=(0, 0), orientation="vertical", width=12)
-            self.planes["axial"].figure.add_layout(bar, "right")
+                           location=(0, 0), orientation="vertical", width=14)
+            holder.add_layout(bar, "right")
+            self.colour_bar = bar
+            columns.insert(1, pn.pane.Bokeh(holder))
         return pn.Column(
             pn.pane.Markdown(f"### {self.title}", disable_math=True),
             pn.Row(*columns, self.controls),
