@@ -233,7 +233,9 @@ class ObjectRow(Row):
         self.form.show(problems)
 
     def panel(self):
-        return pn.Card(self.form.panel(), self.message, title=label_of(self.field), collapsed=True,
+        # Open: BokehJS links the widgets of a collapsed Card but never draws them, so a value
+        # set on them (loading a document) fails in the page.
+        return pn.Card(self.form.panel(), self.message, title=label_of(self.field), collapsed=False,
                        sizing_mode="stretch_width", margin=(5, 0))
 
 
