@@ -55,11 +55,11 @@ def run_once(server, segmentation_type: str) -> dict:
         browser_session.wait_ready(page)
         page.wait_for_selector("body[data-stack=ready]", state="attached", timeout=120_000)
         start = time.perf_counter()
-        page.set_input_files("#series-files", series)
+        page.set_input_files("#seg-series", series)
         page.get_by_text(f"Series found ({len(series)} files)").wait_for(timeout=300_000)
         read = time.perf_counter() - start
-        page.set_input_files("#labelmap-file", str(WORK / "labels.nrrd"))
-        page.set_input_files("#metadata-file", str(WORK / "seg-meta.json"))
+        page.set_input_files("#seg-labelmaps", str(WORK / "labels.nrrd"))
+        page.set_input_files("#seg-metadata", str(WORK / "seg-meta.json"))
         page.get_by_text("seg-meta.json is valid").wait_for(timeout=120_000)
         if segmentation_type != "binary":
             page.get_by_role("button", name={"labelmap": "Label map"}[segmentation_type], exact=True).click()

@@ -60,7 +60,12 @@ if (withApp) {
   globalThis.XMLHttpRequest = class XMLHttpRequest {};
   await pyodide.loadPackage(["panel", "pyodide-http"], { messageCallback: () => {} });
   lap("load_panel");
-  pyodide.FS.writeFile("/home/pyodide/qidicom_app.py", readFileSync(resolve(dist, "app/qidicom_app.py")));
+  // The app is several modules (and the editor and preview packages): write every one the build lists.
+  for (const name of JSON.parse(readFileSync(resolve(dist, "app/packages.json"))).modules) {
+    const path = `/home/pyodide/${name}`;
+    pyodide.FS.mkdirTree(path.slice(0, path.lastIndexOf("/")));
+    pyodide.FS.writeFile(path, readFileSync(resolve(dist, "app", name)));
+  }
   const rendered = (await pyodide.runPythonAsync("import qidicom_app\nawait qidicom_app.render()")).toJs();
   lap("app_render");
   times.app_roots = JSON.parse(rendered[2]).length;
