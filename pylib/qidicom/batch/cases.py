@@ -341,15 +341,21 @@ def one_line(error: BaseException) -> str:
     return text or type(error).__name__
 
 
+def _cpu_time() -> float:
+    """This thread's CPU time; the process's where there are no threads (Pyodide lacks
+    ``time.thread_time``)."""
+    return time.thread_time() if hasattr(time, "thread_time") else time.process_time()
+
+
 def run_case(case: Case) -> CaseResult:
     """Run one case; never raises for a problem of the case itself, it is reported instead."""
-    started, cpu = time.perf_counter(), time.thread_time()
+    started, cpu = time.perf_counter(), _cpu_time()
     worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def done(status: str, **values) -> CaseResult:
         return CaseResult.of(
             case, status, seconds=round(time.perf_counter() - started, 4),
-            cpu_seconds=round(time.thread_time() - cpu, 4), worker=worker, **values,
+            cpu_seconds=round(_cpu_time() - cpu, 4), worker=worker, **values,
         )
 
     try:
