@@ -111,7 +111,7 @@ def test_flipped_series_and_nifti_overlay_drawn_in_the_patient_frame(served, tmp
         page.wait_for_timeout(1500)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / "preview-flipped-series.png"))
-        axial = page.locator(".bk-Figure").first
+        axial = page.locator(".bk-Plot").first
         box = axial.bounding_box()
         shot = tmp_path / "axial.png"
         axial.screenshot(path=str(shot))

@@ -26,7 +26,22 @@ class PreviewArea:
         self.volume: qp.SeriesVolume | None = None
         self.button = pn.widgets.Button(name="Show the preview", button_type="default")
         self.button.on_click(lambda _event: self.show_inputs())
+        self.output_button = pn.widgets.Button(name="Show what was written", button_type="default", visible=False)
+        self.output_button.on_click(lambda _event: self.show_written())
         self.area = pn.Column(sizing_mode="stretch_width")
+        if "result_url" in getattr(state, "param", {}):
+            state.param.watch(self._result_changed, "result_url")
+
+    def _result_changed(self, event) -> None:
+        """A new result: offer its preview, and show it at once if the series is decoded already."""
+        self.output_button.visible = bool(event.new)
+        if event.new and self.volume is not None:
+            self.show_written()
+
+    def show_written(self) -> None:
+        result = getattr(self.state, "last_result", None)
+        if result is not None:
+            self.show_output(result.data, self.state.result_name or "the written object")
 
     def _series_volume(self) -> qp.SeriesVolume:
         state = self.state
@@ -80,4 +95,4 @@ class PreviewArea:
         self.area.objects = [view.panel()]
 
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(self.button, self.area, sizing_mode="stretch_width")
+        return pn.Column(pn.Row(self.button, self.output_button), self.area, sizing_mode="stretch_width")

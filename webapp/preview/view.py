@@ -8,9 +8,9 @@ from typing import Callable
 import numpy as np
 import panel as pn
 from bokeh import events
-from bokeh.models import (ColorBar, ColumnDataSource, Label, LinearColorMapper, Range1d, Span)
+from bokeh.models import (ColorBar, ColumnDataSource, Image, Label, LinearColorMapper, PanTool, Plot,
+                          Range1d, ResetTool, Span, Title)
 from bokeh.palettes import Greys256, Viridis256
-from bokeh.plotting import figure
 
 from qidicom import preview as qp
 
@@ -36,33 +36,30 @@ class PlaneFigure:
         width, height = geometry.columns * dx, geometry.rows * dy
         scale = FIGURE_SIZE / max(width, height)
         self.extent = dict(x=-dx / 2, y=-dy / 2, dw=width, dh=height)
-        self.figure = figure(
-            title=plane.capitalize(), frame_width=max(60, int(width * scale)), frame_height=max(60, int(height * scale)),
+        # A bare Plot, not bokeh.plotting.figure: figure() imports pandas, which the app does not ship.
+        self.figure = Plot(
+            title=Title(text=plane.capitalize(), text_color="#ddd"),
+            frame_width=max(60, int(width * scale)), frame_height=max(60, int(height * scale)),
             x_range=Range1d(-dx / 2, width - dx / 2, bounds="auto"), y_range=Range1d(-dy / 2, height - dy / 2, bounds="auto"),
-            tools="pan,box_zoom,reset", toolbar_location="above", match_aspect=True,
+            toolbar_location="above", match_aspect=True,
             background_fill_color="black", border_fill_color="#111", outline_line_color=None, name=f"qi-{plane}")
+        self.figure.add_tools(PanTool(), ResetTool())  # BoxZoomTool imports pandas too
         if owner.drag_mode == "window":
             self.figure.toolbar.active_drag = None  # a drag adjusts the window, not the view
-        self.figure.axis.visible = False
-        self.figure.grid.visible = False
-        self.figure.title.text_color = "#ddd"
         self.base_source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)]}, name=f"qi-{plane}-base")
-        self.figure.image("image", source=self.base_source, color_mapper=owner.base_mapper, name=f"qi-{plane}-series",
-                          **self.extent)
+        self._image(self.base_source, owner.base_mapper, f"qi-{plane}-series")
         self.segment_sources = []
         self.segment_renderers = []
         for group in range(len(owner.overlay.label_maps) if owner.overlay else 0):
             source = ColumnDataSource({"image": [np.zeros((1, 1), np.uint8)]}, name=f"qi-{plane}-seg{group}")
-            renderer = self.figure.image("image", source=source, color_mapper=owner.segment_mapper,
-                                         name=f"qi-{plane}-segments{group}", **self.extent)
+            renderer = self._image(source, owner.segment_mapper, f"qi-{plane}-segments{group}")
             renderer.glyph.global_alpha = owner.opacity
             self.segment_sources.append(source)
             self.segment_renderers.append(renderer)
         self.map_source = None
         if owner.pmap is not None:
             self.map_source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)]}, name=f"qi-{plane}-map")
-            self.map_renderer = self.figure.image("image", source=self.map_source, color_mapper=owner.map_mapper,
-                                                  name=f"qi-{plane}-pmap", **self.extent)
+            self.map_renderer = self._image(self.map_source, owner.map_mapper, f"qi-{plane}-pmap")
             self.map_renderer.glyph.global_alpha = owner.map_opacity
         self.vertical = Span(dimension="height", line_color="#ffcc00", line_alpha=0.6, line_width=1)
         self.horizontal = Span(dimension="width", line_color="#ffcc00", line_alpha=0.6, line_width=1)
@@ -84,6 +81,9 @@ class PlaneFigure:
         self.figure.on_event(events.Tap, self._tap)
         self.figure.on_event(events.MouseMove, self._move)
         self.figure.on_event(events.Pan, self._pan)
+
+    def _image(self, source: ColumnDataSource, mapper: LinearColorMapper, name: str):
+        return self.figure.add_glyph(source, Image(image="image", color_mapper=mapper, **self.extent), name=name)
 
     # ---------------------------------------------------------------- coordinates
 
@@ -251,10 +251,9 @@ class SlicePreview:
         if self.pmap is not None:
             # In a figure of its own, so that the planes keep their frames (and aspect).
             axial = self.planes["axial"].figure
-            holder = figure(frame_width=1, frame_height=axial.frame_height, toolbar_location=None, min_border_left=0,
-                            outline_line_color=None, title=" ", name="qi-map-colour-bar")
-            holder.axis.visible = holder.grid.visible = False
-            holder.scatter([0], [0], alpha=0)  # a figure needs a renderer
+            holder = Plot(frame_width=1, frame_height=axial.frame_height, toolbar_location=None, min_border_left=0,
+                          outline_line_color=None, title=Title(text=" "), name="qi-map-colour-bar",
+                          x_range=Range1d(0, 1), y_range=Range1d(0, 1))
             bar = ColorBar(color_mapper=self.map_mapper, title=f"{self.pmap.quantity or 'map'} ({self.pmap.units})".strip(),
                            location=(0, 0), orientation="vertical", width=14)
             holder.add_layout(bar, "right")
