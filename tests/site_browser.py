@@ -244,3 +244,26 @@ def comparable(dataset, also_made: tuple[str, ...] = ()) -> dict:
         for tag in ("7FE00010", "7FE00008", "7FE00009"):
             as_json.pop(tag, None)
     return {"dataset": strip(as_json), "transfer_syntax": str(dataset.file_meta.TransferSyntaxUID), "pixels": pixels}
+
+
+def build_site() -> Path:
+    """dist/, built (or found up to date) by build/site.py."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, str(ROOT / "build" / "site.py"), "build", "--if-needed"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return DIST
+
+
+@contextlib.contextmanager
+def app_in_mode(dist: Path, mode: str) -> Iterator[tuple[object, BrowserLog]]:
+    """The app served from ``dist``, ready, with ``mode`` chosen: its page and request log."""
+    with SiteServer(dist) as server, browser_context(server) as (context, log):
+        page = context.new_page()
+        watch_page(page, log)
+        page.goto(server.url)
+        wait_ready(page)
+        select_mode(page, mode)
+        yield page, log

@@ -16,8 +16,8 @@ import pydicom
 import pytest
 
 from conftest import dciodvfy_errors
-from site_browser import (SiteServer, browser_context, check_no_foreign_requests, choose_files, chromium_missing_reason,
-                          comparable, convert_and_download, select_mode, shows, wait_ready, watch_page)
+from site_browser import (app_in_mode, build_site, check_no_foreign_requests, choose_files, chromium_missing_reason,
+                          comparable, convert_and_download, shows)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "build" / "cache" / "screenshots"
@@ -28,11 +28,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def dist() -> Path:
-    """dist/, built (or found up to date) by build/site.py."""
-    result = subprocess.run([sys.executable, str(ROOT / "build" / "site.py"), "build", "--if-needed"],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return ROOT / "dist"
+    return build_site()
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +36,7 @@ def page_and_log(dist):
     reason = chromium_missing_reason()
     if reason:
         pytest.skip(reason)
-    with SiteServer(dist) as server, browser_context(server) as (context, log):
-        page = context.new_page()
-        watch_page(page, log)
-        page.goto(server.url)
-        wait_ready(page)
-        select_mode(page, "sr")
+    with app_in_mode(dist, "sr") as (page, log):
         yield page, log
 
 
