@@ -445,11 +445,23 @@ def closure(roots: list[str], packages: dict[str, Package]) -> list[str]:
     return sorted(seen)
 
 
+def official_closure(roots: list[str], official: dict) -> list[str]:
+    """The roots and everything they depend on in the official lock, roots first."""
+    names: list[str] = []
+    stack = list(reversed(roots))
+    while stack:
+        name = stack.pop()
+        if name not in names:
+            names.append(name)
+            stack.extend(reversed(official["packages"][name]["depends"]))
+    return names
+
+
 def collect_packages(lock: dict, mirror: Path | None, core: Path, bytecode: bool) -> dict[str, Package]:
     pins = lock["pyodide"]
     official = json.loads((core / "pyodide-lock.json").read_text())
     wanted: list[tuple[str, str, Path, list[str], list[str], bool]] = []
-    for name in pins["packages"]:
+    for name in official_closure(pins["packages"] + pins.get("preview_packages", []), official):
         entry = official["packages"][name]
         path = fetch_official_package(entry, pins, mirror)
         wanted.append((entry["name"], entry["version"], path, entry["imports"], entry["depends"], True))
@@ -639,8 +651,13 @@ def build(mirror: Path | None = None, out: Path = DIST, lock_file: Path = LOCK_F
     stages = {
         "ui": ui,
         "convert": [n for n in with_overlays(closure(["qidicom"], packages)) if n not in ui],
-        "modules": modules,
     }
+    # Loaded by the worker when a slice preview is first opened (Bokeh's ColumnDataSource
+    # imports pandas), never before the page is interactive.
+    earlier = set(stages["ui"]) | set(stages["convert"])
+    stages["preview"] = [n for n in with_overlays(closure(lock["pyodide"].get("preview_packages", []), packages))
+                         if n not in earlier]
+    stages["modules"] = modules
     (app_dir / "packages.json").write_text(json.dumps(stages, indent=1))
 
     replacements = {

@@ -53,8 +53,12 @@ def test_shipped_wheels_are_exactly_the_pruned_lock(dist):
         assert sha256(dist / "pyodide" / name) == entry["sha256"], name
         for dependency in entry["depends"]:
             assert dependency in lock["packages"], f"{entry['name']} depends on unshipped {dependency}"
-    # Start-up stays lean: pandas and the Panel/Bokeh JavaScript bundles do not ship to Python.
-    assert "pandas" not in lock["packages"]
+    # Start-up stays lean: the Panel/Bokeh JavaScript bundles do not ship to Python, and pandas
+    # (for the slice preview's Bokeh data sources) only in the stage loaded when a preview opens.
+    stages = json.loads((dist / "app" / "packages.json").read_text())
+    assert "pandas" in lock["packages"] and "pandas" in stages["preview"]
+    assert not {"pandas", "python-dateutil", "pytz", "six"} & set(stages["ui"] + stages["convert"])
+    assert set(stages["preview"]) <= set(lock["packages"])
     assert lock["info"]["version"] == "0.27.7"
     with zipfile.ZipFile(dist / "pyodide" / listed_file(lock, "panel")) as panel:
         assert not [n for n in panel.namelist() if n.startswith("panel/dist/")]
@@ -68,7 +72,10 @@ def test_official_builds_match_the_official_lock(dist):
     pins = tomllib.loads((ROOT / "build" / "lock.toml").read_text())["pyodide"]
     official = json.loads((site.CACHE / "npm" / "pyodide-0.27.7" / "package" / "pyodide-lock.json").read_text())
     shipped = json.loads((dist / "pyodide" / "pyodide-lock.json").read_text())["packages"]
-    for name in pins["packages"]:
+    # The preview stage's official builds (pandas) with their closure in the official lock.
+    names = site.official_closure(pins["packages"] + pins["preview_packages"], official)
+    assert {"pandas", "python-dateutil", "pytz", "six"} <= set(names)
+    for name in names:
         entry = official["packages"][name]
         assert shipped[name]["sha256"] == entry["sha256"] == sha256(dist / "pyodide" / entry["file_name"])
 
