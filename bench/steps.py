@@ -30,6 +30,7 @@ def breakdown(labels, meta, series, segmentation_type="binary", compress="none",
     """Per-step [wall, CPU] seconds of ``runs`` SEG writes from (name, bytes) pairs or paths."""
     start = _clock()
     from qidicom import metadata as md, readers, seg, writers
+    seg = getattr(seg, "write", seg)  # the writer's steps: qidicom.seg.write since seg became a package
     import highdicom  # noqa: F401  (imported by the conversion too; counted here)
 
     now = _clock()

@@ -57,7 +57,7 @@ def count_reads(monkeypatch):
             return _original(*args, **kwargs)
 
         monkeypatch.setattr(readers, name, counted)
-        for module in ("qidicom.seg", "qidicom.pm", "qidicom.sr"):
+        for module in ("qidicom.seg.write", "qidicom.seg.read", "qidicom.pm", "qidicom.sr.references", "qidicom.sr.read"):
             if hasattr(importlib.import_module(module), name):
                 monkeypatch.setattr(sys.modules[module], name, counted)
     return calls

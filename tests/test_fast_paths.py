@@ -104,7 +104,7 @@ def test_images_read_beside_the_series_as_one_after_the_other():
 
 
 def test_label_values_found_by_bits_or_counts_equal_numpys_unique():
-    from qidicom.seg import _label_values
+    from qidicom.seg.write import _label_values
 
     rng = np.random.default_rng(11)
     for dtype in (np.uint8, np.int16, np.uint16, np.int32, np.int64):

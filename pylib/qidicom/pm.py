@@ -49,6 +49,7 @@ from qidicom.readers import (
     volume_fits,
 )
 from qidicom.metadata import code_from_json, code_to_json
+from qidicom.results import ReadResult, WriteResult
 from qidicom.writers import ExportedFile, IMAGE_EXTENSIONS, dicom_bytes, suggested_filename, transfer_syntax_for, volume_bytes
 
 #: What ``data_type`` accepts: keep the input's type, or force float like dcmqi does.
@@ -68,14 +69,8 @@ _DIFFUSION_B_VALUE = ("113240",)
 _SECONDS_PER_MM2 = ("s/mm2", "UCUM", "seconds per square millimeter")
 
 
-@dataclass
-class PmResult:
-    """A written PM: the dataset, its file bytes, a download name and any warnings."""
-
-    dataset: Dataset
-    data: bytes
-    filename: str
-    warnings: list[str] = field(default_factory=list)
+#: The PM writer's result, by its name from before the writers shared one type.
+PmResult = WriteResult
 
 
 @dataclass
@@ -535,7 +530,7 @@ def _plain_number(value: float) -> int | float:
 
 
 @dataclass
-class ParametricMapContents:
+class ParametricMapContents(ReadResult):
     """A PM read back: the real-world values on their grid, and the metadata describing them."""
 
     volume: Volume

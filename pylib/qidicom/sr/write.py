@@ -1,174 +1,40 @@
-"""TID 1500 measurement reports: dcmqi's sr-tid1500 JSON to a DICOM Comprehensive SR, and back.
+"""dcmqi's sr-tid1500 JSON to a DICOM Comprehensive SR (``tid1500writer``).
 
-Writing builds the report with highdicom's templates (Measurement Report, Volumetric ROI
-Measurements, Measurement) and adds what dcmqi's JSON holds beyond them: free concept
+The report is built with highdicom's templates (Measurement Report, Volumetric ROI
+Measurements, Measurement), plus what dcmqi's JSON holds beyond them: free concept
 modifiers, derivation parameters, text evaluations and "nan" values, which are kept with a
-Numeric Value Qualifier ("Not a number") rather than dropped.
-
-The files named in ``compositeContext`` (the SEG, the RWVM) and ``imageLibrary`` (the source
-images) come from any sources the readers accept: a directory (CLI), or in-memory files (a
-browser). A name is matched against the file names, then against SOP Instance UIDs, which is
-how dcmqi's and qidicom's readers list them. The composite context decides the report's
-patient and study; a referenced object of another patient (dcmqi's own examples measure a
-SEG with another patient's image library) is a warning naming both. Reading walks the
-content tree with pydicom, so SRs from dcmqi (with retired SNOMED-RT codes) read as well as
-ours.
+Numeric Value Qualifier ("Not a number") rather than dropped. The composite context
+decides the report's patient and study; a referenced object of another patient (dcmqi's
+own examples measure a SEG with another patient's image library) is a warning naming both.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import math
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Sequence
 
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.sr.coding import Code
 
 from qidicom import __version__
 from qidicom import metadata as metadata_module
 from qidicom.errors import InputError, QidicomError
-from qidicom.readers import Source, iter_dicom_sources, parse_dicom, read_dicom, tolerant_dicom_values
-from qidicom.readers import source_name
-from qidicom.metadata import code_from_json, code_to_json
-from qidicom.writers import suggested_filename
-from qidicom.writers import dicom_bytes
-
-Progress = Callable[[str, float], None]
-
-SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
-RWVM_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.67"
-COMPRESSIONS = ("none", "deflate")
-
-#: Numeric Value Qualifier (CID 42) for a measurement that could not be computed.
-NOT_A_NUMBER = Code("114000", "DCM", "Not a number")
-#: Procedure Reported when the metadata names none (TID 1500 requires one).
-DEFAULT_PROCEDURE = Code("363679005", "SCT", "Imaging procedure")
-_NO_UNITS = Code("1", "UCUM", "no units")
-
-# Concept names read from the content tree; retired SNOMED-RT codes as older SRs carry them.
-_OBSERVER_TYPE = {"121005"}
-_PERSON_NAME = {"121008"}
-_DEVICE_FIELDS = {
-    "121012": "DeviceObserverUID",
-    "121013": "DeviceObserverName",
-    "121014": "DeviceObserverManufacturer",
-    "121015": "DeviceObserverModelName",
-    "121016": "DeviceObserverSerialNumber",
-}
-_PROCEDURE_REPORTED = {"121058"}
-_IMAGE_LIBRARY = {"111028"}
-_IMAGING_MEASUREMENTS = {"126010"}
-_MEASUREMENT_GROUP = {"125007"}
-_TRACKING_ID = {"112039"}
-_TRACKING_UID = {"112040"}
-_SESSION = {"C67447"}
-_TIME_POINT = {"C2348792"}
-_FINDING = {"121071"}
-_REFERENCED_SEGMENT = {"121191"}
-_SOURCE_SERIES = {"121232"}
-_RWVM_USED = {"126100"}
-_MEASUREMENT_METHOD = {"370129005", "G-C036"}
-_FINDING_SITE = {"363698007", "G-C0E3"}
-_LATERALITY = {"272741003", "G-C171"}
-_DERIVATION = {"121401"}
-_ALGORITHM_NAME = {"111001"}
-_ALGORITHM_VERSION = {"111003"}
-_ALGORITHM_PARAMETERS = {"111002"}
-_POPULATION_DESCRIPTION = {"121405"}
-_GROUP_STRUCTURE = (
-    _TRACKING_ID | _TRACKING_UID | _SESSION | _TIME_POINT | _FINDING | _REFERENCED_SEGMENT | _SOURCE_SERIES
-    | _RWVM_USED | _MEASUREMENT_METHOD | _FINDING_SITE | _ALGORITHM_NAME | _ALGORITHM_VERSION | _ALGORITHM_PARAMETERS
+from qidicom.metadata import code_from_json
+from qidicom.readers import Source, source_name, tolerant_dicom_values
+from qidicom.results import Progress, WriteResult
+from qidicom.sr.concepts import (
+    _MEASUREMENT_METHOD,
+    _NO_UNITS,
+    DEFAULT_PROCEDURE,
+    NOT_A_NUMBER,
+    SEGMENTATION_SOP_CLASS,
+    _concept,
 )
+from qidicom.sr.references import ReferencedFiles
+from qidicom.writers import dicom_bytes, suggested_filename
 
 
-@dataclass
-class SrResult:
-    """A written SR: the dataset, its file bytes, a download name and any warnings."""
-
-    dataset: Dataset
-    data: bytes
-    filename: str
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class ReferencedFiles:
-    """DICOM objects a report may name, found by file name or by SOP Instance UID."""
-
-    by_name: dict[str, Dataset]
-    by_uid: dict[str, Dataset]
-    where: str  # e.g. "--inputCompositeContextDirectory", for messages
-
-    @classmethod
-    def load(cls, sources: Source | Sequence[Source] | None, where: str) -> "ReferencedFiles":
-        """Read every DICOM file among ``sources`` (headers only; non-DICOM files skipped)."""
-        by_name: dict[str, Dataset] = {}
-        by_uid: dict[str, Dataset] = {}
-        if sources is None:
-            return cls(by_name, by_uid, where)
-        if isinstance(sources, Dataset):
-            sources = [sources]
-        items = list(sources) if isinstance(sources, (list, tuple)) and not _is_pair(sources) else [sources]
-        for item in items:
-            if isinstance(item, Dataset):
-                datasets = [(str(getattr(item, "filename", "") or item.SOPInstanceUID), item)]
-            else:
-                datasets = []
-                with _quiet_pydicom():
-                    for named in iter_dicom_sources(item):
-                        dataset = parse_dicom(named)
-                        if dataset is not None:
-                            datasets.append((named.name, dataset))
-            for name, dataset in datasets:
-                by_name[_basename(name)] = dataset
-                by_name[name.replace("\\", "/")] = dataset
-                if "SOPInstanceUID" in dataset:
-                    by_uid[str(dataset.SOPInstanceUID)] = dataset
-        return cls(by_name, by_uid, where)
-
-    def find(self, name: str, path: str) -> Dataset:
-        """The dataset a metadata entry names; a clear error if none is given."""
-        key = name.replace("\\", "/")
-        dataset = self.by_name.get(key) or self.by_name.get(_basename(key))
-        if dataset is None:
-            uid = key[:-4] if key.lower().endswith(".dcm") else key
-            dataset = self.by_uid.get(_basename(uid))
-        if dataset is None:
-            known = sorted({_basename(n) for n in self.by_name})
-            listing = ", ".join(known[:8]) + (" ..." if len(known) > 8 else "") if known else "no DICOM files"
-            raise InputError(
-                f"{path}: '{name}' was not found among {self.where} ({listing}); "
-                "give the file, by this name or with this SOP Instance UID"
-            )
-        return dataset
-
-
-@contextlib.contextmanager
-def _quiet_pydicom() -> Iterator[None]:
-    """Silence pydicom's log while probing files that may not be DICOM (e.g. a NRRD beside
-    the SEG), which it otherwise reports as unknown tags."""
-    logger = logging.getLogger("pydicom")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
-def _is_pair(value: Any) -> bool:
-    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str) and isinstance(value[1], (bytes, bytearray))
-
-
-def _basename(name: str) -> str:
-    return name.replace("\\", "/").rsplit("/", 1)[-1]
-
-
-# --------------------------------------------------------------------------- writing
+COMPRESSIONS = ("none", "deflate")
 
 
 def report_from_files(
@@ -178,7 +44,7 @@ def report_from_files(
     *,
     compress: str = "none",
     progress: Progress | None = None,
-) -> SrResult:
+) -> WriteResult:
     """The whole conversion, as ``tid1500writer`` does it: validate, find the files, write.
 
     ``image_library`` and ``composite_context`` are directories, lists of files, in-memory
@@ -201,7 +67,7 @@ def write_report(
     *,
     compress: str = "none",
     progress: Progress | None = None,
-) -> SrResult:
+) -> WriteResult:
     """Build the TID 1500 Comprehensive SR from valid sr metadata and the files it names."""
     import highdicom as hd
 
@@ -254,7 +120,7 @@ def write_report(
         _drop_not_a_number_values(document.ContentSequence)
         report("writing the file", 0.9)
         data = dicom_bytes(document, compress)
-    return SrResult(document, data, suggested_filename(document, "SR"), warnings)
+    return WriteResult(document, data, suggested_filename(document, "SR"), warnings)
 
 
 def _named_datasets(metadata: dict, key: str, files: ReferencedFiles) -> list[Dataset]:
@@ -594,240 +460,3 @@ def _measurement(path: str, item: dict):
             children.append(content_item)
         num.ContentSequence = children
     return measurement
-
-
-
-# --------------------------------------------------------------------------- reading
-
-
-@dataclass
-class ReportContents:
-    """A TID 1500 report read back as sr metadata, and anything that could not be kept."""
-
-    metadata: dict
-    warnings: list[str] = field(default_factory=list)
-
-
-def read_report(source: Source | Dataset, name: str | None = None) -> ReportContents:
-    """Read a TID 1500 measurement report (qidicom's, dcmqi's, highdicom's) as sr metadata.
-
-    ``compositeContext`` and ``imageLibrary`` list the SOP Instance UIDs the report refers
-    to, as dcmqi's reader does; the writer accepts them in place of file names.
-    """
-    dataset = source if isinstance(source, Dataset) else read_dicom(source, name, keep_pixels=False)
-    label = getattr(dataset, "filename", None) or name or "the SR"
-    if str(dataset.get("Modality", "")) != "SR" or "ContentSequence" not in dataset:
-        raise InputError(f"{label}: not a DICOM Structured Report (Modality is '{dataset.get('Modality', '')}')")
-    title = dataset.get("ConceptNameCodeSequence")
-    if not title or title[0].CodeValue != "126000":
-        meaning = title[0].CodeMeaning if title else "none"
-        raise InputError(f"{label}: not a TID 1500 Imaging Measurement Report (document title: {meaning})")
-    warnings: list[str] = []
-    meta: dict = {"@schema": metadata_module.SCHEMA_IDS["sr"]}
-    for keyword in ("SeriesDescription", "SeriesNumber", "InstanceNumber"):
-        if dataset.get(keyword) not in (None, ""):
-            meta[keyword] = str(dataset.get(keyword))
-    context: list[str] = []
-    library: list[str] = []
-    observer: dict = {}
-    groups: list[dict] = []
-    for item in dataset.ContentSequence:
-        concept = _concept(item)
-        if concept in _OBSERVER_TYPE:
-            observer["ObserverType"] = "DEVICE" if item.ConceptCodeSequence[0].CodeValue == "121007" else "PERSON"
-        elif concept in _PERSON_NAME:
-            observer["PersonObserverName"] = str(item.PersonName)
-        elif concept in _DEVICE_FIELDS:
-            observer[_DEVICE_FIELDS[concept]] = _text(item)
-        elif concept in _PROCEDURE_REPORTED:
-            meta.setdefault("procedureReported", code_to_json(item.ConceptCodeSequence[0]))
-        elif concept in _IMAGE_LIBRARY:
-            library.extend(_image_references(item))
-        elif concept in _IMAGING_MEASUREMENTS:
-            for child in item.get("ContentSequence", []):
-                if _concept(child) in _MEASUREMENT_GROUP:
-                    groups.append(_read_group(child, len(groups), context, warnings))
-    if context:
-        meta["compositeContext"] = sorted(set(context))  # sorted, as dcmqi lists them: stable on re-reading
-    if library:
-        meta["imageLibrary"] = library
-    if observer.get("ObserverType") == "DEVICE":
-        observer = {k: v for k, v in observer.items() if k != "PersonObserverName"}
-    meta["observerContext"] = observer or {"ObserverType": "DEVICE"}
-    meta["VerificationFlag"] = str(dataset.get("VerificationFlag", "UNVERIFIED"))
-    meta["CompletionFlag"] = str(dataset.get("CompletionFlag", "PARTIAL"))
-    if not groups:
-        warnings.append(f"{label}: holds no measurement groups")
-    meta["Measurements"] = groups
-    _shared_session_and_time_point(meta)
-    return ReportContents(meta, warnings)
-
-
-def _concept(item: Dataset) -> str:
-    names = item.get("ConceptNameCodeSequence")
-    return str(names[0].CodeValue) if names else ""
-
-
-def _text(item: Dataset) -> str:
-    for keyword in ("TextValue", "UID", "PersonName"):
-        if keyword in item:
-            return str(item[keyword].value)
-    return ""
-
-
-def _image_references(container: Dataset) -> list[str]:
-    uids = []
-    for item in container.get("ContentSequence", []):
-        if item.get("ValueType") == "IMAGE" and item.get("ReferencedSOPSequence"):
-            uids.append(str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID))
-        elif item.get("ValueType") == "CONTAINER":
-            uids.extend(_image_references(item))
-    return uids
-
-
-def _read_group(container: Dataset, index: int, context: list[str], warnings: list[str]) -> dict:
-    group: dict = {}
-    measurements: list[dict] = []
-    evaluations: list[dict] = []
-    algorithm: dict = {}
-    for item in container.get("ContentSequence", []):
-        concept = _concept(item)
-        value_type = item.get("ValueType")
-        if concept in _TRACKING_ID:
-            group["TrackingIdentifier"] = _text(item)
-        elif concept in _TRACKING_UID:
-            group["TrackingUniqueIdentifier"] = _text(item)
-        elif concept in _SESSION:
-            group["activitySession"] = _text(item)
-        elif concept in _TIME_POINT:
-            group["timePoint"] = _text(item)
-        elif concept in _FINDING and value_type == "CODE":
-            group["Finding"] = code_to_json(item.ConceptCodeSequence[0])
-        elif concept in _REFERENCED_SEGMENT:
-            reference = item.ReferencedSOPSequence[0]
-            group["segmentationSOPInstanceUID"] = str(reference.ReferencedSOPInstanceUID)
-            numbers = reference.get("ReferencedSegmentNumber")
-            if numbers is not None:
-                group["ReferencedSegment"] = int(numbers[0] if isinstance(numbers, (list, MultiValue)) else numbers)
-            context.append(group["segmentationSOPInstanceUID"])
-        elif concept in _SOURCE_SERIES:
-            group["SourceSeriesForImageSegmentation"] = _text(item)
-        elif concept in _RWVM_USED:
-            group["rwvmMapUsedForMeasurement"] = str(item.ReferencedSOPSequence[0].ReferencedSOPInstanceUID)
-            context.append(group["rwvmMapUsedForMeasurement"])
-        elif concept in _MEASUREMENT_METHOD and value_type == "CODE":
-            group["MeasurementMethod"] = code_to_json(item.ConceptCodeSequence[0])
-        elif concept in _FINDING_SITE and value_type == "CODE":
-            group["FindingSite"] = code_to_json(item.ConceptCodeSequence[0])
-            for modifier in item.get("ContentSequence", []):
-                if _concept(modifier) in _LATERALITY:
-                    group["Laterality"] = code_to_json(modifier.ConceptCodeSequence[0])
-        elif concept in _ALGORITHM_NAME | _ALGORITHM_VERSION | _ALGORITHM_PARAMETERS:
-            _read_algorithm_item(item, algorithm)
-        elif value_type == "NUM":
-            measurements.append(_read_measurement(item, f"Measurements[{index}].measurementItems[{len(measurements)}]", warnings))
-        elif value_type == "CODE" and item.get("RelationshipType") == "CONTAINS":
-            evaluations.append({"conceptCode": code_to_json(item.ConceptNameCodeSequence[0]), "conceptValue": code_to_json(item.ConceptCodeSequence[0])})
-        elif value_type == "TEXT" and item.get("RelationshipType") == "CONTAINS":
-            evaluations.append({"conceptCode": code_to_json(item.ConceptNameCodeSequence[0]), "conceptValue": str(item.TextValue)})
-        elif concept not in _GROUP_STRUCTURE:
-            warnings.append(
-                f"Measurements[{index}]: content item '{_meaning(item)}' ({value_type}) has no place in the "
-                "metadata and was left out"
-            )
-    if algorithm:
-        group["measurementAlgorithmIdentification"] = algorithm
-    if measurements:
-        group["measurementItems"] = measurements
-    if evaluations:
-        group["qualitativeEvaluations"] = evaluations
-    return group
-
-
-def _meaning(item: Dataset) -> str:
-    names = item.get("ConceptNameCodeSequence")
-    return str(names[0].CodeMeaning) if names else "(unnamed)"
-
-
-def _read_algorithm_item(item: Dataset, algorithm: dict) -> None:
-    concept = _concept(item)
-    if concept in _ALGORITHM_NAME:
-        algorithm["AlgorithmName"] = _text(item)
-    elif concept in _ALGORITHM_VERSION:
-        algorithm["AlgorithmVersion"] = _text(item)
-    else:
-        algorithm.setdefault("AlgorithmParameters", []).append(_text(item))
-
-
-def _numeric(item: Dataset, path: str, warnings: list[str]) -> tuple[str, dict | None]:
-    """(value text, units) of a NUM item; "nan" when the value is absent with a qualifier."""
-    measured = item.get("MeasuredValueSequence")
-    if measured:
-        value = measured[0]
-        units = value.get("MeasurementUnitsCodeSequence")
-        text = str(value.NumericValue).strip() if value.get("NumericValue") is not None else "nan"
-        return text, (code_to_json(units[0]) if units else None)
-    qualifier = item.get("NumericValueQualifierCodeSequence")
-    if qualifier and qualifier[0].CodeValue != NOT_A_NUMBER.value:
-        warnings.append(f"{path}: no value ({qualifier[0].CodeMeaning}); read as \"nan\"")
-    return "nan", None
-
-
-def _read_measurement(item: Dataset, path: str, warnings: list[str]) -> dict:
-    text, units = _numeric(item, path, warnings)
-    measurement: dict = {"value": text, "quantity": code_to_json(item.ConceptNameCodeSequence[0])}
-    if units is not None:
-        measurement["units"] = units
-    modifiers, parameters, properties, algorithm = [], [], [], {}
-    for child in item.get("ContentSequence", []):
-        concept = _concept(child)
-        relationship = child.get("RelationshipType")
-        value_type = child.get("ValueType")
-        if concept in _DERIVATION and value_type == "CODE":
-            measurement["derivationModifier"] = code_to_json(child.ConceptCodeSequence[0])
-        elif concept in _ALGORITHM_NAME | _ALGORITHM_VERSION | _ALGORITHM_PARAMETERS:
-            _read_algorithm_item(child, algorithm)
-        elif concept in _POPULATION_DESCRIPTION:
-            measurement["measurementPopulationDescription"] = _text(child)
-        elif value_type == "CODE" and relationship == "HAS CONCEPT MOD":
-            modifiers.append({"modifier": code_to_json(child.ConceptNameCodeSequence[0]), "modifierValue": code_to_json(child.ConceptCodeSequence[0])})
-        elif value_type == "NUM" and relationship == "INFERRED FROM":
-            value, units = _numeric(child, path, warnings)
-            entry = {"derivationParameter": code_to_json(child.ConceptNameCodeSequence[0]), "derivationParameterValue": value}
-            entry["derivationParameterUnits"] = units or code_to_json(_NO_UNITS)
-            parameters.append(entry)
-        elif value_type == "NUM" and relationship == "HAS PROPERTIES":
-            value, units = _numeric(child, path, warnings)
-            properties.append({"numProperty": code_to_json(child.ConceptNameCodeSequence[0]), "numPropertyValue": value,
-                               "numPropertyUnits": units or code_to_json(_NO_UNITS)})
-        else:
-            warnings.append(f"{path}: content item '{_meaning(child)}' ({value_type}) has no place in the metadata and was left out")
-    if modifiers:
-        measurement["measurementModifiers"] = modifiers
-    if parameters:
-        measurement["measurementDerivationParameters"] = parameters
-    if properties:
-        measurement["measurementNumProperties"] = properties
-    if algorithm:
-        measurement["measurementAlgorithmIdentification"] = algorithm
-    return measurement
-
-
-
-
-
-def _shared_session_and_time_point(meta: dict) -> None:
-    """Each group keeps its activitySession and timePoint, as dcmqi's tid1500reader writes
-    them; when every group shares one, it is also put at the top, where the metadata dcmqi's
-    writer takes has it."""
-    groups = meta["Measurements"]
-    for key in ("activitySession", "timePoint"):
-        values = {group.get(key) for group in groups}
-        if groups and len(values) == 1 and None not in values:
-            meta[key] = values.pop()
-
-
-def report_to_json(source: Source, name: str | None = None) -> tuple[bytes, list[str]]:
-    """What ``tid1500reader`` writes: the report's metadata as JSON text, and warnings."""
-    contents = read_report(source, name)
-    return (json.dumps(contents.metadata, indent=2) + "\n").encode(), contents.warnings

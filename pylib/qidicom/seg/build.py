@@ -1,0 +1,151 @@
+"""The SEG dataset: highdicom's Segmentation plus the dcmqi-level details it does not set.
+
+Shared by the writer and the binary-to-labelmap conversion. BINARY frames are packed with
+``pack_bits`` (the same bytes as pydicom's, in fewer passes) while highdicom builds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator, Sequence
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+from qidicom import __version__
+from qidicom import metadata as metadata_module
+from qidicom.errors import QidicomError
+from qidicom.geometry import patient_orientation
+from qidicom.readers import frame_item, tolerant_dicom_values
+
+
+def _background_as_padding(dataset: Dataset) -> None:
+    """Mark LABELMAP background with Pixel Padding Value rather than a described segment 0.
+
+    highdicom describes pixel value 0 as a "Background" segment numbered 0; dcmqi (1.5.5
+    on) designates the background with Pixel Padding Value instead, which keeps segment
+    numbering as the metadata gave it and is what readers of either tool expect.
+    """
+    dataset.SegmentSequence = [item for item in dataset.SegmentSequence if int(item.SegmentNumber) != 0]
+    dataset.PixelPaddingValue = 0
+
+
+def pack_bits(arr: np.ndarray, pad: bool = True) -> bytes:
+    """``pydicom.pixels.utils.pack_bits`` (the packing highdicom uses for BINARY frames), in
+    fewer passes over the frame: one to check the values are 0 and 1, one to pack.
+
+    pydicom checks with a boolean copy compared to the frame, then packs a uint8 copy. Under
+    Pyodide, whose numpy has no vector instructions, that was the largest part of writing a
+    BINARY SEG (about 2 s of the bench case). Anything but a boolean or unsigned 8-bit array
+    goes to pydicom's function.
+    """
+    from pydicom.pixels import utils
+
+    if not isinstance(arr, np.ndarray) or arr.dtype not in (np.bool_, np.uint8) or arr.shape == (0,):
+        return utils.pack_bits(arr, pad=pad)
+    if arr.dtype == np.uint8 and arr.size and int(arr.max()) > 1:
+        return utils.pack_bits(arr, pad=pad)  # raises pydicom's error
+    flat = arr.reshape(-1)  # pydicom pads to a whole byte with zero bits, as packbits does
+    packed = np.packbits(flat, bitorder="little").tobytes()
+    return packed + b"\x00" if pad and len(packed) % 2 else packed
+
+
+_PACKING_LOCK = threading.Lock()
+_packing_users = 0
+
+
+@contextlib.contextmanager
+def _packing_bits_directly() -> Iterator[None]:
+    """highdicom packs BINARY frames with qidicom's ``pack_bits`` while this is entered.
+
+    highdicom.image binds pydicom's function by name; it is swapped for the equivalent one
+    above and put back when the last user leaves (counted, so concurrent conversions on
+    threads never leave it swapped or restore it under each other).
+    """
+    global _packing_users
+    import highdicom.image as image
+
+    with _PACKING_LOCK:
+        if not _packing_users:
+            _packing_bits_directly.original = image.pack_bits
+            image.pack_bits = pack_bits
+        _packing_users += 1
+    try:
+        yield
+    finally:
+        with _PACKING_LOCK:
+            _packing_users -= 1
+            if not _packing_users:
+                image.pack_bits = _packing_bits_directly.original
+
+
+def build_segmentation(
+    source_images: Sequence[Dataset],
+    pixel_array: np.ndarray,
+    segmentation_type: str,
+    descriptions: Sequence,
+    algorithms: dict[int, tuple[str, str | None]],
+    metadata: dict,
+    *,
+    fractional_type: str = "PROBABILITY",
+    transfer_syntax: str,
+    skip_empty: bool = True,
+    palette=None,
+) -> Dataset:
+    """The highdicom Segmentation, with the dcmqi-level details highdicom does not set."""
+    import highdicom as hd
+
+    with tolerant_dicom_values(), _packing_bits_directly():
+        try:
+            segmentation = hd.seg.Segmentation(
+                source_images=source_images,
+                pixel_array=pixel_array,
+                segmentation_type=segmentation_type.upper(),
+                segment_descriptions=descriptions,
+                series_instance_uid=hd.UID(),
+                series_number=metadata_module.integer_field(metadata.get("SeriesNumber", "300"), "SeriesNumber"),
+                sop_instance_uid=hd.UID(),
+                instance_number=metadata_module.integer_field(metadata.get("InstanceNumber", "1"), "InstanceNumber"),
+                manufacturer="qidicom",
+                manufacturer_model_name="qidicom",
+                software_versions=__version__,
+                device_serial_number="1",
+                fractional_type=fractional_type.upper(),
+                content_label=str(metadata.get("ContentLabel") or "SEGMENTATION"),
+                content_description=str(metadata.get("ContentDescription") or "Image segmentation")[:64],
+                content_creator_name=metadata.get("ContentCreatorName") or None,
+                series_description=metadata.get("SeriesDescription") or "Segmentation",
+                transfer_syntax_uid=transfer_syntax,
+                omit_empty_frames=skip_empty,
+                palette_color_lut_transformation=palette,
+            )
+        except (ValueError, TypeError) as error:
+            raise QidicomError(f"the segmentation could not be built: {error}") from None
+    for item in segmentation.SegmentSequence:
+        number = int(item.SegmentNumber)
+        if number in algorithms:
+            item.SegmentAlgorithmType, name = algorithms[number]
+            if name:
+                item.SegmentAlgorithmName = name
+    if segmentation_type == "labelmap":
+        _background_as_padding(segmentation)
+        # General Image's Patient Orientation (Type 2C) is required of a Label Map
+        # Segmentation; highdicom leaves it out, so derive it from the planes' orientation.
+        orientation = frame_item(segmentation, 0, "PlaneOrientationSequence").ImageOrientationPatient
+        segmentation.PatientOrientation = patient_orientation([float(v) for v in orientation])
+    _add_clinical_trial_attributes(segmentation, metadata)
+    return segmentation
+
+
+
+def _add_clinical_trial_attributes(dataset: Dataset, metadata: dict) -> None:
+    """dcmqi's series-level fields that highdicom has no argument for."""
+    for keyword in ("ClinicalTrialSeriesID", "ClinicalTrialTimePointID", "ClinicalTrialCoordinatingCenterName"):
+        if metadata.get(keyword):
+            setattr(dataset, keyword, str(metadata[keyword]))
+    if "ClinicalTrialSeriesID" in dataset and "ClinicalTrialCoordinatingCenterName" not in dataset:
+        # Type 2 in the Clinical Trial Series module, which the series ID brings in.
+        dataset.ClinicalTrialCoordinatingCenterName = ""
+    if metadata.get("BodyPartExamined"):
+        dataset.BodyPartExamined = str(metadata["BodyPartExamined"])
