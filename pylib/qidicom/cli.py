@@ -14,26 +14,16 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from qidicom import __version__
+from qidicom import __version__, conversions
 from qidicom.errors import QidicomError
 
 log = logging.getLogger("qidicom")
 
 
-def _comma_list(text: str) -> list[str]:
-    return [part for part in text.split(",") if part]
-
-
-def _zero_or_one(text: str) -> bool:
-    if text not in ("0", "1", "true", "false", "True", "False"):
-        raise argparse.ArgumentTypeError(f"expected 0 or 1, got '{text}'")
-    return text in ("1", "true", "True")
-
-
-def _add_reference_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--inputDICOMDirectory", metavar="DIR", help="folder with the reference DICOM series (searched recursively)")
-    group.add_argument("--inputDICOMList", metavar="F1,F2,...", type=_comma_list, help="comma-separated reference DICOM files")
+def _settings(args: argparse.Namespace, name: str) -> dict:
+    """The library keywords of a conversion's options, from its description."""
+    return {option.parameter: getattr(args, option.dest)
+            for option in conversions.get(name).options if option.parameter}
 
 
 def _references(args: argparse.Namespace):
@@ -66,12 +56,7 @@ def itkimage2segimage(args: argparse.Namespace) -> None:
         [Path(name) for name in args.inputImageList],
         Path(args.inputMetadata),
         _references(args),
-        segmentation_type=args.segmentationType,
-        fractional_type=args.fractionalType,
-        compress=args.compress,
-        skip_empty=args.skip,
-        use_label_id_as_segment_number=args.useLabelIDAsSegmentNumber,
-        check_geometry=args.referencesGeometryCheck,
+        **_settings(args, "itkimage2segimage"),
     )
     _print_warnings(result.warnings)
     write_file_atomically(args.outputDICOM, result.data)
@@ -83,10 +68,7 @@ def segimage2itkimage(args: argparse.Namespace) -> None:
     from qidicom.seg import segmentation_to_files
 
     warnings: list[str] = []
-    files = segmentation_to_files(
-        Path(args.inputDICOM), prefix=args.prefix, output_type=args.outputType, merge_segments=args.mergeSegments,
-        warnings=warnings,
-    )
+    files = segmentation_to_files(Path(args.inputDICOM), warnings=warnings, **_settings(args, "segimage2itkimage"))
     _print_warnings(warnings)
     _write_all(Path(args.outputDirectory), files)
 
@@ -104,9 +86,7 @@ def bin2labelsegimage(args: argparse.Namespace) -> None:
     from qidicom.seg import binary_to_labelmap
     from qidicom.writers import write_file_atomically
 
-    result = binary_to_labelmap(
-        Path(args.inputDICOM), compress=args.compress, use_palette=args.usePalette, force_16_bit=args.force16Bit
-    )
+    result = binary_to_labelmap(Path(args.inputDICOM), **_settings(args, "bin2labelsegimage"))
     _print_warnings(result.warnings)
     write_file_atomically(args.outputDICOM, result.data)
 
@@ -122,8 +102,7 @@ def itkimage2paramap(args: argparse.Namespace) -> None:
         Path(args.inputImage),
         Path(args.inputMetadata),
         _references(args),
-        compress=args.compress,
-        data_type=args.dataType,
+        **_settings(args, "itkimage2paramap"),
     )
     _print_warnings(result.warnings)
     write_file_atomically(args.outputDICOM, result.data)
@@ -133,7 +112,7 @@ def itkimage2paramap(args: argparse.Namespace) -> None:
 def paramap2itkimage(args: argparse.Namespace) -> None:
     from qidicom.pm import parametric_map_to_files
 
-    files, warnings = parametric_map_to_files(Path(args.inputDICOM), prefix=args.prefix, output_type=args.outputType)
+    files, warnings = parametric_map_to_files(Path(args.inputDICOM), **_settings(args, "paramap2itkimage"))
     _print_warnings(warnings)
     _write_all(Path(args.outputDirectory), files)
 
@@ -157,7 +136,7 @@ def tid1500writer(args: argparse.Namespace) -> None:
         Path(args.inputMetadata),
         _directory(args.inputImageLibraryDirectory, "--inputImageLibraryDirectory"),
         _directory(args.inputCompositeContextDirectory, "--inputCompositeContextDirectory"),
-        compress=args.compress,
+        **_settings(args, "tid1500writer"),
     )
     _print_warnings(result.warnings)
     write_file_atomically(args.outputDICOM, result.data)
@@ -189,6 +168,17 @@ def batch(args: argparse.Namespace) -> None:
 
 Command = Callable[[argparse.Namespace], None]
 
+#: What runs each conversion's subcommand, by dcmqi tool name.
+HANDLERS: dict[str, Command] = {
+    "itkimage2segimage": itkimage2segimage,
+    "segimage2itkimage": segimage2itkimage,
+    "bin2labelsegimage": bin2labelsegimage,
+    "itkimage2paramap": itkimage2paramap,
+    "paramap2itkimage": paramap2itkimage,
+    "tid1500writer": tid1500writer,
+    "tid1500reader": tid1500reader,
+}
+
 
 def build_parser(with_batch: bool = True) -> argparse.ArgumentParser:
     """The ``qidicom`` parser; ``with_batch=False`` leaves out the batch subcommand, whose
@@ -207,65 +197,8 @@ def build_parser(with_batch: bool = True) -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
-    sub = command("itkimage2segimage", itkimage2segimage, "Label maps (NIfTI/NRRD) and metadata JSON to a DICOM Segmentation.")
-    sub.add_argument("--inputImageList", required=True, type=_comma_list, metavar="L1,L2,...", help="comma-separated label map files, one per outer segmentAttributes group")
-    _add_reference_options(sub)
-    sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style seg metadata JSON")
-    sub.add_argument("--outputDICOM", required=True, metavar="FILE", help="the SEG to write")
-    sub.add_argument("--skip", type=_zero_or_one, default=True, metavar="0|1", help="leave out empty frames (default 1)")
-    sub.add_argument("--useLabelIDAsSegmentNumber", action="store_true", help="number segments by their labelID instead of consecutively")
-    sub.add_argument("--segmentationType", choices=("binary", "labelmap", "fractional"), default="binary", help="SEG type (default binary)")
-    sub.add_argument("--fractionalType", choices=("PROBABILITY", "OCCUPANCY"), default="PROBABILITY", help="meaning of fractional values (default PROBABILITY)")
-    sub.add_argument("--compress", choices=("none", "deflate", "rle"), default="none", help="transfer syntax: none (Explicit VR Little Endian), deflate, or rle (not for binary)")
-    sub.add_argument("--referencesGeometryCheck", type=_zero_or_one, default=True, metavar="0|1", help="check the label maps lie on the series grid (default 1)")
-    sub.add_argument("--noDicomValueChecks", action="store_true",
-                     help="taken for dcmqi's command lines: qidicom always carries over source values that break VR rules, as this makes dcmqi do")
-
-    sub = command("segimage2itkimage", segimage2itkimage, "A DICOM Segmentation to label maps and a metadata JSON.")
-    sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SEG to read")
-    sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-<N>.<ext> and <prefix>-meta.json")
-    sub.add_argument("-p", "--prefix", default="", help="output file name prefix (none by default: 1.nrrd, meta.json)")
-    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nii and nifti write .nii.gz, as dcmqi does; default nrrd)")
-    sub.add_argument("--mergeSegments", action="store_true", help="merge non-overlapping segments into as few label maps as possible")
-
-    sub = command("bin2labelsegimage", bin2labelsegimage, "A BINARY DICOM Segmentation to a LABELMAP one.")
-    sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the binary SEG to convert")
-    sub.add_argument("--outputDICOM", required=True, metavar="FILE", help="the labelmap SEG to write")
-    sub.add_argument("--usePalette", action="store_true", help="add a palette colour lookup table from the segment colours")
-    sub.add_argument("--compress", choices=("none", "rle", "deflate"), default="none", help="transfer syntax (default none)")
-    sub.add_argument("--force16Bit", action="store_true", help="store 16-bit pixels even when 8 bits would do")
-    sub.add_argument("--noCheck", action="store_true",
-                     help="taken for dcmqi's command lines; qidicom's checks (overlapping segments, SEG type) stay on, "
-                     "since without them the label map would be wrong")
-
-    sub = command("itkimage2paramap", itkimage2paramap, "A parametric map (NIfTI/NRRD) and metadata JSON to a DICOM Parametric Map.")
-    sub.add_argument("--inputImage", required=True, metavar="FILE", help="the map; it keeps its own grid, and each frame references the reference image in its plane")
-    sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style pm metadata JSON")
-    _add_reference_options(sub)
-    sub.add_argument("--outputDICOM", required=True, metavar="FILE", help="the Parametric Map to write")
-    sub.add_argument("--compress", choices=("none", "deflate"), default="none", help="transfer syntax: none (Explicit VR Little Endian) or deflate")
-    sub.add_argument("--noDicomValueChecks", action="store_true",
-                     help="taken for dcmqi's command lines: qidicom always carries over source values that break VR rules, as this makes dcmqi do")
-    sub.add_argument("--dataType", choices=("auto", "float32", "float64"), default="auto",
-                     help="pixel type: auto keeps the map's type (integers as 16-bit with slope/intercept); "
-                     "float32 as dcmqi writes, which dcmqi's paramap2itkimage needs to read the map (default auto)")
-
-    sub = command("paramap2itkimage", paramap2itkimage, "A DICOM Parametric Map to a map image (real-world values) and a metadata JSON.")
-    sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the Parametric Map to read")
-    sub.add_argument("--outputDirectory", required=True, metavar="DIR", help="where to write <prefix>-pmap.<ext> and <prefix>-meta.json")
-    sub.add_argument("-p", "--prefix", default="", help="output file name prefix (default none: pmap.<ext>, meta.json)")
-    sub.add_argument("-t", "--outputType", choices=("nrrd", "nii", "nifti"), default="nrrd", help="image format (nii and nifti write .nii.gz, as dcmqi does; default nrrd)")
-
-    sub = command("tid1500writer", tid1500writer, "dcmqi-style sr-tid1500 JSON to a DICOM TID 1500 measurement report (Comprehensive SR).")
-    sub.add_argument("--inputMetadata", required=True, metavar="JSON", help="dcmqi-style sr-tid1500 metadata JSON")
-    sub.add_argument("--outputDICOM", required=True, metavar="FILE", help="the SR to write")
-    sub.add_argument("--inputImageLibraryDirectory", metavar="DIR", help="folder with the files named in imageLibrary (searched recursively)")
-    sub.add_argument("--inputCompositeContextDirectory", metavar="DIR", help="folder with the files named in compositeContext: the SEG, the RWVM")
-    sub.add_argument("--compress", choices=("none", "deflate"), default="none", help="transfer syntax: none (Explicit VR Little Endian) or deflate")
-
-    sub = command("tid1500reader", tid1500reader, "A DICOM TID 1500 measurement report to dcmqi-style sr-tid1500 JSON.")
-    sub.add_argument("--inputDICOM", required=True, metavar="FILE", help="the SR to read")
-    sub.add_argument("--outputMetadata", required=True, metavar="JSON", help="the metadata JSON to write")
+    for conversion in conversions.CONVERSIONS:  # inputs, outputs and options as described there
+        conversions.add_cli_arguments(command(conversion.name, HANDLERS[conversion.name], conversion.help), conversion)
 
     if not with_batch:
         return parser
@@ -280,10 +213,7 @@ def build_parser(with_batch: bool = True) -> argparse.ArgumentParser:
 
 #: The subcommands that convert one case; a command line starting with one of them is
 #: parsed without the batch subcommand (see build_parser).
-CONVERSION_COMMANDS = (
-    "itkimage2segimage", "segimage2itkimage", "bin2labelsegimage", "itkimage2paramap", "paramap2itkimage",
-    "tid1500writer", "tid1500reader",
-)
+CONVERSION_COMMANDS = tuple(conversion.name for conversion in conversions.CONVERSIONS)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

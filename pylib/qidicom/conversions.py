@@ -1,8 +1,9 @@
 """Each conversion described once: its inputs, options, outputs, the function that runs it.
 
-The ``qidicom`` command line (its argparse options), the batch manifest (its columns) and
-the browser app (its file pickers, option widgets and which library function it calls)
-are all meant to be generated from ``CONVERSIONS``, so they cannot drift apart. Names
+The ``qidicom`` command line (its subcommands' argparse options, by ``add_cli_arguments``),
+the batch manifest (its columns, read off that parser) and the browser app (its file
+pickers, option widgets and which library function it calls) are all made from
+``CONVERSIONS``, so they cannot drift apart. Names
 follow dcmqi: a conversion is named after the dcmqi tool (``itkimage2segimage``) and has a
 short name (``seg``); inputs, outputs and options carry dcmqi's long option names.
 
@@ -115,7 +116,7 @@ class Option:
     help: str
     choices: tuple[str, ...] | None = None
     metavar: str | None = None
-    short: str | None = None  # "-p"
+    shorts: tuple[str, ...] = ()  # ("-p",): other names on the command line
     parameter: str | None = None  # the library function's keyword, None if it has no effect
     label: str | None = None  # shown in the app; None: not offered there
     choice_labels: dict[str, str] = field(default_factory=dict)  # value -> what the app shows
@@ -169,10 +170,11 @@ def _reference_series(parameter: str = "references") -> Input:
 def _read_output(kind: str, prefix_help: str) -> tuple[Output, tuple[Option, ...]]:
     output = Output("--outputDirectory", "DIR", prefix_help, "directory")
     options = (
-        Option("--prefix", "text", "", short="-p",
+        # dcmqi's segimage2itkimage calls it -p, its paramap2itkimage -n; -p for both here.
+        Option("--prefix", "text", "", shorts=("-p",) if kind == "seg" else ("-p", "-n"),
                help="output file name prefix (none by default: 1.nrrd, meta.json)" if kind == "seg" else
                "output file name prefix (default none: pmap.<ext>, meta.json)", parameter="prefix"),
-        Option("--outputType", "choice", "nrrd", choices=("nrrd", "nii", "nifti"), short="-t",
+        Option("--outputType", "choice", "nrrd", choices=("nrrd", "nii", "nifti"), shorts=("-t",),
                help="image format (nii and nifti write .nii.gz, as dcmqi does; default nrrd)", parameter="output_type"),
     )
     return output, options
@@ -220,7 +222,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
             _NO_DICOM_VALUE_CHECKS,
         ),
         function="qidicom.seg:segmentation_from_files", writer="qidicom.seg:write_segmentation",
-        result="qidicom.seg:SegResult", title="DICOM SEG",
+        result="qidicom.results:WriteResult", title="DICOM SEG",
     ),
     Conversion(
         "segimage2itkimage", "seg-read", "A DICOM Segmentation to label maps and a metadata JSON.",
@@ -247,7 +249,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
                    help="taken for dcmqi's command lines; qidicom's checks (overlapping segments, SEG type) stay on, "
                    "since without them the label map would be wrong"),
         ),
-        function="qidicom.seg:binary_to_labelmap", result="qidicom.seg:SegResult",
+        function="qidicom.seg:binary_to_labelmap", result="qidicom.results:WriteResult",
     ),
     Conversion(
         "itkimage2paramap", "pm", "A parametric map (NIfTI/NRRD) and metadata JSON to a DICOM Parametric Map.",
@@ -272,7 +274,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
                    choice_labels={"auto": "Keep the map's type", "float32": "float32", "float64": "float64"}),
         ),
         function="qidicom.pm:parametric_map_from_files", writer="qidicom.pm:write_parametric_map",
-        result="qidicom.pm:PmResult", title="DICOM Parametric Map",
+        result="qidicom.results:WriteResult", title="DICOM Parametric Map",
     ),
     Conversion(
         "paramap2itkimage", "pm-read", "A DICOM Parametric Map to a map image (real-world values) and a metadata JSON.",
@@ -303,7 +305,7 @@ CONVERSIONS: tuple[Conversion, ...] = (
                    label="Compression", choice_labels={"none": "None", "deflate": "Deflate"}),
         ),
         function="qidicom.sr:report_from_files", writer="qidicom.sr:write_report",
-        result="qidicom.sr:SrResult", title="DICOM SR (TID 1500)", pooled=("image_library", "composite_context"),
+        result="qidicom.results:WriteResult", title="DICOM SR (TID 1500)", pooled=("image_library", "composite_context"),
     ),
     Conversion(
         "tid1500reader", "sr-read", "A DICOM TID 1500 measurement report to dcmqi-style sr-tid1500 JSON.",
@@ -379,7 +381,7 @@ def add_cli_arguments(parser: argparse.ArgumentParser, conversion: Conversion) -
         by_name[output.option] = lambda output=output: parser.add_argument(
             output.option, required=True, metavar=output.metavar, help=output.help)
     for option in conversion.options:
-        names = ([option.short] if option.short else []) + [option.option]
+        names = [*option.shorts, option.option]
         by_name[option.option] = lambda option=option, names=names: parser.add_argument(*names, **_option_kwargs(option))
     order = CLI_ORDER.get(conversion.name) or tuple(by_name)
     for key in order:
