@@ -347,7 +347,7 @@ def test_worker_killed_mid_case_is_retried_by_dask(slow_cases, cluster, tmp_path
         for key in ("inputImageList", "inputDICOMDirectory", "inputMetadata"):
             row[key] = str(slow_cases.parent / row[key])
     outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(report=run_batch(rows, out, cluster, progress=False)))
+    thread = threading.Thread(target=lambda: outcome.update(report=run_batch(rows, out, cluster, progress=False)), daemon=True)
     thread.start()
 
     def executing(dask_worker):
@@ -365,6 +365,7 @@ def test_worker_killed_mid_case_is_retried_by_dask(slow_cases, cluster, tmp_path
         time.sleep(0.05)
     thread.join(timeout=240)
     assert killed is not None, "no case was seen running"
+    assert not thread.is_alive(), "the batch did not end within 240 s of its worker being killed"
     report = outcome["report"]
     assert report.ok and report.counts["ok"] == 4
     victim = next(result for result in report.results if f"-{result.case}-" in killed[1])
@@ -381,7 +382,8 @@ def test_local_pool_worker_killed_mid_case_is_retried(slow_cases, tmp_path):
     rows = list(csv.DictReader(open(slow_cases)))[:6]
     outcome = {}
     thread = threading.Thread(
-        target=lambda: outcome.update(report=run_batch(rows, out, workers=2, base=slow_cases.parent, progress=False))
+        target=lambda: outcome.update(report=run_batch(rows, out, workers=2, base=slow_cases.parent, progress=False)),
+        daemon=True,
     )
     thread.start()
     deadline = time.monotonic() + 120
@@ -393,6 +395,7 @@ def test_local_pool_worker_killed_mid_case_is_retried(slow_cases, tmp_path):
     assert workers
     workers[0].kill()
     thread.join(timeout=240)
+    assert not thread.is_alive(), "the batch did not end within 240 s of its worker being killed"
     report = outcome["report"]
     assert report.ok and report.counts["ok"] == 6, [r.error for r in report.results]
     assert sorted(p.name for p in out.glob("*.dcm")) == [f"seg{n:02d}.dcm" for n in range(6)]
@@ -529,6 +532,25 @@ def test_case_timeout_leaves_nothing_behind(slow_cases, tmp_path, workers):
     [result] = report.results
     assert result.status == "timeout" and "--case-timeout" in result.error
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["qidicom-batch-report.csv", "qidicom-batch-report.json"]
+
+
+def test_case_stuck_in_a_system_call_is_stopped_from_outside(slow_cases, tmp_path, monkeypatch):
+    # Reading a FIFO nobody writes blocks inside open(): no Python-level time limit can end
+    # it (as with a hung network file system). The driver stops such a worker itself, after
+    # the limit plus a grace, here shortened; the other cases still run.
+    monkeypatch.setattr("qidicom.batch.run.TIMEOUT_GRACE", 3.0)
+    stuck = tmp_path / "stuck.json"
+    os.mkfifo(stuck)
+    rows = list(csv.DictReader(open(slow_cases)))[:5]
+    rows[0]["inputMetadata"] = str(stuck)
+    started = time.monotonic()
+    report = run_batch(rows, tmp_path / "out", workers=2, case_timeout=2.0, base=slow_cases.parent, progress=False)
+    assert time.monotonic() - started < 60
+    statuses = {result.case: result.status for result in report.results}
+    assert statuses == {"seg00": "timeout", **{f"seg0{n}": "ok" for n in range(1, 5)}}, [r.error for r in report.results]
+    assert report.results[0].seconds >= 5.0
+    assert "stopped from outside" in report.results[0].error
+    assert partial_files(tmp_path / "out") == []
 
 
 def test_help_documents_every_column_of_every_conversion():

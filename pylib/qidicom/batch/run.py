@@ -24,6 +24,7 @@ from qidicom.batch.cases import Case, CaseResult, run_case
 from qidicom.batch.manifest import load_cases
 from qidicom.batch.progress import Progress
 from qidicom.batch.report import BatchReport
+from qidicom.batch import storage
 from qidicom.batch.storage import resolve
 from qidicom.errors import QidicomError
 
@@ -32,6 +33,14 @@ from qidicom.errors import QidicomError
 #: ``distributed.scheduler.allowed-failures``).
 LOCAL_ATTEMPTS = 2
 REPORT_NAME = "qidicom-batch-report"
+#: How long past its --case-timeout a case may run before the driver stops it from outside
+#: (the worker's own time limit is delivered between Python steps, so a case stuck inside one
+#: C call, or a worker that cannot exit, would otherwise hold the batch forever). The local
+#: pool's worker is then terminated; a Dask case is abandoned (its thread may run on, but its
+#: deadline check writes nothing).
+TIMEOUT_GRACE = 15.0
+#: How long a local worker gets to exit when the pool closes before it is terminated.
+EXIT_GRACE = 30.0
 
 
 _busy = threading.Lock()
@@ -67,6 +76,7 @@ class _Inline:
 
     description = "this process"
     dashboard = None
+    stops_cases_by_restarting = False
 
     def slots(self) -> int:
         return 1
@@ -90,6 +100,7 @@ class _LocalPool:
     """A process pool of ``workers`` processes on this machine."""
 
     dashboard = None
+    stops_cases_by_restarting = True  # a stuck case is stopped with its worker
 
     def __init__(self, workers: int):
         self.workers = workers
@@ -113,29 +124,55 @@ class _LocalPool:
     def submit(self, case: Case) -> cf.Future:
         return self.executor.submit(_pool_case, case)
 
-    def restart(self) -> None:
-        """A worker died and took the pool with it (concurrent.futures cannot replace one).
+    def _processes(self) -> list:
+        return list((getattr(self.executor, "_processes", None) or {}).values())
 
-        concurrent.futures has already stopped the pool's other workers; wait until they are
-        gone, so that no retried case runs beside an earlier attempt at it.
+    def _end(self, processes: list, grace: float) -> None:
+        """Wait up to ``grace`` seconds for the processes to exit, then terminate, then kill."""
+        until = time.monotonic() + grace
+        for process in processes:
+            process.join(timeout=max(0.0, until - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=5)
+
+    def restart(self) -> None:
+        """A worker died and took the pool with it (concurrent.futures cannot replace one), or
+        a case overran its time limit: stop every worker and start a new pool.
+
+        Waits until the old workers are gone, so that no retried case runs beside an earlier
+        attempt at it.
         """
-        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
+        processes = self._processes()
+        for process in processes:
             process.terminate()
-            process.join(timeout=10)
+        self._end(processes, 10.0)
         self.executor.shutdown(wait=False, cancel_futures=True)
         self._start()
 
     def stop_now(self) -> None:
-        for process in list((getattr(self.executor, "_processes", None) or {}).values()):
+        processes = self._processes()
+        for process in processes:
             process.terminate()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self._end(processes, 5.0)
 
     def close(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+        # Not shutdown(wait=True): a worker that cannot exit would hold the batch forever.
+        processes = self._processes()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        self._end(processes, EXIT_GRACE)
 
 
 class _Dask:
     """A ``distributed.Client``: an existing cluster's, or one on a LocalCluster we own."""
+
+    # A stuck case is abandoned: its thread may run on, but its deadline check writes nothing.
+    stops_cases_by_restarting = False
 
     def __init__(self, client, cluster=None):
         self.client = client
@@ -158,7 +195,7 @@ class _Dask:
         return self.executor.submit(run_case, case, key=key)
 
     def restart(self) -> None:
-        pass
+        pass  # the scheduler replaces dead workers itself
 
     def stop_now(self) -> None:
         self.executor.shutdown(wait=False)
@@ -255,14 +292,54 @@ def run_cases(cases: list[Case], backend, progress: Progress) -> tuple[dict[str,
             return False  # a suspect runs alone
         return not (crashes.get(case.id) and running)
 
+    def stop_overdue() -> None:
+        """Stop, from outside, cases far past their time limit.
+
+        A case's own limit ends it between Python steps; this is for one stuck in a C call
+        or in a worker that cannot exit. Cases start in the order submitted, so the first
+        ones in flight, as many as there are slots, are the running ones: a case's clock
+        starts when it becomes one of them (checked each second, so it errs late).
+        """
+        now = time.monotonic()
+        head = list(running)[: backend.slots()]
+        for future in head:
+            began.setdefault(future, now)
+        overdue = [
+            future for future in head
+            if running[future].timeout and now - began[future] > running[future].timeout + TIMEOUT_GRACE
+        ]
+        if not overdue:
+            return
+        for future in overdue:
+            case = running.pop(future)
+            if not backend.stops_cases_by_restarting:
+                future.cancel()  # (a local pool's futures end with the pool)
+            record(CaseResult.of(
+                case, "timeout", seconds=round(now - began[future], 4),
+                error=f"no result within {case.timeout:g} s (--case-timeout); stopped from outside",
+            ))
+        if backend.stops_cases_by_restarting:
+            # The stuck worker is stopped with the pool; the other cases in flight are not
+            # suspects, just run again.
+            others = list(running.values())
+            running.clear()
+            backend.restart()
+            queued.extendleft(reversed(others))
+        for future in overdue:
+            storage.remove_partials(future_cases[future].output)
+
+    began: dict[cf.Future, float] = {}
+    future_cases: dict[cf.Future, Case] = {}
     try:
         while queued or running:
             window = max(2 * backend.slots(), backend.slots() + 2)
             while queued and len(running) < window and may_start(queued[0]):
                 case = queued.popleft()
-                running[backend.submit(case)] = case
+                future = backend.submit(case)
+                running[future] = future_cases[future] = case
             done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
             collect(done)
+            stop_overdue()
         return results, False
     except KeyboardInterrupt:
         pass
@@ -276,6 +353,7 @@ def run_cases(cases: list[Case], backend, progress: Progress) -> tuple[dict[str,
         while running:
             done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
             collect(done)
+            stop_overdue()
     except KeyboardInterrupt:
         backend.stop_now()
     return results, True
