@@ -243,14 +243,14 @@ def _option_param(option) -> param.Parameter:
     return param.Boolean(default=bool(option.default), doc=option.help, label=option.label)
 
 
-def make_download_url(data: bytes) -> str:
+def make_download_url(data: bytes, mime: str = "application/dicom") -> str:
     """A blob: URL for the bytes; created in the worker, usable by the page (same origin)."""
     from js import Blob, Object, URL, Uint8Array
     from pyodide.ffi import to_js
 
     buffer = Uint8Array.new(len(data))
     buffer.assign(data)
-    blob = Blob.new([buffer], to_js({"type": "application/dicom"}, dict_converter=Object.fromEntries))
+    blob = Blob.new([buffer], to_js({"type": mime}, dict_converter=Object.fromEntries))
     return URL.createObjectURL(blob)
 
 

@@ -105,6 +105,9 @@
         setState("ready", "");
         registerServiceWorker();
         break;
+      case "stage-loaded":
+        document.body.dataset[camel(`stage-${msg.stage}`)] = "loaded";
+        break;
       case "stack-ready":
         timing.stackReady = performance.now();
         document.body.dataset.stack = "ready";
@@ -291,6 +294,7 @@
     seg: "a phantom CT with several organs, its label map and metadata, made in this page",
     pm: "a phantom MR series with an ADC map and its metadata, made in this page",
     sr: "the phantom CT, a SEG of its organs and their measurements, made in this page",
+    open: "the phantom CT and a SEG of its organs, made in this page, to open",
   };
   sampleButton.addEventListener("click", () => {
     sampleButton.disabled = true;

@@ -83,6 +83,7 @@ def view(state: PmState) -> pn.viewable.Viewable:
         pn.bind(views.series_view, "Reference series", state.param.series_summary, state.param.series_message,
                 state.param.series_warnings, state.param.series_count),
         pn.bind(views.images_view, "Parametric map", state.param.map_rows, state.param.map_message),
+        views.preview_card(state),
         pn.bind(views.metadata_view, state.param.metadata_name, state.param.document, state.param.metadata_problems,
                 state.param.metadata_message),
         *([form] if form is not None else []),

@@ -4,7 +4,9 @@ Parametric Map, measurements -> TID 1500 SR, all in one page.
 This module holds the entry points worker.js calls. The parts live beside it:
 panel_bridge (the Panel document mirrored to the page), base (what every conversion's
 state shares), seg_mode / pm_mode / sr_mode (one state and one view per conversion),
-views (small view functions), samples ("Load sample data"). Files never travel through
+open_mode (a SEG, PM or SR opened and turned back into files), preview/ (the slice
+preview, measurements, the opened object's view), stages (packages loaded when first
+needed), views (small view functions), samples ("Load sample data"). Files never travel through
 Bokeh messages: the page hands the browser's File objects to the worker, which reads them
 and calls ``receive_files``. What each conversion takes and offers comes from
 ``qidicom.conversions``, which the page also reads (``conversion_description``) for its
@@ -24,8 +26,9 @@ import views
 from base import log_exception
 from panel_bridge import Bridge
 
-#: The modes, in the order the page offers them, by the conversion's short name.
-MODES = ("seg", "pm", "sr")
+#: The conversions, in the order the page offers them, by their short names; then the open mode.
+CONVERSIONS = ("seg", "pm", "sr")
+MODES = (*CONVERSIONS, "open")
 
 BRIDGE = Bridge()
 STATES: dict = {}  # short name -> the mode's state, made once the stack is loaded
@@ -34,11 +37,23 @@ _current = {"mode": "seg"}
 
 
 def _mode_module(mode: str):
+    import open_mode
     import pm_mode
     import seg_mode
     import sr_mode
 
-    return {"seg": seg_mode, "pm": pm_mode, "sr": sr_mode}[mode]
+    return {"seg": seg_mode, "pm": pm_mode, "sr": sr_mode, "open": open_mode}[mode]
+
+
+def _prefill_report(document: dict, files: list) -> None:
+    """Measurements of a SEG just written (SEG mode's preview) to the SR mode: the files it
+    names in its pool, the report in its form."""
+    from qidicom import conversions
+
+    report = _state("sr")
+    report.clear_pool()
+    report.take_files(conversions.POOL_ROLE, files)
+    report.set_document(document)
 
 
 def _state(mode: str):
@@ -47,10 +62,13 @@ def _state(mode: str):
         raise ValueError(f"unknown mode {mode!r}")
     if mode not in STATES:
         module = _mode_module(mode)
-        state = {"seg": "SegState", "pm": "PmState", "sr": "SrState"}[mode]
-        state = getattr(module, state)(stack_ready=True)
+        if mode == "open":
+            state = module.OpenState()
+        else:
+            state = getattr(module, {"seg": "SegState", "pm": "PmState", "sr": "SrState"}[mode])(stack_ready=True)
         state.schedule = BRIDGE.run_later
-        STATES[mode] = (state, module.view(state))
+        hooks = {"prefill_report": _prefill_report} if mode == "seg" else {}
+        STATES[mode] = (state, module.view(state, **hooks))
     return STATES[mode][0]
 
 
@@ -89,7 +107,10 @@ def load_conversion_stack() -> str:
         ROOT.objects = [views.alert("The DICOM libraries failed to load in this browser (details are in the browser console).",
                                     "danger")]
         return json.dumps({"failed": True})
-    return json.dumps({"modes": [conversions.as_json(conversions.get(mode)) for mode in MODES]})
+    import open_mode
+
+    return json.dumps({"modes": [conversions.as_json(conversions.get(mode)) for mode in CONVERSIONS]
+                       + [open_mode.DESCRIPTION]})
 
 
 @BRIDGE.in_document

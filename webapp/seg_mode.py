@@ -125,7 +125,9 @@ class SegState(ConversionState, SeriesInput):
         return {role: len(pairs) for role, pairs in inputs.items()}
 
 
-def view(state: SegState) -> pn.viewable.Viewable:
+def view(state: SegState, prefill_report=None) -> pn.viewable.Viewable:
+    """The mode's page; ``prefill_report(document, files)`` takes the measurements of a written SEG
+    to the SR mode (see preview.area)."""
     options = {option.dest: views.option_widget(state, option) for option in state.conversion.app_options}
     options["fractionalType"].visible = pn.bind(lambda kind: kind == "fractional", state.param.segmentationType)
     form = views.editor_view(state)
@@ -139,6 +141,7 @@ def view(state: SegState) -> pn.viewable.Viewable:
         pn.bind(views.series_view, "DICOM series", state.param.series_summary, state.param.series_message,
                 state.param.series_warnings, state.param.series_count),
         pn.bind(views.images_view, "Label maps", state.param.label_rows, state.param.labels_message),
+        views.preview_card(state, prefill_report),
         pn.bind(views.metadata_view, state.param.metadata_name, state.param.document, state.param.metadata_problems,
                 state.param.metadata_message),
         *[item for item in (from_labels, form) if item is not None],

@@ -163,3 +163,21 @@ def convert_controls(state, options: list) -> list:
         pn.bind(result_view, state.param.error, state.param.result_url, state.param.result_name,
                 state.param.result_size, state.param.result_warnings, state.param.stack_ready),
     ]
+
+
+def download_link(filename: str, data: bytes, mime: str) -> pn.pane.HTML:
+    """A file made in the app, offered as the conversions' results are: a blob: URL link."""
+    from base import make_download_url
+
+    url = make_download_url(data, mime)
+    return pn.pane.HTML(f"<a class='qi-file-download' href='{escape(url)}' download='{escape(filename)}'>"
+                        f"Download {escape(filename)}</a> ({len(data) / 1e3:.1f} kB)", margin=(8, 10))
+
+
+def preview_card(state, prefill_report=None) -> pn.Card:
+    """The mode's slice preview (webapp/preview/area.py), of its inputs and of what was written."""
+    from preview.area import PreviewArea
+
+    area = PreviewArea(state, offer=download_link, prefill_report=prefill_report)
+    return pn.Card(area.panel(), title="Preview", collapsed=False, sizing_mode="stretch_width",
+                   css_classes=["qi-preview-card"])

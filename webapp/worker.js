@@ -1,7 +1,7 @@
 // Runs Pyodide, Panel and qidicom off the main thread, so the page stays responsive while a
 // conversion runs. Talks to page.js by messages:
-//   to the page:   status, render, patch, idle, ready, conversions, stack-ready, files-read, sample-loaded,
-//                  notice, fatal
+//   to the page:   status, render, patch, idle, ready, conversions, stack-ready, stage-loaded, files-read,
+//                  sample-loaded, notice, fatal
 //   from the page: rendered, patch, mode, files, sample
 "use strict";
 
@@ -12,6 +12,8 @@ let pyodide = null;
 let app = null; // the qidicom_app Python module
 let conversionStackReady = null; // resolves once qidicom and its dependencies are imported
 let fileBatches = Promise.resolve();
+let stages = null; // app/packages.json: the packages of each stage, and the app's modules
+const stageLoads = {}; // stage name -> the promise of its loading (each is loaded once)
 
 function post(type, fields = {}) {
   self.postMessage({ type, ...fields });
@@ -39,7 +41,8 @@ async function start() {
   const plan = fetchJSON("app/packages.json");
   pyodide = await loadPyodide({ indexURL: new URL("pyodide/", self.location).href });
   status("Loading the interface", "python");
-  const { ui, convert, modules } = await plan;
+  stages = await plan;
+  const { ui, convert, modules } = stages;
   await pyodide.loadPackage(ui, { messageCallback: () => {} });
   // The app's modules, packages (the metadata editor) included, beside Python's working directory.
   await Promise.all(modules.map(async (name) => {
@@ -65,6 +68,19 @@ async function start() {
     post("stack-ready", { elapsed: performance.now() - t0 });
   })();
 }
+
+// A later stage's packages (e.g. "preview": pandas, which Bokeh's ColumnDataSource imports),
+// loaded when Python first needs them (qidicom's webapp/stages.py awaits this), never at start-up.
+self.qidicomLoadStage = (name) => {
+  if (!stageLoads[name]) {
+    const started = performance.now();
+    stageLoads[name] = pyodide.loadPackage(stages[name] || [], { messageCallback: () => {} }).then(() => {
+      console.debug(`[qidicom worker] stage ${name} loaded in ${Math.round(performance.now() - started)} ms`);
+      post("stage-loaded", { stage: name, elapsed: performance.now() - t0 });
+    });
+  }
+  return stageLoads[name];
+};
 
 async function receiveFiles(mode, role, files) {
   await conversionStackReady;

@@ -6,31 +6,53 @@ the PM mode's map ``volume``, and the metadata ``document`` (segment labels and 
 map units). "Show the preview" builds it on demand (decoding pixels costs memory and time
 the conversion itself does not need); "Show what was written" reads the written object
 back from its bytes with the library's reader (``show_output(data)``), so the person sees
-what was written, not what was meant.
+what was written, not what was meant. Under a written SEG, "Measurements" measures each
+segment on the series and, with ``prefill_report``, pre-fills the SR mode with a report of
+them that references that SEG.
+
+In the app the buttons first load the site's "preview" packages (webapp/stages.py);
+``show_inputs`` and ``show_output`` themselves assume them loaded.
 """
 
 from __future__ import annotations
 
 import html
+from typing import Callable
 
 import panel as pn
 
 from qidicom import preview as qp
 
+import stages
+from preview.measure import MeasurementsPanel
+from preview.objects import Offer, file_download
 from preview.view import SlicePreview
+
+#: ``prefill_report(document, files)``: an sr-tid1500 document and the DICOM files it names.
+Prefill = Callable[[dict, list], object]
+
+
+def base_name(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
 
 
 class PreviewArea:
-    def __init__(self, state):
+    def __init__(self, state, *, offer: Offer = file_download, prefill_report: Prefill | None = None):
         self.state = state
+        self.offer, self.prefill_report = offer, prefill_report
         self.volume: qp.SeriesVolume | None = None
         self.button = pn.widgets.Button(name="Show the preview", button_type="default")
-        self.button.on_click(lambda _event: self.show_inputs())
+        self.button.on_click(lambda _event: self._with_preview_packages(self.show_inputs))
         self.output_button = pn.widgets.Button(name="Show what was written", button_type="default", visible=False)
-        self.output_button.on_click(lambda _event: self.show_written())
+        self.output_button.on_click(lambda _event: self._with_preview_packages(self.show_written))
         self.area = pn.Column(sizing_mode="stretch_width")
         if "result_url" in getattr(state, "param", {}):
             state.param.watch(self._result_changed, "result_url")
+
+    def _with_preview_packages(self, action: Callable[[], None]) -> None:
+        schedule = getattr(self.state, "schedule", None)
+        stages.run_with("preview", schedule, action, waiting=lambda: self._message("Loading the preview…", "info"),
+                        failed=self._message)
 
     def _result_changed(self, event) -> None:
         """A new result: offer its preview, and show it at once if the series is decoded already."""
@@ -46,6 +68,7 @@ class PreviewArea:
     def _series_volume(self) -> qp.SeriesVolume:
         state = self.state
         if self.volume is None or self.volume.series is not state.series:
+            self.volume = None  # the old pixels go before the new ones are decoded
             self.volume = qp.series_volume(state.series, dict(getattr(state, "_series_pairs", None) or []))
         return self.volume
 
@@ -73,14 +96,17 @@ class PreviewArea:
         """The object just written, read back by the library's reader, over the series."""
         from qidicom import reverse
 
+        extra: list = []
         try:
             volume = self._series_volume()
             kind = reverse.object_kind((name, data))
             if kind == "seg":
                 from qidicom.seg import read_segmentation
 
-                view = SlicePreview(volume, overlay=qp.overlay_from_segmentation(read_segmentation((name, data)), volume),
-                                    title=f"What was written: {name}")
+                contents = read_segmentation((name, data))
+                overlay = qp.overlay_from_segmentation(contents, volume)
+                view = SlicePreview(volume, overlay=overlay, title=f"What was written: {name}")
+                extra.append(self._measurements(volume, overlay, name, data, contents).panel())
             elif kind == "pm":
                 from qidicom.pm import read_parametric_map
 
@@ -92,7 +118,27 @@ class PreviewArea:
         except Exception as error:
             self._message(str(error))
             return
-        self.area.objects = [view.panel()]
+        self.area.objects = [view.panel(), *extra]
+
+    def _measurements(self, volume, overlay, name: str, data: bytes, contents) -> MeasurementsPanel:
+        """Per-segment numbers of the written SEG, and a report of them referencing it."""
+        import pydicom
+
+        pairs = list(getattr(self.state, "_series_pairs", None) or [])
+        uid = str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), stop_before_pixels=True,
+                                  specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+        series = self.state.series
+        used = set(series.names)
+        pairs = [(n, d) for n, d in pairs if n in used] or pairs  # only the series' own files
+        library = [base_name(n) for n in series.names]
+        arguments = {"segmentation_file": base_name(name), "segmentation_uid": uid,
+                     "source_series_uid": self.state.series.series_uid, "image_library": library}
+        prefill = None
+        if self.prefill_report is not None:
+            def prefill(document: dict) -> None:
+                self.prefill_report(document, pairs + [(base_name(name), data)])
+        return MeasurementsPanel(volume, overlay, report_arguments=arguments, prefill=prefill, offer=self.offer)
 
     def panel(self) -> pn.viewable.Viewable:
-        return pn.Column(pn.Row(self.button, self.output_button), self.area, sizing_mode="stretch_width")
+        return pn.Column(pn.Row(self.button, self.output_button), self.area, sizing_mode="stretch_width",
+                         css_classes=["qi-preview-area"])

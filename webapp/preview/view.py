@@ -258,10 +258,13 @@ class SlicePreview:
                            location=(0, 0), orientation="vertical", width=14)
             holder.add_layout(bar, "right")
             self.colour_bar = bar
-            columns.insert(1, pn.pane.Bokeh(holder))
+            columns[0] = pn.Row(columns[0], pn.pane.Bokeh(holder))
         return pn.Column(
             pn.pane.Markdown(f"### {self.title}", disable_math=True),
-            pn.Row(*columns, self.controls),
+            # Two by two (as viewers' four-up layouts): three planes and the controls in one row
+            # are wider than the page. A GridBox, not a FlexBox: FlexBox is a ReactiveHTML,
+            # which BokehJS renders by evaluating code, which the page's policy forbids.
+            pn.GridBox(*columns, self.controls, ncols=2),
             self.readout,
             sizing_mode="stretch_width", css_classes=["qi-preview"],
         )

@@ -1,0 +1,146 @@
+"""Open mode: a DICOM SEG, Parametric Map or TID 1500 SR (qidicom's, dcmqi's, highdicom's),
+with or without its source series, shown (preview over the series, or the SR's table) and
+turned back into what the CLI's readers write (webapp/preview/objects.py: ObjectViewer).
+
+Not a conversion of ``qidicom.conversions``: the page's pickers for it come from
+``DESCRIPTION``, in the same form as a conversion's description.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+import param
+
+import samples
+import stages
+import views
+from base import Pairs, readable_failure
+
+SHORT_NAME = "open"
+OBJECT_ROLE, SERIES_ROLE = "object", "series"
+
+DESCRIPTION = {
+    "name": "open", "short_name": SHORT_NAME, "title": "Open a DICOM object",
+    "inputs": [
+        {"role": OBJECT_ROLE, "label": "DICOM object to open (SEG, Parametric Map or TID 1500 SR)", "kind": "dicom",
+         "extensions": [".dcm"], "accept": "", "multiple": True, "required": True, "directory": False,
+         "roles": [OBJECT_ROLE]},
+        {"role": SERIES_ROLE, "label": "Its source series (optional: the object is shown over it)", "kind": "dicom",
+         "extensions": [], "accept": "", "multiple": True, "required": False, "directory": True,
+         "roles": [SERIES_ROLE]},
+    ],
+}
+
+
+def split_objects(pairs: Pairs) -> tuple[Pairs, Pairs]:
+    """(the SEG/PM/SR objects, the other files) of files chosen or dropped together."""
+    from qidicom import reverse
+
+    objects, others = [], []
+    for pair in pairs:
+        try:
+            reverse.object_kind(pair)
+        except Exception:
+            others.append(pair)
+        else:
+            objects.append(pair)
+    return objects, others
+
+
+class OpenState(param.Parameterized):
+    """The opened object and series; ``content`` is what the mode shows of them."""
+
+    object_name = param.String(default="")
+    series_count = param.Integer(default=0)
+    message = param.String(default="")
+    content = param.Parameter(default=None, doc="the ObjectViewer's layout, once made")
+
+    def __init__(self, offer=None, **params):
+        super().__init__(**params)
+        self.offer = offer or views.download_link
+        self._object: tuple[str, bytes] | None = None
+        self._series: Pairs = []
+
+    @staticmethod
+    def schedule(coroutine_function) -> None:  # replaced by the app with its bridge's run_later
+        import asyncio
+
+        asyncio.get_event_loop().create_task(coroutine_function())
+
+    def take_files(self, role: str, pairs: Pairs) -> None:
+        if role == OBJECT_ROLE:
+            objects, others = split_objects(pairs)
+            if not objects:
+                self.param.update(message=f"{pairs[0][0] if pairs else 'The file'}: not a DICOM SEG, Parametric Map "
+                                          "or TID 1500 SR.", content=None)
+                return
+            self._object = objects[-1]
+            if others:  # a study dropped as one: the other files are the series
+                self._series = others
+        elif role == SERIES_ROLE:
+            self._series = list(pairs)
+        else:
+            raise ValueError(f"unknown input role {role!r} for the open mode")
+        self.param.update(object_name=self._object[0] if self._object else "", series_count=len(self._series))
+        self.open()
+
+    def open(self) -> None:
+        """Show the object (again, over the series when there is one)."""
+        if self._object is None:
+            self.param.update(message="Choose the DICOM object to open.", content=None)
+            return
+        from qidicom import reverse
+
+        name, data = self._object
+        try:
+            kind = reverse.object_kind((name, data))
+        except Exception as error:
+            self.param.update(message=readable_failure(error, "reading the object"), content=None)
+            return
+        if kind == "sr":  # a table: no Bokeh image, so no preview packages needed
+            self._show()
+            return
+        stages.run_with("preview", self.schedule, self._show,
+                        waiting=lambda: self.param.update(message="Loading the preview…", content=None),
+                        failed=lambda text: self.param.update(message=text, content=None))
+
+    def _show(self) -> None:
+        from preview.objects import ObjectViewer
+
+        name, data = self._object
+        try:
+            viewer = ObjectViewer(name, data, self._series or None, offer=self.offer)
+            layout = viewer.panel()
+        except Exception as error:
+            self.param.update(message=readable_failure(error, f"opening {name}"), content=None)
+            return
+        self.viewer = viewer
+        self.param.update(message="", content=layout)
+
+    def load_sample(self) -> dict[str, int]:
+        """The sample SEG of the phantom CT, with its series."""
+        inputs = {SERIES_ROLE: list(samples.study().ct_series), OBJECT_ROLE: [samples.sample_seg()]}
+        self._series = inputs[SERIES_ROLE]
+        self.take_files(OBJECT_ROLE, inputs[OBJECT_ROLE])
+        return {role: len(pairs) for role, pairs in inputs.items()}
+
+
+def content_view(object_name: str, message: str, content):
+    if message:
+        kind = "info" if message.startswith("Loading") else "danger" if object_name else "warning"
+        return views.alert(views.escape(message), kind)
+    if content is None:
+        return views.markdown("**DICOM object:** none chosen yet.")
+    return content
+
+
+def view(state: OpenState) -> pn.viewable.Viewable:
+    return pn.Column(
+        views.markdown("## 2. See and save"),
+        pn.bind(lambda count: views.markdown(f"**Source series:** {count} file{'s' if count != 1 else ''}."
+                                             if count else "**Source series:** none (the object is shown on its own grid)."),
+                state.param.series_count),
+        pn.bind(content_view, state.param.object_name, state.param.message, state.param.content),
+        sizing_mode="stretch_width",
+        css_classes=["qi-app", "qi-mode-open"],
+    )
