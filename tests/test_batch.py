@@ -573,15 +573,26 @@ def test_help_documents_every_column_of_every_conversion():
                 assert f"    {action.dest} " in text, (name, action.dest)
 
 
-def test_every_option_of_the_cli_reaches_the_library():
-    # A new CLI option is a new manifest column at once; the batch must also pass it on.
-    from qidicom.batch.cases import CONVERTERS, IGNORED_OPTIONS
-    from qidicom.batch.columns import conversions
+def test_every_input_and_option_reaches_the_library_function_the_description_names():
+    # A case calls the conversion's library function with every input and every option
+    # that has an effect, by the names its description gives: they must all be parameters
+    # of that function, and every column the CLI takes must be one of them or marked as
+    # changing nothing.
+    import inspect
 
-    assert set(CONVERTERS) == set(conversions())
-    for name, conversion in conversions().items():
-        options = {column.name for column in conversion.columns.values() if column.role == "option"}
-        assert CONVERTERS[name].options == options - IGNORED_OPTIONS, name
+    from qidicom import conversions
+    from qidicom.batch.columns import conversions as batch_conversions
+
+    for name, described in batch_conversions().items():
+        conversion = conversions.get(name)
+        parameters = inspect.signature(conversion.resolve("function")).parameters
+        for item in conversion.inputs:
+            assert item.parameter in parameters, (name, item.role)
+        for option in conversion.options:
+            assert option.parameter is None or option.parameter in parameters, (name, option.dest)
+        known = {form.dest for item in conversion.inputs for form in item.cli}
+        known |= {option.dest for option in conversion.options} | {output.dest for output in conversion.outputs}
+        assert {column.name for column in described.columns.values()} <= known, name
 
 
 def test_core_library_and_cli_do_not_import_dask():

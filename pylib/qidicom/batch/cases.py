@@ -1,7 +1,7 @@
 """One case of a batch: a pure function of its row.
 
-``run_case`` reads the inputs, converts with the library's own functions (the same calls,
-with the same arguments, as the CLI's subcommands), and writes the output whole or not at
+``run_case`` reads the inputs, converts with the library function the conversion's
+description names (``qidicom.conversions``, which the CLI's subcommands read too), and writes the output whole or not at
 all, then records a content hash beside it. Running a case twice, or on two workers at
 once after a retry, writes the same thing, which is what makes Dask's retries and work
 stealing safe. Nothing here imports Dask: workers need only qidicom itself.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
+import inspect
 import json
 import os
 import socket
@@ -19,9 +20,9 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
-from qidicom import __version__
+from qidicom import __version__, conversions
 from qidicom.batch import storage
 from qidicom.batch.storage import SIDECAR_SUFFIX
 from qidicom.errors import QidicomError
@@ -209,108 +210,33 @@ def _chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
 
 
 # --------------------------------------------------------------------------- conversions
-# Each mirrors the CLI subcommand of the same name (qidicom/cli.py): same function, same
-# arguments. Returns the output (bytes for a file, [(name, bytes)] for a folder) and warnings.
-# Each names the options it passes on, so that a test can tell when the CLI grows one that
-# a batch would silently drop.
-
-#: Options the CLI takes for dcmqi's command lines and ignores; so does a batch.
-IGNORED_OPTIONS = frozenset({"noDicomValueChecks", "noCheck"})
 
 
-def _uses(*options: str):
-    def mark(function):
-        function.options = frozenset(options)
-        return function
-
-    return mark
-
-
-def _references(inputs: Inputs):
-    directory = inputs.source("inputDICOMDirectory")
-    return directory if directory is not None else inputs.source("inputDICOMList")
-
-
-@_uses("segmentationType", "fractionalType", "compress", "skip", "useLabelIDAsSegmentNumber", "referencesGeometryCheck")
-def _itkimage2segimage(inputs: Inputs, o: dict):
-    from qidicom.seg import segmentation_from_files
-
-    result = segmentation_from_files(
-        inputs.source("inputImageList"), inputs.source("inputMetadata"), _references(inputs),
-        segmentation_type=o["segmentationType"], fractional_type=o["fractionalType"], compress=o["compress"],
-        skip_empty=o["skip"], use_label_id_as_segment_number=o["useLabelIDAsSegmentNumber"],
-        check_geometry=o["referencesGeometryCheck"],
-    )
-    return result.data, list(result.warnings)
-
-
-@_uses("prefix", "outputType", "mergeSegments")
-def _segimage2itkimage(inputs: Inputs, o: dict):
-    from qidicom.seg import segmentation_to_files
-
-    files = segmentation_to_files(
-        inputs.source("inputDICOM"), prefix=o["prefix"], output_type=o["outputType"], merge_segments=o["mergeSegments"]
-    )
-    return [(f.name, f.data) for f in files], []
-
-
-@_uses("compress", "usePalette", "force16Bit")
-def _bin2labelsegimage(inputs: Inputs, o: dict):
-    from qidicom.seg import binary_to_labelmap
-
-    result = binary_to_labelmap(
-        inputs.source("inputDICOM"), compress=o["compress"], use_palette=o["usePalette"], force_16_bit=o["force16Bit"]
-    )
-    return result.data, list(result.warnings)
-
-
-@_uses("compress", "dataType")
-def _itkimage2paramap(inputs: Inputs, o: dict):
-    from qidicom.pm import parametric_map_from_files
-
-    result = parametric_map_from_files(
-        inputs.source("inputImage"), inputs.source("inputMetadata"), _references(inputs),
-        compress=o["compress"], data_type=o["dataType"],
-    )
-    return result.data, list(result.warnings)
-
-
-@_uses("prefix", "outputType")
-def _paramap2itkimage(inputs: Inputs, o: dict):
-    from qidicom.pm import parametric_map_to_files
-
-    files, warnings = parametric_map_to_files(inputs.source("inputDICOM"), prefix=o["prefix"], output_type=o["outputType"])
-    return [(f.name, f.data) for f in files], list(warnings)
-
-
-@_uses("compress")
-def _tid1500writer(inputs: Inputs, o: dict):
-    from qidicom.sr import report_from_files
-
-    result = report_from_files(
-        inputs.source("inputMetadata"), inputs.source("inputImageLibraryDirectory"),
-        inputs.source("inputCompositeContextDirectory"), compress=o["compress"],
-    )
-    return result.data, list(result.warnings)
-
-
-@_uses()
-def _tid1500reader(inputs: Inputs, o: dict):
-    from qidicom.sr import report_to_json
-
-    data, warnings = report_to_json(inputs.source("inputDICOM"))
-    return data, list(warnings)
-
-
-CONVERTERS: dict[str, Callable[[Inputs, dict], tuple[object, list[str]]]] = {
-    "itkimage2segimage": _itkimage2segimage,
-    "segimage2itkimage": _segimage2itkimage,
-    "bin2labelsegimage": _bin2labelsegimage,
-    "itkimage2paramap": _itkimage2paramap,
-    "paramap2itkimage": _paramap2itkimage,
-    "tid1500writer": _tid1500writer,
-    "tid1500reader": _tid1500reader,
-}
+def convert(conversion_name: str, inputs: Inputs, options: dict) -> tuple[object, list[str]]:
+    """Run a conversion as ``qidicom.conversions`` describes it, as the CLI does: each input
+    to its library parameter, each option that has an effect to its keyword (the rest, taken
+    for dcmqi's command lines, change nothing). Returns the output (bytes for a file,
+    [(name, bytes)] for a folder) and the warnings."""
+    conversion = conversions.get(conversion_name)
+    function = conversion.resolve("function")
+    arguments: dict[str, object] = {}
+    for item in conversion.inputs:
+        given = (inputs.source(form.dest) for form in item.cli)
+        arguments[item.parameter] = next((source for source in given if source is not None), None)
+    arguments.update({option.parameter: options[option.dest] for option in conversion.options if option.parameter})
+    warnings: list[str] = []
+    if "warnings" in inspect.signature(function).parameters:
+        arguments["warnings"] = warnings  # a reader that reports warnings into a list
+    result = function(**arguments)
+    if isinstance(result, tuple):  # (output, warnings)
+        result, more = result
+        warnings.extend(more)
+    elif hasattr(result, "warnings"):  # a writer's WriteResult
+        warnings.extend(result.warnings)
+        result = result.data
+    if isinstance(result, list):  # a reader's files
+        return [(exported.name, exported.data) for exported in result], warnings
+    return bytes(result), warnings
 
 
 # --------------------------------------------------------------------------- running
@@ -367,7 +293,7 @@ def run_case(case: Case) -> CaseResult:
                 if record is not None:
                     return done("skipped", output_bytes=record.get("output_bytes"), warnings=list(record.get("warnings", [])))
             storage.remove_partials(case.output)
-            output, warnings = CONVERTERS[case.conversion](inputs, case.options)
+            output, warnings = convert(case.conversion, inputs, case.options)
             deadline.check()  # a late result is not written: the case timed out
             if isinstance(output, (bytes, bytearray)):
                 storage.write_file(case.output, bytes(output))
