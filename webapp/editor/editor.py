@@ -121,6 +121,8 @@ class MetadataEditor(param.Parameterized):
         """Loaded files, series and SEG segments the SR pickers offer (see the package docs)."""
         self.context = dict(context or {})
         self._build()
+        if getattr(self, "_panel", None) is not None:  # shown already: show the new widgets in it
+            self._panel.objects = self._columns()
         self._refresh()
 
     # ------------------------------------------------------------------ editing
@@ -443,6 +445,15 @@ class MetadataEditor(param.Parameterized):
         """The editor's layout: start choices, the form, and beside it problems and JSON text."""
         if getattr(self, "_panel", None) is not None:
             return self._panel
+        # A Bokeh Row that wraps (pn.FlexBox is ReactiveHTML, which needs script evaluation
+        # and so cannot run under the app's Content Security Policy).
+        self._panel = pn.Row(*self._columns(), sizing_mode="stretch_width", styles={"flex-wrap": "wrap"},
+                             css_classes=["qi-metadata-editor"])
+        self._show_problems()
+        return self._panel
+
+    def _columns(self) -> list:
+        """The form's column and the side column, of the current widgets (``_build``)."""
         titles = {"seg": "Segmentation", "pm": "Parametric map", "sr": "Measurement report (TID 1500)"}
         start = pn.Row(self.empty, pn.pane.HTML("<label>Or load a dcmqi JSON file:</label>", margin=(14, 5, 0, 15)),
                        self.upload, sizing_mode="stretch_width", styles={"flex-wrap": "wrap"})
@@ -459,14 +470,8 @@ class MetadataEditor(param.Parameterized):
         side = pn.Column(self.status, self.problem_list, pn.Row(self.download, self.copy), self.text,
                          self.apply_text, self.text_error, sizing_mode="stretch_width",
                          styles={"position": "sticky", "top": "0"})
-        # A Bokeh Row that wraps (pn.FlexBox is ReactiveHTML, which needs script evaluation
-        # and so cannot run under the app's Content Security Policy).
-        self._panel = pn.Row(
-            pn.Column(*main, sizing_mode="stretch_width", styles={"flex": "3 1 480px", "min-width": "320px"}),
-            pn.Column(side, sizing_mode="stretch_width", styles={"flex": "2 1 360px", "min-width": "300px"}),
-            sizing_mode="stretch_width", styles={"flex-wrap": "wrap"}, css_classes=["qi-metadata-editor"])
-        self._show_problems()
-        return self._panel
+        return [pn.Column(*main, sizing_mode="stretch_width", styles={"flex": "3 1 480px", "min-width": "320px"}),
+                pn.Column(side, sizing_mode="stretch_width", styles={"flex": "2 1 360px", "min-width": "300px"})]
 
 
 class _SegmentList(ListEditor):

@@ -58,7 +58,9 @@ class MeasurementsPanel:
             else:
                 if self.prefill is not None:
                     self.prefill(self.document)
-                    items.append(pn.pane.Alert("The SR form is pre-filled with these measurements.", alert_type="success"))
+                    items.append(pn.pane.Alert("The SR form is pre-filled with these measurements, and the files they "
+                                               "refer to are loaded there: open “Measurement report (SR)” to convert.",
+                                               alert_type="success"))
         self.area.objects = items
 
     def panel(self) -> pn.viewable.Viewable:

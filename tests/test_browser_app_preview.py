@@ -1,0 +1,358 @@
+"""The slice preview, the measurements and the "Open a DICOM object" mode in the built site,
+in Debian's chromium, used as a person uses them (the page's own buttons and file inputs).
+
+One site and one page serve every test here (the app starts once). The phantom study
+(qidicom.samples) is made on every machine; dcmqi's liver SEG is opened too when ../shared
+is there. Rendered pixels are read from screenshots of the axial plane and compared with
+the colours a plain numpy computation of the same voxels gives: the window's grey, and the
+segment's colour at the overlay's opacity over it. Downloads are compared with what the
+command line's readers write from the same files; no request may leave the local server.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nibabel
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from site_browser import (SiteServer, browser_context, build_site, check_no_foreign_requests, choose_files,
+                          chromium_missing_reason, convert_and_download, select_mode, shows, wait_for, wait_ready,
+                          watch_page)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = Path("/tmp/shots")
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(chromium_missing_reason() is not None, reason=chromium_missing_reason() or "")]
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The built site, open and ready in one chromium page for the whole module."""
+    dist = build_site()
+    with SiteServer(dist) as server, browser_context(server, viewport=(1280, 1400)) as (context, log):
+        page = context.new_page()
+        watch_page(page, log)
+        page.goto(server.url)
+        wait_ready(page)
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        yield page, log
+
+
+def cli(*arguments) -> None:
+    subprocess.run([sys.executable, "-m", "qidicom", *map(str, arguments)], check=True, capture_output=True)
+
+
+def load_sample(page, mode: str) -> None:
+    select_mode(page, mode)
+    page.get_by_role("button", name="Load sample data").click()
+    page.wait_for_selector(f"body[data-sample-{mode}=loaded]", state="attached", timeout=180_000)
+
+
+def readout(page) -> str:
+    return page.locator(".qi-readout-text").first.inner_text()
+
+
+def download(page, link_text: str, target: Path) -> Path:
+    link = page.locator("a.qi-file-download", has_text=link_text).last
+    link.wait_for(timeout=120_000)
+    with page.expect_download() as event:
+        link.click()
+    event.value.save_as(target)
+    return target
+
+
+# --------------------------------------------------------------------------- numpy's view of the phantom
+
+
+def ct_volume(study) -> tuple[np.ndarray, np.ndarray]:
+    """The phantom CT as real values [i, j, k] (k along the slice normal) and its LPS affine."""
+    datasets = [pydicom.dcmread(io.BytesIO(data)) for _, data in study.ct_series]
+    datasets.sort(key=lambda ds: float(ds.ImagePositionPatient[2]))
+    assert [float(v) for v in datasets[0].ImageOrientationPatient] == [1, 0, 0, 0, 1, 0]  # axial, unflipped
+    values = np.stack([ds.pixel_array.T * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in datasets], axis=2)
+    spacing = [float(v) for v in datasets[0].PixelSpacing]
+    thickness = float(datasets[1].ImagePositionPatient[2]) - float(datasets[0].ImagePositionPatient[2])
+    affine = np.diag([spacing[1], spacing[0], thickness, 1.0])
+    affine[:3, 3] = [float(v) for v in datasets[0].ImagePositionPatient]
+    return values, affine
+
+
+def labels_on_ct(study, ct_affine: np.ndarray, shape) -> np.ndarray:
+    """The label map (a NIfTI, RAS+) sampled at the CT's voxel centres."""
+    name, data = study.ct_labels
+    image = nibabel.Nifti1Image.from_bytes(gzip.decompress(data))
+    i, j, k = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    lps = ct_affine @ np.stack([i.ravel(), j.ravel(), k.ravel(), np.ones(i.size)])
+    ras = lps * np.array([[-1], [-1], [1], [1]])
+    index = np.rint(np.linalg.inv(image.affine) @ ras)[:3].astype(int)
+    labels = np.asarray(image.dataobj)
+    inside = ((index >= 0) & (index < np.array(labels.shape)[:, None])).all(axis=0)
+    result = np.zeros(i.size, labels.dtype)
+    result[inside] = labels[tuple(index[:, inside])]
+    return result.reshape(shape)
+
+
+def window_grey(values: np.ndarray, centre: float, width: float) -> np.ndarray:
+    """A 256-entry black-to-white linear colour mapper, as the preview's window."""
+    low = centre - width / 2
+    return np.clip(np.floor((values - low) * 256 / width), 0, 255)
+
+
+def axial_frame(page, path: Path) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A screenshot of the first axial plane on the page and its image frame (top, bottom,
+    left, right): the frame is where the pure black around the body is; the figure's border
+    is dark grey (#111)."""
+    page.locator(".qi-preview .bk-Plot").first.screenshot(path=str(path))
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    black = (image < 6).all(axis=2)
+    rows = np.nonzero(black.sum(axis=1) > 0.25 * image.shape[1])[0]
+    columns = np.nonzero(black.sum(axis=0) > 0.25 * image.shape[0])[0]
+    return image, (rows.min(), rows.max(), columns.min(), columns.max())
+
+
+# --------------------------------------------------------------------------- the SEG mode's preview
+
+
+def test_seg_preview_draws_the_series_and_its_segments_on_their_voxels(app, sample_study):
+    page, log = app
+    load_sample(page, "seg")
+    page.get_by_role("button", name="Show the preview").click()
+    page.locator(".qi-readout-text").first.wait_for(timeout=120_000)
+    assert page.evaluate("document.body.dataset.stagePreview") == "loaded"  # loaded on demand, not at start
+    page.wait_for_timeout(1000)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-preview.png"))
+
+    values, affine = ct_volume(sample_study)
+    labels = labels_on_ct(sample_study, affine, values.shape)
+    k = values.shape[2] // 2  # the preview opens on the middle slices
+    colours = {a["labelID"]: a["recommendedDisplayRGBValue"] for group in sample_study.seg_metadata["segmentAttributes"]
+               for a in group}
+    image, (top, bottom, left, right) = axial_frame(page, SHOTS / "app-seg-axial.png")
+    columns, rows = values.shape[:2]  # axial, unflipped: i to the screen's right (patient's left), j down
+    pixel_w, pixel_h = (right - left + 1) / columns, (bottom - top + 1) / rows
+    assert pixel_w == pytest.approx(pixel_h, rel=0.05) and pixel_w >= 3
+    grey = window_grey(values[:, :, k], 40, 400)  # the series' own window (40/400)
+    expected = np.repeat(grey[..., None], 3, axis=2)
+    segment = labels[:, :, k]
+    for number, rgb in colours.items():
+        expected[segment == number] = 0.5 * np.array(rgb) + 0.5 * expected[segment == number]  # opacity 0.5
+    centre = (columns // 2, rows // 2)  # the crosshair
+    checked = labelled = 0
+    wrong = []
+    for i in range(columns):
+        for j in range(rows):
+            near_crosshair = abs(i - centre[0]) <= 1 or abs(j - centre[1]) <= 1
+            near_letter = (abs(i - centre[0]) <= 4 and (j < 4 or j >= rows - 4)) or (abs(j - centre[1]) <= 4 and (i < 4 or i >= columns - 4))
+            if near_crosshair or near_letter:
+                continue
+            y, x = int(top + (j + 0.5) * pixel_h), int(left + (i + 0.5) * pixel_w)
+            checked += 1
+            labelled += segment[i, j] > 0
+            if np.abs(image[y, x] - expected[i, j]).max() > 6:
+                wrong.append(((i, j), image[y, x].tolist(), expected[i, j].tolist()))
+    assert checked > 0.8 * columns * rows and labelled > 100
+    assert len(wrong) <= 0.005 * checked, wrong[:10]
+
+    # The hover readout at the liver's centre voxel: its value and segment.
+    i, j = (int(round(v)) for v in np.argwhere(segment == 1).mean(axis=0))
+    assert segment[i, j] == 1
+    box = page.locator(".qi-preview .bk-Plot").first.bounding_box()
+    page.mouse.move(box["x"] + left + (i + 0.5) * pixel_w, box["y"] + top + (j + 0.5) * pixel_h)
+    wait_for(lambda: f"voxel ({i}, {j}, {k})" in readout(page), 30)
+    text = readout(page)
+    assert f"value {values[i, j, k]:.6g} HU" in text and "segment 1 Liver" in text, text
+    check_no_foreign_requests(log)
+
+
+@pytest.fixture(scope="module")
+def measured(app, sample_study, tmp_path_factory):
+    """SEG mode (after the preview test's sample): Convert, the written SEG shown, its
+    Measurements (CSV), the SR mode pre-filled with them, and that report converted."""
+    page, log = app
+    work = tmp_path_factory.mktemp("measured")
+    if page.evaluate("document.body.dataset.sampleSeg") != "loaded":
+        load_sample(page, "seg")
+    select_mode(page, "seg")
+    seg_path = work / "seg.dcm"
+    convert_and_download(page, "DICOM SEG", seg_path)
+    if not shows(page, "What was written:"):
+        page.get_by_role("button", name="Show what was written").click()
+    page.get_by_text("What was written:").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(800)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-what-was-written.png"))
+    page.get_by_role("button", name="Measurements").click()
+    page.locator(".qi-measurements").first.wait_for(timeout=120_000)
+    csv_path = download(page, "measurements.csv", work / "measurements.csv")
+    page.get_by_text("The SR form is pre-filled").first.wait_for(timeout=60_000)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-measurements.png"))
+    select_mode(page, "sr")
+    page.get_by_text("all loaded").first.wait_for(timeout=60_000)
+    sr_path = work / "sr.dcm"
+    convert_and_download(page, "DICOM SR (TID 1500)", sr_path)
+    page.screenshot(path=str(SHOTS / "app-sr-prefilled.png"), full_page=True)
+    return {"seg": seg_path, "csv": csv_path, "sr": sr_path, "log": log}
+
+
+def test_measurements_of_the_written_seg_equal_numpy_on_the_same_voxels(measured, sample_study):
+    values, affine = ct_volume(sample_study)
+    labels = labels_on_ct(sample_study, affine, values.shape)
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
+    rows = list(csv.DictReader(io.StringIO(measured["csv"].read_text())))
+    assert [int(r["segment"]) for r in rows] == sorted(int(v) for v in np.unique(labels) if v)
+    for row in rows:
+        inside = values[labels == int(row["segment"])]
+        assert int(row["voxels"]) == inside.size
+        assert float(row["volume_ml"]) == pytest.approx(inside.size * voxel_ml, rel=1e-12)
+        for column, expected in (("mean", inside.mean()), ("std", inside.std()), ("min", inside.min()),
+                                 ("max", inside.max()), ("median", np.median(inside))):
+            assert float(row[column]) == pytest.approx(expected, rel=1e-9, abs=1e-9), (row["label"], column)
+        assert row["units"] == "HU"
+    check_no_foreign_requests(measured["log"])
+
+
+def test_the_prefilled_report_references_the_seg_just_made_and_holds_the_measurements(measured):
+    import highdicom
+
+    seg = pydicom.dcmread(measured["seg"])
+    report = highdicom.sr.srread(measured["sr"])
+    rows = list(csv.DictReader(io.StringIO(measured["csv"].read_text())))
+    groups = report.content.get_volumetric_roi_measurement_groups()
+    assert len(groups) == len(rows)
+    for group, row in zip(groups, rows):
+        segment = group.referenced_segment
+        assert segment.referenced_sop_instance_uid == seg.SOPInstanceUID
+        assert segment.referenced_segment_numbers == [int(row["segment"])]
+        volume = next(m for m in group.get_measurements() if m.name.meaning == "Volume")
+        assert float(volume.value) == pytest.approx(float(row["volume_ml"]), rel=1e-6)
+
+
+def test_dcmqi_reads_the_report_made_from_the_measurements(measured, tmp_path):
+    tool = ROOT / "bench" / ".dcmqi-venv" / "bin" / "tid1500reader"
+    if not tool.is_file():
+        pytest.skip("dcmqi's tools are not installed (bench/setup_dcmqi.sh)")
+    out = tmp_path / "read.json"
+    subprocess.run([str(tool), "--inputDICOM", str(measured["sr"]), "--outputMetadata", str(out)], check=True,
+                   capture_output=True, timeout=120)
+    document = json.loads(out.read_text())
+    rows = list(csv.DictReader(io.StringIO(measured["csv"].read_text())))
+    assert [int(g["ReferencedSegment"]) for g in document["Measurements"]] == [int(r["segment"]) for r in rows]
+    volumes = [float(g["measurementItems"][0]["value"]) for g in document["Measurements"]]
+    assert volumes == pytest.approx([float(r["volume_ml"]) for r in rows], rel=1e-6)
+
+
+# --------------------------------------------------------------------------- the PM mode's preview
+
+
+def test_pm_preview_shows_the_map_in_colour_and_reads_out_its_value(app, sample_study):
+    from qidicom.readers import read_image  # the map as the conversions read it
+
+    page, log = app
+    load_sample(page, "pm")
+    page.get_by_role("button", name="Show the preview").click()
+    page.locator(".qi-preview .bk-Plot").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(1000)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-pm-preview.png"))
+    units = sample_study.pm_metadata["MeasurementUnitsCode"]["CodeValue"]
+    assert shows(page, f"Map threshold ({units})")
+    box = page.locator(".qi-preview .bk-Plot").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55)
+    wait_for(lambda: " · map " in readout(page), 30)
+    text = readout(page)
+    voxel = tuple(int(v) for v in text.split("voxel (")[1].split(")")[0].split(","))
+    name, data = sample_study.adc_map
+    adc = read_image((name, data))
+    mr = pydicom.dcmread(io.BytesIO(sample_study.mr_series[0][1]))
+    assert adc.array.shape[:2] == (mr.Columns, mr.Rows)  # the map is on the series' grid
+    value = float(np.asarray(adc.array)[voxel])
+    assert f"map {value:.6g} {units}" in text, (voxel, text)
+    check_no_foreign_requests(log)
+
+
+# --------------------------------------------------------------------------- "Open a DICOM object"
+
+
+def without_write_time(name: str, data: bytes) -> bytes:
+    """The file as written, less the time of writing pynrrd puts in a NRRD header comment."""
+    if not name.endswith(".nrrd"):
+        return data
+    header, separator, body = data.partition(b"\n\n")
+    return b"\n".join(line for line in header.split(b"\n") if not line.startswith(b"# on ")) + separator + body
+
+
+def zip_files(path: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(path) as archive:
+        return {name: without_write_time(name, archive.read(name)) for name in archive.namelist()}
+
+
+def directory_files(path: Path) -> dict[str, bytes]:
+    return {p.name: without_write_time(p.name, p.read_bytes()) for p in sorted(path.iterdir())}
+
+
+def open_object(page, obj: Path, series: list[Path] | None) -> None:
+    select_mode(page, "open")
+    if series:
+        choose_files(page, "open", "series", series)
+        page.get_by_text(f"Source series: {len(series)} file").first.wait_for(timeout=60_000)
+    choose_files(page, "open", "object", [obj])
+    page.get_by_text(f"{obj.name} (").first.wait_for(timeout=120_000)
+
+
+def test_open_a_seg_with_its_series_shows_it_and_downloads_what_the_cli_writes(app, sample_files, tmp_path):
+    page, log = app
+    series = sorted(sample_files["ct"].iterdir())
+    open_object(page, sample_files["seg"], series)
+    page.get_by_text(f"{sample_files['seg'].name}: 6 segment(s)").first.wait_for(timeout=120_000)
+    page.locator(".qi-mode-open .qi-readout-text").first.wait_for(timeout=60_000)
+    page.wait_for_timeout(800)
+    page.locator(".qi-mode-open").first.screenshot(path=str(SHOTS / "app-open-seg.png"))
+    page.get_by_role("button", name="Make the files (one zip)").click()
+    made = zip_files(download(page, f"{sample_files['seg'].stem}.zip", tmp_path / "made.zip"))
+    cli("segimage2itkimage", "--inputDICOM", sample_files["seg"], "--outputDirectory", tmp_path / "cli")
+    assert made == directory_files(tmp_path / "cli")
+    check_no_foreign_requests(log)
+
+
+def test_open_a_report_shows_its_table_and_downloads_what_the_reader_writes(app, sample_files, tmp_path):
+    page, log = app
+    sr_path = tmp_path / "report.dcm"
+    cli("tid1500writer", "--inputMetadata", sample_files["sr_metadata"], "--outputDICOM", sr_path,
+        "--inputImageLibraryDirectory", sample_files["ct"], "--inputCompositeContextDirectory", sample_files["seg"].parent)
+    cli("tid1500reader", "--inputDICOM", sr_path, "--outputMetadata", tmp_path / "meta.json")
+    document = json.loads((tmp_path / "meta.json").read_text())
+    open_object(page, sr_path, None)
+    table = page.locator(".qi-sr-table table").first
+    table.wait_for(timeout=60_000)
+    page.wait_for_timeout(500)
+    page.locator(".qi-mode-open").first.screenshot(path=str(SHOTS / "app-open-sr-table.png"))
+    cells = [[cell.strip() for cell in row.split("\t")] for row in table.locator("tbody tr").all_inner_texts()]
+    expected = [(group["TrackingIdentifier"], item["quantity"]["CodeMeaning"], item["value"], item["units"]["CodeValue"])
+                for group in document["Measurements"] for item in group["measurementItems"]]
+    assert [(row[1], row[5], row[7], row[8]) for row in cells] == expected
+    assert download(page, "meta.json", tmp_path / "made-meta.json").read_bytes() == (tmp_path / "meta.json").read_bytes()
+    rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
+    assert [(r["tracking_identifier"], r["quantity"], r["value"], r["units"]) for r in rows] == expected
+    check_no_foreign_requests(log)
+
+
+def test_open_dcmqis_liver_seg_downloads_what_the_cli_writes(app, liver_sample, tmp_path):
+    page, log = app
+    series = sorted(liver_sample["series"].iterdir())
+    open_object(page, liver_sample["dcmqi_seg"], series)
+    page.locator(".qi-mode-open .qi-readout-text").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Make the files (one zip)").click()
+    made = zip_files(download(page, "liver.zip", tmp_path / "made.zip"))
+    cli("segimage2itkimage", "--inputDICOM", liver_sample["dcmqi_seg"], "--outputDirectory", tmp_path / "cli")
+    assert made == directory_files(tmp_path / "cli")
+    check_no_foreign_requests(log)
