@@ -6,6 +6,7 @@ apart from UIDs and times. No request may leave the local server."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -113,6 +114,24 @@ def test_load_sample_data_fills_the_mode_and_converts(page_and_log, sample_study
     assert mapping.MeasurementUnitsCodeSequence[0].CodeValue == sample_study.pm_metadata["MeasurementUnitsCode"]["CodeValue"]
     assert dciodvfy_errors(made) == []
     check_no_foreign_requests(log)
+
+
+def test_copy_json_puts_the_editors_document_on_the_clipboard(page_and_log, sample_files):
+    # The page copies (a worker has no clipboard, the page's policy runs no CustomJS): what
+    # lands on the clipboard is the document the editor shows, here the loaded pm JSON.
+    page, log = page_and_log
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    choose_files(page, "pm", "metadata", sample_files["pm_metadata"])
+    page.get_by_text(f"Metadata JSON: {sample_files['pm_metadata'].name}").first.wait_for(timeout=120_000)
+    page.evaluate("navigator.clipboard.writeText('')")
+    errors = len(log.errors), sum(line.startswith("error") for line in log.console)
+    page.get_by_role("button", name="Copy JSON").first.click()
+    page.wait_for_selector("body[data-copied]", state="attached", timeout=30_000)
+    copied = page.evaluate("navigator.clipboard.readText()")
+    assert json.loads(copied) == json.loads(sample_files["pm_metadata"].read_text())
+    assert copied == page.locator(".qi-json-text textarea").first.input_value()
+    assert shows(page, "The JSON is on the clipboard.")
+    assert (len(log.errors), sum(line.startswith("error") for line in log.console)) == errors, log.console[-5:]
 
 
 def test_a_map_off_the_series_grid_is_refused_with_the_reason(page_and_log, sample_files, tmp_path):

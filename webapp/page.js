@@ -328,6 +328,49 @@
     })
     .catch((error) => console.warn("no dcmqi sample in this build", error));
 
+  // ----------------------------------------------------------------------------- copying
+
+  // The editor's "Copy JSON" button: a worker has no clipboard, and this page's policy runs
+  // no script made from text (a Bokeh CustomJS), so the page copies the text itself, from
+  // the JSON text area of the same editor. Panel draws widgets in shadow roots.
+  function deepQueryAll(root, selector) {
+    const found = [...root.querySelectorAll(selector)];
+    const scopes = [...root.querySelectorAll("*")];
+    if (root.shadowRoot) scopes.unshift({ shadowRoot: root.shadowRoot });
+    for (const element of scopes) {
+      if (element.shadowRoot) found.push(...deepQueryAll(element.shadowRoot, selector));
+    }
+    return found;
+  }
+  function parentAcrossShadows(node) {
+    return node.parentNode instanceof ShadowRoot ? node.parentNode.host : node.parentNode;
+  }
+  function editorText(button) {
+    for (let node = parentAcrossShadows(button); node && node !== document; node = parentAcrossShadows(node)) {
+      const [host] = deepQueryAll(node, ".qi-json-text");
+      if (host) {
+        const [area] = deepQueryAll(host, "textarea");
+        return area ? area.value : null;
+      }
+    }
+    return null;
+  }
+  document.addEventListener("click", (event) => {
+    const button = event.composedPath().find((node) => node.classList && node.classList.contains("qi-copy-json"));
+    if (!button) return;
+    const text = editorText(button);
+    if (text === null) return;
+    navigator.clipboard.writeText(text).then(
+      () => {
+        document.body.dataset.copied = String(text.length);
+        statusLine.textContent = "The JSON is on the clipboard.";
+      },
+      (error) => {
+        statusLine.textContent = `The JSON could not be copied (${error.message}): select the text and copy it.`;
+      },
+    );
+  });
+
   // Offline use: cache every file of the site once the app is up (not before: it would
   // compete with the first start for bandwidth and CPU).
   function registerServiceWorker() {

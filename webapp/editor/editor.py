@@ -396,12 +396,11 @@ class MetadataEditor(param.Parameterized):
         self.download = pn.widgets.FileDownload(callback=self._download_bytes, filename=FILE_NAMES[self.kind],
                                                 label=f"Download {FILE_NAMES[self.kind]}", button_type="success",
                                                 embed=False)
-        # Copying needs the page's main thread (a worker has no clipboard). The CustomJS does it
-        # where scripts may be evaluated; under a strict Content Security Policy the page can
-        # do it itself for the button of class qi-copy-json from the text of qi-json-text.
+        # Copying needs the page's main thread (a worker has no clipboard) and no script made
+        # from text (the site's Content Security Policy): the page (page.js) copies the text
+        # of class qi-json-text when the button of class qi-copy-json is pressed.
         self.copy = pn.widgets.Button(name="Copy JSON", description="Copy the document's JSON text to the clipboard",
                                       css_classes=["qi-copy-json"])
-        self.copy.js_on_click(args={"text": self.text}, code="navigator.clipboard.writeText(text.value)")
         self.upload = pn.widgets.FileInput(accept=".json,application/json", name="Load a dcmqi JSON file",
                                            multiple=False, width=230)
         self.upload.param.watch(lambda e: e.new and self.load_json(e.new), "value")
