@@ -59,6 +59,9 @@ DATA_TYPES = ("auto", "float32", "float64")
 COMPRESSIONS = ("none", "deflate")
 PARAMETRIC_MAP_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30"
 Progress = Callable[[str, float], None]
+#: Shortcuts that give the same PM as the general path, only faster (tests/test_pm_fast_paths.py
+#: builds both and compares their bytes); False takes the general path everywhere.
+FAST_PATHS = True
 
 # Concept names of the Quantity Definition Sequence items (PS3.3 C.7.6.16.2.11.1), with the
 # retired SNOMED-RT codes older writers used.
@@ -138,8 +141,9 @@ def write_parametric_map(
     slope = _number(metadata.get("RealWorldValueSlope", "1"), "RealWorldValueSlope")
     intercept = _number(metadata.get("RealWorldValueIntercept", "0"), "RealWorldValueIntercept")
     stored = stored_values(array, slope, intercept, data_type, volume.name, warnings)
-    mapping = real_world_value_mapping(metadata, stored)
-    window = _window(stored.frames)
+    value_range = _finite_range(stored.frames)  # one pass over the map for both uses
+    mapping = real_world_value_mapping(metadata, stored, value_range)
+    window = _window(stored.frames, value_range)
     contrast = code_string(str(metadata.get("DerivedPixelContrast") or "QUANTITY"), "DerivedPixelContrast", warnings)
     known_contrasts = {item.value for item in hd.pm.DerivedPixelContrastValues}
     report("encoding the parametric map", 0.45)
@@ -158,7 +162,7 @@ def write_parametric_map(
                 software_versions=__version__,
                 device_serial_number="1",
                 contains_recognizable_visual_features=False,
-                real_world_value_mappings=[mapping],
+                real_world_value_mappings=_Mappings([mapping]),
                 voi_lut_transformations=[window],
                 transfer_syntax_uid=transfer_syntax,
                 content_label=str(metadata.get("ContentLabel") or "PARAMETRIC_MAP"),
@@ -196,6 +200,7 @@ class MapPlacement:
     sources: list[Dataset | None]
     positions: np.ndarray  # (slices, 3): each frame's Image Position (Patient)
     on_series_grid: bool  # True: checked against a full reference series, on its grid
+    whole_series: bool = False  # True: also every image of that series, whole
 
     def highdicom_geometry(self) -> dict:
         """Plane positions, orientation and pixel measures for highdicom's constructor
@@ -209,15 +214,37 @@ class MapPlacement:
         thickness = float(spacing[2])
         if self.on_series_grid and self.sources and self.sources[0].get("SliceThickness") not in (None, ""):
             thickness = float(self.sources[0].SliceThickness)
+        pixel_spacing = (float(spacing[1]), float(spacing[0]))
+        if FAST_PATHS and self._source_planes(orientation, pixel_spacing):
+            plane_positions = None  # highdicom takes each image's own, as it would after matching ours
+        else:
+            plane_positions = [hd.PlanePositionSequence("PATIENT", [float(v) for v in p]) for p in self.positions]
         return {
-            "plane_positions": [hd.PlanePositionSequence("PATIENT", [float(v) for v in p]) for p in self.positions],
+            "plane_positions": plane_positions,
             "plane_orientation": hd.PlaneOrientationSequence("PATIENT", orientation),
             "pixel_measures": hd.PixelMeasuresSequence(
-                pixel_spacing=(float(spacing[1]), float(spacing[0])),
+                pixel_spacing=pixel_spacing,
                 slice_thickness=thickness,
                 spacing_between_slices=float(spacing[2]),
             ),
         }
+
+    def _source_planes(self, orientation: Sequence[float], pixel_spacing: tuple[float, float]) -> bool:
+        """Whether the frames are the reference images' planes, one each, in their order, with
+        their orientation, pixel spacing and size: highdicom, given plane positions, matches
+        each to its image and then writes that image's own position text instead. Then it
+        may as well take the positions from the images, without matching 200 planes to 200
+        images. The tolerances are tighter than highdicom's (1e-5 for the cosines, relative
+        1e-4 for the spacing), so that highdicom itself would find them preserved."""
+        if not self.whole_series or any(source is None for source in self.sources):
+            return False
+        first = self.sources[0]
+        source_spacing = np.asarray(first.get("PixelSpacing") or [0.0, 0.0], float)
+        return (
+            np.allclose(np.asarray(first.ImageOrientationPatient, float), orientation, rtol=0, atol=1e-6)
+            and np.allclose(source_spacing, pixel_spacing, rtol=1e-6, atol=0)
+            and all(np.array_equal(np.asarray(s.ImagePositionPatient, float), p) for s, p in zip(self.sources, self.positions))
+        )
 
 
 def place_map(volume: Volume, reference: ReferenceSeries, warnings: list[str]) -> MapPlacement:
@@ -247,7 +274,8 @@ def place_map(volume: Volume, reference: ReferenceSeries, warnings: list[str]) -
         positions = np.array([affine[:3, 3] + affine[:3, 2] * k for k in range(aligned.shape[2])])
         if start[0] == 0 and start[1] == 0:
             positions = reference.stack.positions[start[2]:start[2] + aligned.shape[2]].copy()
-        return MapPlacement(aligned.array, affine, sources, positions, True)
+        whole = tuple(aligned.shape) == tuple(reference.shape)
+        return MapPlacement(aligned.array, affine, sources, positions, True, whole)
     affine = aligned.affine
     positions = np.array([affine[:3, 3] + affine[:3, 2] * k for k in range(aligned.shape[2])])
     sources = _sources_by_plane(affine, positions, reference)
@@ -313,34 +341,37 @@ def _reference_frame_sources(dataset: Dataset, placement: MapPlacement, derivati
 
     highdicom references source images only when every frame has one, so this is done
     here for all frames alike. A frame with no source keeps the Derivation Code (how it was
-    made) with an empty Source Image Sequence (Type 2), so no derivation reference.
+    made) with an empty Source Image Sequence (Type 2), so no derivation reference. As in
+    highdicom, the two code items are made once and shared by every frame.
     """
     import highdicom as hd
+    from pydicom.dataelem import DataElement
 
     rows, columns = int(dataset.Rows), int(dataset.Columns)
     pixel_spacing = np.linalg.norm(placement.affine[:3, :3], axis=0)[:2]  # along i (columns), j (rows)
+    derivation_code = hd.sr.CodedConcept.from_code(derivation)
+    purpose = hd.sr.CodedConcept("121322", "DCM", "Source image for image processing operation")
     for frame in dataset.PerFrameFunctionalGroupsSequence:
         position = np.asarray(frame.PlanePositionSequence[0].ImagePositionPatient, float)
         k = int(np.argmin(np.linalg.norm(placement.positions - position, axis=1)))
         source = placement.sources[k]
         item = Dataset()
-        item.DerivationCodeSequence = [hd.sr.CodedConcept.from_code(derivation)]
-        item.SourceImageSequence = []
+        item.add(DataElement(0x00089215, "SQ", [derivation_code]))  # Derivation Code Sequence
+        references = []
         if source is not None:
-            reference = Dataset()
-            reference.ReferencedSOPClassUID = source.SOPClassUID
-            reference.ReferencedSOPInstanceUID = source.SOPInstanceUID
             preserved = (
                 (int(source.Rows), int(source.Columns)) == (rows, columns)
                 and np.allclose(np.asarray(source.ImagePositionPatient, float), position, atol=0.01)
                 and np.allclose(np.asarray(source.get("PixelSpacing", [0, 0]), float)[::-1], pixel_spacing, atol=1e-4)
             )
-            reference.SpatialLocationsPreserved = "YES" if preserved else "NO"
-            reference.PurposeOfReferenceCodeSequence = [
-                hd.sr.CodedConcept("121322", "DCM", "Source image for image processing operation")
-            ]
-            item.SourceImageSequence = [reference]
-        frame.DerivationImageSequence = [item]
+            reference = Dataset()
+            reference.add(DataElement(0x00081150, "UI", source.SOPClassUID))  # Referenced SOP Class UID
+            reference.add(DataElement(0x00081155, "UI", source.SOPInstanceUID))  # Referenced SOP Instance UID
+            reference.add(DataElement(0x0028135A, "CS", "YES" if preserved else "NO"))  # Spatial Locations Preserved
+            reference.add(DataElement(0x0040A170, "SQ", [purpose]))  # Purpose of Reference Code Sequence
+            references.append(reference)
+        item.add(DataElement(0x00082112, "SQ", references))  # Source Image Sequence
+        frame.add(DataElement(0x00089124, "SQ", [item]))  # Derivation Image Sequence
 
 
 def stored_values(
@@ -373,14 +404,26 @@ def stored_values(
     return StoredValues(np.ascontiguousarray(shifted), slope, intercept + offset * slope)
 
 
-def real_world_value_mapping(metadata: dict, stored: StoredValues):
+class _Mappings(list):
+    """The mappings handed to highdicom, with a short text form: highdicom writes the
+    channel's mappings into a debug message for every frame (even with logging off), and
+    pydicom's text of a dataset costs a millisecond or more a frame."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} real world value mapping(s)>"
+
+    __str__ = __repr__
+
+
+def real_world_value_mapping(metadata: dict, stored: StoredValues, value_range: tuple[float, float] | None = None):
     """The Real World Value Mapping item: units, value range, slope, intercept and the
-    quantity definition (quantity, measurement method, model fitting, diffusion b-values)."""
+    quantity definition (quantity, measurement method, model fitting, diffusion b-values).
+    ``value_range`` is the frames' finite range, if already known."""
     import highdicom as hd
 
     units = metadata["MeasurementUnitsCode"]
     quantity = metadata["QuantityValueCode"]
-    low, high = _finite_range(stored.frames)
+    low, high = value_range if value_range is not None else _finite_range(stored.frames)
     value_range = (float(low), float(high)) if stored.frames.dtype.kind == "f" else (int(low), int(high))
     try:
         mapping = hd.pm.RealWorldValueMapping(
@@ -444,7 +487,9 @@ def _order_frames_along_normal(dataset: Dataset) -> None:
         return
     keyword = next(k for k in ("FloatPixelData", "DoubleFloatPixelData", "PixelData") if k in dataset)
     frames = np.frombuffer(dataset[keyword].value, np.uint8).reshape(len(order), -1)
-    dataset[keyword].value = frames[order].tobytes()
+    # Usually exactly the reverse: a view, then one copy, rather than a copy of a copy.
+    reverse = (order == np.arange(len(order))[::-1]).all()
+    dataset[keyword].value = (frames[::-1] if reverse else frames[order]).tobytes()
     dataset.PerFrameFunctionalGroupsSequence = [per_frame[int(n)] for n in order]
 
 
@@ -487,11 +532,11 @@ def _set_derived_pixel_contrast(dataset: Dataset, contrast: str) -> None:
     dataset.SharedFunctionalGroupsSequence[0].ParametricMapFrameTypeSequence[0].FrameType = image_type
 
 
-def _window(frames: np.ndarray):
+def _window(frames: np.ndarray, value_range: tuple[float, float] | None = None):
     """A window spanning the stored values; LINEAR_EXACT for floats, whose range may be below 1."""
     import highdicom as hd
 
-    low, high = _finite_range(frames)
+    low, high = value_range if value_range is not None else _finite_range(frames)
     if frames.dtype.kind == "f":
         width = (high - low) or 1.0
         return hd.VOILUTTransformation(window_center=low + width / 2, window_width=width, voi_lut_function="LINEAR_EXACT")
