@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import json
 import os
 import re
 import subprocess
@@ -171,19 +172,30 @@ def test_library_functions_take_every_described_input_and_option(name):
             assert option.parameter in writer, f"{conversion.writer} has no parameter {option.parameter}"
 
 
-def test_the_cli_runs_each_option_through_the_library_keyword_the_description_names():
-    from qidicom import cli
+def called_with(**arguments):
+    """A stand-in library function for the test below: its output is what it was called with."""
+    return json.dumps(arguments).encode(), []
 
-    args = build_parser(with_batch=False).parse_args(
-        ["itkimage2segimage", "--inputImageList", "l.nrrd", "--inputDICOMDirectory", "ct", "--inputMetadata", "m.json",
-         "--outputDICOM", "o.dcm", "--skip", "0", "--segmentationType", "labelmap", "--referencesGeometryCheck", "0"])
-    assert cli._settings(args, "itkimage2segimage") == {
+
+def test_the_cli_runs_each_option_through_the_library_keyword_the_description_names():
+    import dataclasses
+
+    def run(command_line: list[str]) -> dict:
+        args = build_parser(with_batch=False).parse_args(command_line)
+        conversion = dataclasses.replace(conversions.get(command_line[0]), function=f"{__name__}:called_with")
+        sources = {item.role: f"<{item.role}>" for item in conversion.inputs}
+        return json.loads(conversions.run(conversion, sources, vars(args)).output)
+
+    assert run(["itkimage2segimage", "--inputImageList", "l.nrrd", "--inputDICOMDirectory", "ct", "--inputMetadata",
+                "m.json", "--outputDICOM", "o.dcm", "--skip", "0", "--segmentationType", "labelmap",
+                "--referencesGeometryCheck", "0", "--noDicomValueChecks"]) == {
+        "label_maps": "<labelmaps>", "references": "<series>", "metadata": "<metadata>",
         "skip_empty": False, "use_label_id_as_segment_number": False, "segmentation_type": "labelmap",
         "fractional_type": "PROBABILITY", "compress": "none", "check_geometry": False,
     }
-    args = build_parser(with_batch=False).parse_args(
-        ["paramap2itkimage", "--inputDICOM", "pm.dcm", "--outputDirectory", "out", "-n", "adc", "-t", "nii"])
-    assert cli._settings(args, "paramap2itkimage") == {"prefix": "adc", "output_type": "nii"}
+    assert run(["paramap2itkimage", "--inputDICOM", "pm.dcm", "--outputDirectory", "out", "-n", "adc", "-t", "nii"]) == {
+        "source": "<pm>", "prefix": "adc", "output_type": "nii",
+    }
 
 
 def test_choices_offered_by_the_app_are_the_cli_choices_with_labels():

@@ -20,137 +20,56 @@ from qidicom.errors import QidicomError
 log = logging.getLogger("qidicom")
 
 
-def _settings(args: argparse.Namespace, name: str) -> dict:
-    """The library keywords of a conversion's options, from its description."""
-    return {option.parameter: getattr(args, option.dest)
-            for option in conversions.get(name).options if option.parameter}
-
-
-def _references(args: argparse.Namespace):
-    """The reference series as given: a folder that exists, or a list of at least one file.
+def _source(form: conversions.CliForm, value):
+    """One input as given on the command line: files that are named, a folder that exists.
     (An empty folder, or one without DICOM images, is named by the reader.)"""
-    if args.inputDICOMDirectory is not None:
-        if not args.inputDICOMDirectory:
-            raise QidicomError("--inputDICOMDirectory: no folder was given")
-        if not Path(args.inputDICOMDirectory).is_dir():
-            raise QidicomError(f"{args.inputDICOMDirectory}: not a folder (--inputDICOMDirectory)")
-        return args.inputDICOMDirectory
-    if not args.inputDICOMList:
-        raise QidicomError("--inputDICOMList: no file names were given")
-    return [Path(name) for name in args.inputDICOMList]
+    if form.form == "files":
+        if not value:
+            raise QidicomError(f"{form.option}: no file names were given")
+        return [Path(name) for name in value]
+    if form.form == "directory":
+        if not value:
+            raise QidicomError(f"{form.option}: no folder was given")
+        if not Path(value).is_dir():
+            raise QidicomError(f"{value}: not a folder ({form.option})")
+    return Path(value)
 
 
-def _print_warnings(warnings: Sequence[str]) -> None:
-    for warning in warnings:
+def _summary(result) -> str:
+    """What a written DICOM object is, for --verbose."""
+    dataset = getattr(result, "dataset", None)
+    if dataset is None:
+        return ""
+    parts = [str(getattr(dataset.SOPClassUID, "name", dataset.SOPClassUID))]
+    if "SegmentSequence" in dataset:
+        parts.append(f"{dataset.SegmentationType} {len(dataset.SegmentSequence)} segment(s)")
+    if "NumberOfFrames" in dataset:
+        parts.append(f"{int(dataset.NumberOfFrames)} frame(s)")
+    return ": " + ", ".join(parts)
+
+
+def convert(args: argparse.Namespace) -> None:
+    """Any conversion's subcommand: its inputs, options and outputs as its description says."""
+    from qidicom.writers import write_file_atomically
+
+    conversion = conversions.get(args.command)
+    sources = {}
+    for item in conversion.inputs:
+        given = [form for form in item.cli if getattr(args, form.dest) is not None]
+        sources[item.role] = _source(given[0], getattr(args, given[0].dest)) if given else None
+    outcome = conversions.run(conversion, sources, vars(args))
+    for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-
-
-# --------------------------------------------------------------------------- SEG
-
-
-def itkimage2segimage(args: argparse.Namespace) -> None:
-    from qidicom.seg import segmentation_from_files
-    from qidicom.writers import write_file_atomically
-
-    result = segmentation_from_files(
-        [Path(name) for name in args.inputImageList],
-        Path(args.inputMetadata),
-        _references(args),
-        **_settings(args, "itkimage2segimage"),
-    )
-    _print_warnings(result.warnings)
-    write_file_atomically(args.outputDICOM, result.data)
-    segments = len(result.dataset.SegmentSequence)
-    log.info("wrote %s: %s SEG, %d segment(s), %d frame(s)", args.outputDICOM, args.segmentationType, segments, int(result.dataset.NumberOfFrames))
-
-
-def segimage2itkimage(args: argparse.Namespace) -> None:
-    from qidicom.seg import segmentation_to_files
-
-    warnings: list[str] = []
-    files = segmentation_to_files(Path(args.inputDICOM), warnings=warnings, **_settings(args, "segimage2itkimage"))
-    _print_warnings(warnings)
-    _write_all(Path(args.outputDirectory), files)
-
-
-def _write_all(directory: Path, files) -> None:
-    from qidicom.writers import write_file_atomically
-
-    directory.mkdir(parents=True, exist_ok=True)
-    for exported in files:
-        write_file_atomically(directory / exported.name, exported.data)
-        log.info("wrote %s", directory / exported.name)
-
-
-def bin2labelsegimage(args: argparse.Namespace) -> None:
-    from qidicom.seg import binary_to_labelmap
-    from qidicom.writers import write_file_atomically
-
-    result = binary_to_labelmap(Path(args.inputDICOM), **_settings(args, "bin2labelsegimage"))
-    _print_warnings(result.warnings)
-    write_file_atomically(args.outputDICOM, result.data)
-
-
-# --------------------------------------------------------------------------- PM
-
-
-def itkimage2paramap(args: argparse.Namespace) -> None:
-    from qidicom.pm import parametric_map_from_files
-    from qidicom.writers import write_file_atomically
-
-    result = parametric_map_from_files(
-        Path(args.inputImage),
-        Path(args.inputMetadata),
-        _references(args),
-        **_settings(args, "itkimage2paramap"),
-    )
-    _print_warnings(result.warnings)
-    write_file_atomically(args.outputDICOM, result.data)
-    log.info("wrote %s: parametric map, %d frame(s)", args.outputDICOM, int(result.dataset.NumberOfFrames))
-
-
-def paramap2itkimage(args: argparse.Namespace) -> None:
-    from qidicom.pm import parametric_map_to_files
-
-    files, warnings = parametric_map_to_files(Path(args.inputDICOM), **_settings(args, "paramap2itkimage"))
-    _print_warnings(warnings)
-    _write_all(Path(args.outputDirectory), files)
-
-
-# --------------------------------------------------------------------------- SR TID 1500
-
-
-def _directory(path: str | None, option: str) -> Path | None:
-    if path is None:
-        return None
-    if not Path(path).is_dir():
-        raise QidicomError(f"{path}: not a folder ({option})")
-    return Path(path)
-
-
-def tid1500writer(args: argparse.Namespace) -> None:
-    from qidicom.sr import report_from_files
-    from qidicom.writers import write_file_atomically
-
-    result = report_from_files(
-        Path(args.inputMetadata),
-        _directory(args.inputImageLibraryDirectory, "--inputImageLibraryDirectory"),
-        _directory(args.inputCompositeContextDirectory, "--inputCompositeContextDirectory"),
-        **_settings(args, "tid1500writer"),
-    )
-    _print_warnings(result.warnings)
-    write_file_atomically(args.outputDICOM, result.data)
-    log.info("wrote %s: TID 1500 measurement report", args.outputDICOM)
-
-
-def tid1500reader(args: argparse.Namespace) -> None:
-    from qidicom.sr import report_to_json
-    from qidicom.writers import write_file_atomically
-
-    data, warnings = report_to_json(Path(args.inputDICOM))
-    _print_warnings(warnings)
-    write_file_atomically(args.outputMetadata, data)
-    log.info("wrote %s", args.outputMetadata)
+    [output] = conversion.outputs
+    target = Path(getattr(args, output.dest))
+    if output.kind == "directory":
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in outcome.output:
+            write_file_atomically(target / name, data)
+            log.info("wrote %s", target / name)
+    else:
+        write_file_atomically(target, outcome.output)
+        log.info("wrote %s%s", target, _summary(outcome.result))
 
 
 # --------------------------------------------------------------------------- batch
@@ -167,18 +86,6 @@ def batch(args: argparse.Namespace) -> None:
 # --------------------------------------------------------------------------- parser
 
 Command = Callable[[argparse.Namespace], None]
-
-#: What runs each conversion's subcommand, by dcmqi tool name.
-HANDLERS: dict[str, Command] = {
-    "itkimage2segimage": itkimage2segimage,
-    "segimage2itkimage": segimage2itkimage,
-    "bin2labelsegimage": bin2labelsegimage,
-    "itkimage2paramap": itkimage2paramap,
-    "paramap2itkimage": paramap2itkimage,
-    "tid1500writer": tid1500writer,
-    "tid1500reader": tid1500reader,
-}
-
 
 def build_parser(with_batch: bool = True) -> argparse.ArgumentParser:
     """The ``qidicom`` parser; ``with_batch=False`` leaves out the batch subcommand, whose
@@ -198,7 +105,7 @@ def build_parser(with_batch: bool = True) -> argparse.ArgumentParser:
         return sub
 
     for conversion in conversions.CONVERSIONS:  # inputs, outputs and options as described there
-        conversions.add_cli_arguments(command(conversion.name, HANDLERS[conversion.name], conversion.help), conversion)
+        conversions.add_cli_arguments(command(conversion.name, convert, conversion.help), conversion)
 
     if not with_batch:
         return parser

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,6 +23,7 @@ __all__ = [
     "CONVERSIONS", "Conversion", "Input", "Option", "Output", "CliForm",
     "get", "by_short_name", "add_cli_arguments", "app_inputs", "as_json", "POOL_ROLE",
     "comma_list", "zero_or_one", "IMAGE_EXTENSIONS", "DICOM_EXTENSIONS", "JSON_EXTENSIONS",
+    "Outcome", "run",
 ]
 
 #: Label maps and parametric maps: NIfTI or NRRD (``.gz`` for the picker's sake: a browser
@@ -386,6 +388,38 @@ def add_cli_arguments(parser: argparse.ArgumentParser, conversion: Conversion) -
     order = CLI_ORDER.get(conversion.name) or tuple(by_name)
     for key in order:
         by_name[key]()
+
+
+@dataclass
+class Outcome:
+    """What running a conversion from files gave."""
+
+    output: bytes | list[tuple[str, bytes]]  # a file's bytes, or a folder's (name, bytes)
+    warnings: list[str]
+    result: Any  # the library function's own result (a WriteResult, the files, ...)
+
+
+def run(conversion: Conversion, sources: dict[str, Any], values: dict[str, Any]) -> Outcome:
+    """Run a conversion's library function as described: ``sources`` gives each input by
+    role (None when not given), ``values`` each option by its name on the command line;
+    options without a library keyword (taken for dcmqi's command lines) change nothing.
+    The command line and the batch both run conversions through this."""
+    function = conversion.resolve("function")
+    arguments: dict[str, Any] = {item.parameter: sources.get(item.role) for item in conversion.inputs}
+    arguments.update({option.parameter: values[option.dest] for option in conversion.options if option.parameter})
+    warnings: list[str] = []
+    if "warnings" in inspect.signature(function).parameters:
+        arguments["warnings"] = warnings  # a reader that reports its warnings into a list
+    result = output = function(**arguments)
+    if isinstance(output, tuple):  # (output, warnings)
+        output, more = output
+        warnings.extend(more)
+    elif hasattr(output, "warnings"):  # a writer's WriteResult
+        warnings.extend(output.warnings)
+        output = output.data
+    if isinstance(output, list):  # a reader's files
+        return Outcome([(exported.name, exported.data) for exported in output], warnings, result)
+    return Outcome(bytes(output), warnings, result)
 
 
 #: The app's one picker for a conversion's pooled roles.

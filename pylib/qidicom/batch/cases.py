@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import inspect
 import json
 import os
 import socket
@@ -213,30 +212,15 @@ def _chunks(path: str, size: int = 1 << 20) -> Iterator[bytes]:
 
 
 def convert(conversion_name: str, inputs: Inputs, options: dict) -> tuple[object, list[str]]:
-    """Run a conversion as ``qidicom.conversions`` describes it, as the CLI does: each input
-    to its library parameter, each option that has an effect to its keyword (the rest, taken
-    for dcmqi's command lines, change nothing). Returns the output (bytes for a file,
-    [(name, bytes)] for a folder) and the warnings."""
+    """Run a conversion as ``qidicom.conversions`` describes it, as the CLI does. Returns the
+    output (bytes for a file, [(name, bytes)] for a folder) and the warnings."""
     conversion = conversions.get(conversion_name)
-    function = conversion.resolve("function")
-    arguments: dict[str, object] = {}
+    sources = {}
     for item in conversion.inputs:
         given = (inputs.source(form.dest) for form in item.cli)
-        arguments[item.parameter] = next((source for source in given if source is not None), None)
-    arguments.update({option.parameter: options[option.dest] for option in conversion.options if option.parameter})
-    warnings: list[str] = []
-    if "warnings" in inspect.signature(function).parameters:
-        arguments["warnings"] = warnings  # a reader that reports warnings into a list
-    result = function(**arguments)
-    if isinstance(result, tuple):  # (output, warnings)
-        result, more = result
-        warnings.extend(more)
-    elif hasattr(result, "warnings"):  # a writer's WriteResult
-        warnings.extend(result.warnings)
-        result = result.data
-    if isinstance(result, list):  # a reader's files
-        return [(exported.name, exported.data) for exported in result], warnings
-    return bytes(result), warnings
+        sources[item.role] = next((source for source in given if source is not None), None)
+    outcome = conversions.run(conversion, sources, options)
+    return outcome.output, outcome.warnings
 
 
 # --------------------------------------------------------------------------- running
