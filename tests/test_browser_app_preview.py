@@ -176,6 +176,87 @@ def test_seg_preview_draws_the_series_and_its_segments_on_their_voxels(app, samp
     check_no_foreign_requests(log)
 
 
+MARKER = {"segmentAttributes": [[{"labelID": 1, "SegmentLabel": "Marker", "recommendedDisplayRGBValue": [255, 0, 0]}]]}
+
+
+def marked_case(folder: Path, orientation) -> tuple[list[Path], Path, Path]:
+    """A 24 x 20 x 3 CT (-1000 HU) with a 1000 HU square in slice 1 at voxels i 18..21,
+    j 14..17, and a label map marking it, saved as a NIfTI (RAS+) stored with i and j
+    reversed; with a metadata document colouring the label red."""
+    import synthetic
+
+    datasets = synthetic.make_ct_series(rows=20, columns=24, slices=3, orientation=orientation,
+                                        origin=(100.0, 80.0, 0.0), pixel_spacing=(2.0, 2.0), slice_spacing=4.0)
+    square = np.zeros((24, 20, 3), bool)
+    square[18:22, 14:18, 1] = True
+    for k, ds in enumerate(datasets):
+        pixels = np.full((20, 24), -1000, np.int16)
+        pixels[square[:, :, k].T] = 1000
+        ds.PixelData = pixels.tobytes()
+    series = synthetic.write_series(datasets, folder / "ct")
+    flip = np.eye(4)
+    flip[0, 0], flip[1, 1], flip[0, 3], flip[1, 3] = -1, -1, 23, 19
+    labels = synthetic.save_nifti(np.ascontiguousarray(square.astype(np.uint8)[::-1, ::-1]),
+                                  synthetic.series_affine(datasets) @ flip, folder / "marker.nii.gz")
+    metadata = folder / "marker.json"
+    metadata.write_text(json.dumps(MARKER))
+    return sorted(series), labels, metadata
+
+
+def show_marked_case(page, folder: Path, orientation, shot: str):
+    """SEG mode with the marked case chosen, its preview on slice 1: the axial screenshot
+    and frame, the pink (red at opacity 0.5 over white) and the white pixels in it."""
+    series, labels, metadata = marked_case(folder, orientation)
+    select_mode(page, "seg")
+    choose_files(page, "seg", "series", series)
+    choose_files(page, "seg", "labelmaps", [labels])
+    choose_files(page, "seg", "metadata", [metadata])
+    page.get_by_text("Series found (3 files)").first.wait_for(timeout=60_000)
+    page.get_by_text("marker.nii.gz", exact=True).first.wait_for(timeout=60_000)
+    page.get_by_text("Metadata JSON: marker.json").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Show the preview").click()
+    wait_for(lambda: page.get_by_text("1 Marker").count() > 0, 60)
+    page.wait_for_timeout(1000)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / shot))
+    image, frame = axial_frame(page, folder / "axial.png")
+    top = frame[0]
+    pink = (np.abs(image - [255, 128, 128]) < 12).all(axis=2)
+    white = (image > 243).all(axis=2)
+    pink[:top] = white[:top] = False  # the toolbar
+    return image, frame, pink, white
+
+
+def test_flipped_series_and_flipped_nifti_overlay_lands_on_the_marked_voxels(app, tmp_path):
+    """Stored flipped (rows to the patient's right, columns to anterior), the square at the
+    patient's right-anterior corner is drawn at the screen's top left, under its marker."""
+    page, log = app
+    image, (top, bottom, left, right), pink, white = show_marked_case(page, tmp_path, (-1, 0, 0, 0, -1, 0),
+                                                                     "app-flipped-overlay.png")
+    rows, columns = np.nonzero(pink)
+    assert rows.size > 100 and white.sum() == 0  # all of the bright square is under the marker
+    pixel_w, pixel_h = (right - left + 1) / 24, (bottom - top + 1) / 20
+    # Voxels i 18..21, j 14..17 of the flipped series: screen columns 2..5, rows 2..5.
+    assert (columns.min() - left) / pixel_w == pytest.approx(2, abs=0.3)
+    assert (columns.max() + 1 - left) / pixel_w == pytest.approx(6, abs=0.3)
+    assert (rows.min() - top) / pixel_h == pytest.approx(2, abs=0.3)
+    assert (rows.max() + 1 - top) / pixel_h == pytest.approx(6, abs=0.3)
+    box = page.locator(".qi-preview .bk-Plot").first.bounding_box()
+    page.mouse.move(box["x"] + columns.mean(), box["y"] + rows.mean())
+    wait_for(lambda: "Marker" in readout(page), 30)
+    assert "segment 1 Marker" in readout(page) and "value 1000 HU" in readout(page), readout(page)
+    check_no_foreign_requests(log)
+
+
+def test_oblique_series_overlay_covers_exactly_the_marked_voxels(app, tmp_path):
+    """Rotated 30 degrees about the patient's S axis: the label map (a NIfTI stored flipped)
+    still covers the bright square and nothing else."""
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    page, log = app
+    image, frame, pink, white = show_marked_case(page, tmp_path, (c, s, 0, -s, c, 0), "app-oblique-overlay.png")
+    assert pink.sum() > 100 and white.sum() == 0
+    check_no_foreign_requests(log)
+
+
 @pytest.fixture(scope="module")
 def measured(app, sample_study, tmp_path_factory):
     """SEG mode (after the preview test's sample): Convert, the written SEG shown, its
