@@ -97,6 +97,22 @@ def test_the_stream_is_inflated_no_further_than_read():
     assert stream.tell() == 1000
 
 
+def test_a_read_into_a_large_buffer_makes_no_second_copy_of_it():
+    """nibabel reads a whole image with one readinto: the output comes in bounded blocks."""
+    import tracemalloc
+
+    size = 2**26
+    data = member(bytes(size), 9)
+    buffer = bytearray(size)
+    tracemalloc.start()
+    try:
+        assert GzipStream(io.BytesIO(data)).readinto(buffer) == size
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < size // 3
+
+
 def test_large_reads_inflate_in_large_steps(monkeypatch):
     """The reason for the class: few calls into zlib, so few hand-overs of the GIL."""
     data = STREAMS["noise"]

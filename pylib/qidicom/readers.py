@@ -92,6 +92,7 @@ MAX_HEADER_BYTES = 2**24
 # much past what was asked for.
 _CHUNK = 2**24
 _HEAD = 540  # a NIfTI-2 header; enough to tell the formats apart
+_INFLATE_STEP = 2**23  # the most GzipStream inflates in one call (see there)
 
 
 def read_image(source: Source, name: str | None = None) -> Volume:
@@ -246,7 +247,10 @@ class GzipStream(io.RawIOBase):
                     piece, self._input = self._input[:step], self._input[step:]
                 else:
                     piece, self._input = self._input, b""
-                block = inflater.decompress(piece, wanted)
+                # At most _INFLATE_STEP at a time: a read into a large buffer holds a few
+                # megabytes more (zlib joins its pieces of output), not a second copy of the
+                # whole image; that is still few enough calls to hand the GIL over seldom.
+                block = inflater.decompress(piece, min(wanted, _INFLATE_STEP))
                 # What the inflater did not use goes back in front: at a member's end that is
                 # unused_data (unconsumed_tail may then still hold the same bytes).
                 rest = inflater.unused_data if inflater.eof else inflater.unconsumed_tail
@@ -256,6 +260,7 @@ class GzipStream(io.RawIOBase):
                     self._inflater = None
                 out[filled:filled + len(block)] = block
                 filled += len(block)
+                del block
             self._position += filled
             return filled
 
