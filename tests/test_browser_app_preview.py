@@ -437,3 +437,25 @@ def test_open_dcmqis_liver_seg_downloads_what_the_cli_writes(app, liver_sample, 
     cli("segimage2itkimage", "--inputDICOM", liver_sample["dcmqi_seg"], "--outputDirectory", tmp_path / "cli")
     assert made == directory_files(tmp_path / "cli")
     check_no_foreign_requests(log)
+
+
+def test_open_a_parametric_map_alone_shows_it_on_its_grid_and_downloads_what_the_cli_writes(app, sample_files, tmp_path):
+    page, log = app
+    pm_path = tmp_path / "adc.dcm"
+    cli("itkimage2paramap", "--inputImage", sample_files["adc_map"], "--inputDICOMDirectory", sample_files["mr"],
+        "--inputMetadata", sample_files["pm_metadata"], "--outputDICOM", pm_path)
+    select_mode(page, "open")
+    if not shows(page, "Source series: none"):  # a previous test's series
+        page.get_by_role("button", name="Forget the series").click()
+        page.get_by_text("Source series: none").first.wait_for(timeout=60_000)
+    open_object(page, pm_path, None)
+    page.locator(".qi-mode-open .qi-readout-text").first.wait_for(timeout=60_000)
+    assert " · map " in page.locator(".qi-mode-open .qi-readout-text").first.inner_text()
+    page.wait_for_timeout(800)
+    page.locator(".qi-mode-open").first.screenshot(path=str(SHOTS / "app-open-pm.png"))
+    page.locator(".qi-mode-open select").last.select_option(label="NIfTI (.nii.gz)")
+    page.get_by_role("button", name="Make the files (one zip)").click()
+    made = zip_files(download(page, "adc.zip", tmp_path / "made.zip"))
+    cli("paramap2itkimage", "--inputDICOM", pm_path, "--outputDirectory", tmp_path / "cli", "--outputType", "nii")
+    assert made == directory_files(tmp_path / "cli")
+    check_no_foreign_requests(log)

@@ -84,6 +84,13 @@ class OpenState(param.Parameterized):
         self.param.update(object_name=self._object[0] if self._object else "", series_count=len(self._series))
         self.open()
 
+    def clear_series(self) -> None:
+        """Show the object on its own grid again."""
+        self._series = []
+        self.series_count = 0
+        if self._object is not None:
+            self.open()
+
     def open(self) -> None:
         """Show the object (again, over the series when there is one)."""
         if self._object is None:
@@ -135,11 +142,13 @@ def content_view(object_name: str, message: str, content):
 
 
 def view(state: OpenState) -> pn.viewable.Viewable:
+    forget = pn.widgets.Button(name="Forget the series", visible=pn.bind(bool, state.param.series_count))
+    forget.on_click(lambda _event: state.clear_series())
     return pn.Column(
         views.markdown("## 2. See and save"),
-        pn.bind(lambda count: views.markdown(f"**Source series:** {count} file{'s' if count != 1 else ''}."
-                                             if count else "**Source series:** none (the object is shown on its own grid)."),
-                state.param.series_count),
+        pn.Row(pn.bind(lambda count: views.markdown(f"**Source series:** {count} file{'s' if count != 1 else ''}."
+                                                    if count else "**Source series:** none (the object is shown on its own grid)."),
+                       state.param.series_count), forget),
         pn.bind(content_view, state.param.object_name, state.param.message, state.param.content),
         sizing_mode="stretch_width",
         css_classes=["qi-app", "qi-mode-open"],

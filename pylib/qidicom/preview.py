@@ -90,6 +90,7 @@ class SeriesVolume:
     inverted: bool = False  # MONOCHROME1: low values are shown bright
     series: ReferenceSeries | None = None
     warnings: list[str] = field(default_factory=list)
+    blank: bool = False  # no image: the grid of an object opened without its series
 
     @property
     def array(self) -> np.ndarray:
@@ -137,7 +138,8 @@ class SeriesVolume:
     def blank(cls, affine: np.ndarray, shape: Sequence[int], name: str = "no series") -> "SeriesVolume":
         """A zero image on a grid, to show a SEG or map read without its series."""
         i, j, k = (int(n) for n in shape)
-        return cls(np.zeros((k, j, i), np.uint8), np.asarray(affine, float), np.ones(k), np.zeros(k), name=name)
+        return cls(np.zeros((k, j, i), np.uint8), np.asarray(affine, float), np.ones(k), np.zeros(k), name=name,
+                   blank=True)
 
 
 def _syntax_problem(syntax: str) -> str | None:
@@ -665,6 +667,7 @@ def readout(volume: SeriesVolume, ijk: Sequence[int], overlay: Overlay | None = 
         "real": volume.real_at((i, j, k)),
         "units": volume.units,
         "segments": [(s.number, s.label) for s in overlay.segments_at((i, j, k))] if overlay else [],
+        "blank": volume.blank,
     }
     if pmap is not None:
         result["map"] = pmap.value_at((i, j, k))
@@ -675,8 +678,9 @@ def readout(volume: SeriesVolume, ijk: Sequence[int], overlay: Overlay | None = 
 def format_readout(values: dict) -> str:
     """The readout as one line of text."""
     x, y, z = values["position_mm"]
-    text = f"({x:.1f}, {y:.1f}, {z:.1f}) mm LPS · voxel {values['voxel']} · stored {values['stored']}"
-    text += f" · value {values['real']:.6g}{(' ' + values['units']) if values['units'] else ''}"
+    text = f"({x:.1f}, {y:.1f}, {z:.1f}) mm LPS · voxel {values['voxel']}"
+    if not values.get("blank"):
+        text += f" · stored {values['stored']} · value {values['real']:.6g}{(' ' + values['units']) if values['units'] else ''}"
     if values["segments"]:
         text += " · " + ", ".join(f"segment {n} {label}" for n, label in values["segments"])
     if "map" in values:

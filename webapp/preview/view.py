@@ -152,7 +152,8 @@ class SlicePreview:
                  title: str = "Preview", timing: Callable[[str, float], None] | None = None):
         self.volume, self.overlay, self.pmap, self.title = volume, overlay, pmap, title
         self.timing = timing
-        self.opacity, self.map_opacity, self.outline = 0.5, 0.7, False
+        self.opacity, self.outline = 0.5, False
+        self.map_opacity = 1.0 if volume.blank else 0.7  # over nothing, the map as it is
         self.drag_mode = "window"
         self.hidden: set[int] = set()
         centre, width = qp.default_window(volume)
@@ -209,7 +210,9 @@ class SlicePreview:
         self.drag = pn.widgets.RadioButtonGroup(name="Drag", options=["window", "pan"], value="window", button_type="light")
         self.drag.param.watch(self._set_drag, "value")
         self.readout = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["qi-readout"])
-        controls = [self.preset, self.window_text, pn.Row(pn.pane.Markdown("Drag:", margin=(8, 5)), self.drag)]
+        # Without a series (an object opened alone) there is no image to window.
+        controls = [] if volume.blank else [self.preset, self.window_text,
+                                            pn.Row(pn.pane.Markdown("Drag:", margin=(8, 5)), self.drag)]
         if self.overlay is not None and self.overlay.segments:
             names = {f"{n} {s.label}": n for n, s in self.overlay.segments.items()}
             self._segment_names = names
