@@ -9,6 +9,8 @@ Figures (nothing asserted), in bench/results/browser-preview-*.json:
 - "Show the preview" clicked -> first slices drawn (the preview's packages loaded on
   first use, the pixels decoded, three planes sent), and the same once more (packages
   loaded already);
+- chromium's memory (summed RSS of its processes) when ready and its peak until the
+  preview is shown, and the growth over the series' pixel data;
 - repaint on changing slice (arrow key on the focused axial slider) and on a window
   preset, median and 95th percentile: from the key press or choice until the page shows
   the update the worker sends in the same patch as the pixels or mapper range (the
@@ -46,6 +48,43 @@ def write_series(folder: Path, slices: int, size: int) -> list[Path]:
     return sorted(folder.iterdir())
 
 
+class MemoryWatch:
+    """Peak of the summed RSS of this process' chromium processes, sampled every 0.2 s
+    (shared pages are counted once per process, so this overstates a little)."""
+
+    def __init__(self):
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    @staticmethod
+    def current() -> int:
+        import psutil
+
+        total = 0
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "chrom" in child.name():
+                    total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.peak = max(self.peak, self.current())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
 def timed_until(page, locator, before: str, limit_s: float = 60.0) -> float:
     """Seconds until ``locator``'s text differs from ``before``, plus two frames."""
     started = time.perf_counter()
@@ -81,6 +120,9 @@ def main() -> None:
         page.goto(server.url)
         wait_ready(page)
         select_mode(page, "seg")
+        page.wait_for_timeout(2000)
+        idle_rss = MemoryWatch.current()
+        watch = MemoryWatch().__enter__()
         started = time.perf_counter()
         choose_files(page, "seg", "series", paths)
         page.get_by_text(f"Series found ({len(paths)} files)").wait_for(timeout=TIMEOUT_MS)
@@ -98,6 +140,10 @@ def main() -> None:
             figures[key] = round(time.perf_counter() - clicked, 2)
         figures["files_chosen_to_first_slices_s"] = round(figures["files_chosen_to_series_found_s"]
                                                           + figures["first_preview_s"], 2)
+        page.wait_for_timeout(2000)
+        watch.__exit__()
+        figures["chromium_rss_mb"] = {"ready": round(idle_rss / 1e6), "peak_until_preview_shown": round(watch.peak / 1e6),
+                                      "growth_over_pixel_data": round((watch.peak - idle_rss) / (figures["pixel_data_mb"] * 1e6), 2)}
         page.wait_for_timeout(2000)  # layout settles
         readout = page.locator(".qi-readout-text").first
         handle = page.locator(".qi-slider-axial .noUi-handle").first

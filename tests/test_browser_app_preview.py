@@ -56,6 +56,7 @@ def cli(*arguments) -> None:
 
 def load_sample(page, mode: str) -> None:
     select_mode(page, mode)
+    page.evaluate(f"delete document.body.dataset.sample{mode.capitalize()}")  # set again once this sample is in
     page.get_by_role("button", name="Load sample data").click()
     page.wait_for_selector(f"body[data-sample-{mode}=loaded]", state="attached", timeout=180_000)
 
@@ -259,13 +260,11 @@ def test_oblique_series_overlay_covers_exactly_the_marked_voxels(app, tmp_path):
 
 @pytest.fixture(scope="module")
 def measured(app, sample_study, tmp_path_factory):
-    """SEG mode (after the preview test's sample): Convert, the written SEG shown, its
-    Measurements (CSV), the SR mode pre-filled with them, and that report converted."""
+    """SEG mode with the sample: Convert, the written SEG shown, its Measurements (CSV), the
+    SR mode pre-filled with them, and that report converted."""
     page, log = app
     work = tmp_path_factory.mktemp("measured")
-    if page.evaluate("document.body.dataset.sampleSeg") != "loaded":
-        load_sample(page, "seg")
-    select_mode(page, "seg")
+    load_sample(page, "seg")
     seg_path = work / "seg.dcm"
     convert_and_download(page, "DICOM SEG", seg_path)
     if not shows(page, "What was written:"):
@@ -347,6 +346,7 @@ def test_pm_preview_shows_the_map_in_colour_and_reads_out_its_value(app, sample_
     page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-pm-preview.png"))
     units = sample_study.pm_metadata["MeasurementUnitsCode"]["CodeValue"]
     assert shows(page, f"Map threshold ({units})")
+    assert page.locator(".qi-preview .qi-window-text").first.inner_text().startswith("Level")
     box = page.locator(".qi-preview .bk-Plot").first.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.45, box["y"] + box["height"] * 0.55)
     wait_for(lambda: " · map " in readout(page), 30)
@@ -450,7 +450,9 @@ def test_open_a_parametric_map_alone_shows_it_on_its_grid_and_downloads_what_the
         page.get_by_text("Source series: none").first.wait_for(timeout=60_000)
     open_object(page, pm_path, None)
     page.locator(".qi-mode-open .qi-readout-text").first.wait_for(timeout=60_000)
-    assert " · map " in page.locator(".qi-mode-open .qi-readout-text").first.inner_text()
+    text = page.locator(".qi-mode-open .qi-readout-text").first.inner_text()
+    assert " · map " in text and "stored" not in text, text  # no series: no image value to read out
+    assert page.locator(".qi-mode-open .qi-window-text").count() == 0
     page.wait_for_timeout(800)
     page.locator(".qi-mode-open").first.screenshot(path=str(SHOTS / "app-open-pm.png"))
     page.locator(".qi-mode-open select").last.select_option(label="NIfTI (.nii.gz)")

@@ -90,7 +90,7 @@ class SeriesVolume:
     inverted: bool = False  # MONOCHROME1: low values are shown bright
     series: ReferenceSeries | None = None
     warnings: list[str] = field(default_factory=list)
-    blank: bool = False  # no image: the grid of an object opened without its series
+    is_blank: bool = False  # no image: the grid of an object opened without its series
 
     @property
     def array(self) -> np.ndarray:
@@ -139,7 +139,7 @@ class SeriesVolume:
         """A zero image on a grid, to show a SEG or map read without its series."""
         i, j, k = (int(n) for n in shape)
         return cls(np.zeros((k, j, i), np.uint8), np.asarray(affine, float), np.ones(k), np.zeros(k), name=name,
-                   blank=True)
+                   is_blank=True)
 
 
 def _syntax_problem(syntax: str) -> str | None:
@@ -667,7 +667,7 @@ def readout(volume: SeriesVolume, ijk: Sequence[int], overlay: Overlay | None = 
         "real": volume.real_at((i, j, k)),
         "units": volume.units,
         "segments": [(s.number, s.label) for s in overlay.segments_at((i, j, k))] if overlay else [],
-        "blank": volume.blank,
+        "blank": volume.is_blank,
     }
     if pmap is not None:
         result["map"] = pmap.value_at((i, j, k))

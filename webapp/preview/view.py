@@ -153,7 +153,7 @@ class SlicePreview:
         self.volume, self.overlay, self.pmap, self.title = volume, overlay, pmap, title
         self.timing = timing
         self.opacity, self.outline = 0.5, False
-        self.map_opacity = 1.0 if volume.blank else 0.7  # over nothing, the map as it is
+        self.map_opacity = 1.0 if volume.is_blank else 0.7  # over nothing, the map as it is
         self.drag_mode = "window"
         self.hidden: set[int] = set()
         centre, width = qp.default_window(volume)
@@ -211,7 +211,7 @@ class SlicePreview:
         self.drag.param.watch(self._set_drag, "value")
         self.readout = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["qi-readout"])
         # Without a series (an object opened alone) there is no image to window.
-        controls = [] if volume.blank else [self.preset, self.window_text,
+        controls = [] if volume.is_blank else [self.preset, self.window_text,
                                             pn.Row(pn.pane.Markdown("Drag:", margin=(8, 5)), self.drag)]
         if self.overlay is not None and self.overlay.segments:
             names = {f"{n} {s.label}": n for n, s in self.overlay.segments.items()}
