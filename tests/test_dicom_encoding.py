@@ -88,6 +88,8 @@ def test_per_frame_items_take_the_fast_path_and_match_pydicom(name):
     items = dataset.PerFrameFunctionalGroupsSequence
     assert len(items) > 1
     assert dicom_encoding.encode_items(items) is not None, "the fast path did not apply"
+    # Native pixel data is appended to pydicom's encoding of the rest (not when encapsulated).
+    assert (dicom_encoding._trailing_pixels(dataset) is None) == ("rle" in name)
     assert dicom_encoding.write_part10(dataset) == pydicom_file_bytes(dataset)
     assert dicom_encoding.encode_dataset(dataset) == pydicom_dataset_bytes(dataset)
 
@@ -118,4 +120,21 @@ def test_what_it_does_not_know_falls_back_to_pydicom():
     dataset = copy.deepcopy(OBJECTS["binary"])
     dataset.PerFrameFunctionalGroupsSequence[1].is_undefined_length_sequence_item = True
     assert dicom_encoding.encode_items(dataset.PerFrameFunctionalGroupsSequence) is None
+    assert dicom_encoding.write_part10(dataset) == pydicom_file_bytes(dataset)
+
+
+def test_pixel_data_not_last_or_deflated_is_left_to_pydicom():
+    dataset = copy.deepcopy(OBJECTS["pm float32"])
+    dataset.add_new(0xFFFCFFFC, "OB", b"\0" * 4)  # Data Set Trailing Padding, after the pixels
+    assert dicom_encoding._trailing_pixels(dataset) is None
+    assert dicom_encoding.write_part10(dataset) == pydicom_file_bytes(dataset)
+
+    dataset = copy.deepcopy(OBJECTS["pm float32"])
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    assert dicom_encoding._trailing_pixels(dataset) is None
+    assert dicom_encoding.write_part10(dataset) == pydicom_file_bytes(dataset)
+
+    dataset = copy.deepcopy(OBJECTS["binary"])
+    dataset.PixelData = dataset.PixelData + b"\1"  # odd length: padded as pydicom pads it
+    assert dicom_encoding._trailing_pixels(dataset) is not None
     assert dicom_encoding.write_part10(dataset) == pydicom_file_bytes(dataset)
