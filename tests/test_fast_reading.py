@@ -151,6 +151,7 @@ def damaged() -> dict[str, bytes]:
         "cut in its trailer": STREAMS["noise"][:-3],
         "one byte after its end": STREAMS["one byte"] + b"\x1f",
         "not gzip after a member": STREAMS["one byte"] + b"PK\x03\x04",
+        "zero bytes before the first member": bytes(4) + STREAMS["one byte"],
         "a damaged block": bytes(flipped),
         "a wrong checksum": bytes(crc),
     }

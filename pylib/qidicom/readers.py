@@ -185,6 +185,7 @@ class GzipStream(io.RawIOBase):
         if self._start is not None:
             self._source.seek(self._start)
         self._inflater = None  # None: between members
+        self._members = 0  # members begun
         self._input = b""  # compressed bytes read but not yet inflated
         self._position = 0
 
@@ -222,7 +223,8 @@ class GzipStream(io.RawIOBase):
         """Begin the next member; False at the end of the stream (zero bytes after a member
         are padding, as GzipFile takes them)."""
         while True:
-            self._input = self._input.lstrip(b"\0")
+            if self._members:
+                self._input = self._input.lstrip(b"\0")
             if len(self._input) >= 2 or not self._more_input(size):
                 break
         if not self._input:
@@ -230,6 +232,7 @@ class GzipStream(io.RawIOBase):
         if self._input[:2] != self._MAGIC:
             raise gzip.BadGzipFile(f"Not a gzipped file ({bytes(self._input[:2])!r})")
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self._members += 1
         return True
 
     def readinto(self, buffer) -> int:
