@@ -1,7 +1,5 @@
 """``python -m qidicom`` runs the command line tool."""
 
-import sys
+from qidicom.cli import run
 
-from qidicom.cli import main
-
-sys.exit(main())
+run()
