@@ -279,6 +279,7 @@ def measured(app, sample_study, tmp_path_factory):
     page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-measurements.png"))
     select_mode(page, "sr")
     page.get_by_text("all loaded").first.wait_for(timeout=60_000)
+    page.get_by_text("ready to convert").first.wait_for(timeout=60_000)  # the form shows the pre-filled report
     sr_path = work / "sr.dcm"
     convert_and_download(page, "DICOM SR (TID 1500)", sr_path)
     page.screenshot(path=str(SHOTS / "app-sr-prefilled.png"), full_page=True)
