@@ -281,11 +281,7 @@ def test_a_loaded_file_downloads_unchanged(page, server, sample_study, tmp_path)
     wait_status(page, "Valid")
     shoot(page, "seg-loaded")
     assert downloaded_json(page, "Download seg.json") == sample_study.seg_metadata
-    # Copy puts the same text on the clipboard (this page may evaluate scripts; see the editor).
-    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.rsplit("/", 1)[0])
-    page.get_by_role("button", name="Copy JSON").click()
-    page.wait_for_function("async () => (await navigator.clipboard.readText()).length > 0")
-    assert json.loads(page.evaluate("navigator.clipboard.readText()")) == sample_study.seg_metadata
+    # (Copy JSON is the app page's own script: tested in the built site, test_browser_pm.py.)
 
 
 def test_100_segments_stay_responsive(page, server):
