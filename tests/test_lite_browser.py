@@ -134,7 +134,9 @@ def open_notebook(context, server, name: str) -> tuple[object, float]:
     page.goto(f"{server.url}lite/lab/index.html?path={name}")
     # Kernel start failures are silent in JupyterLab: wait for the kernel itself to be idle.
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=180_000)
-    page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Pyodide')", timeout=30_000)
+    # The kernel is Pyodide's. (Attached, not visible: JupyterLab's toolbar may fold the
+    # kernel name into its overflow menu when the notebook's toolbar is narrow.)
+    page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Pyodide')", state="attached", timeout=30_000)
     return page, time.monotonic() - started
 
 
