@@ -220,10 +220,13 @@ def show_marked_case(page, folder: Path, orientation, shot: str):
     page.wait_for_timeout(1000)
     page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / shot))
     image, frame = axial_frame(page, folder / "axial.png")
-    top = frame[0]
-    pink = (np.abs(image - [255, 128, 128]) < 12).all(axis=2)
-    white = (image > 243).all(axis=2)
-    pink[:top] = white[:top] = False  # the toolbar
+    top, bottom, left, right = frame
+    # Only the image's frame counts: not the toolbar above it, nor a row or column of page
+    # background that a fractional element box can add at the screenshot's edge.
+    inside = np.zeros(image.shape[:2], dtype=bool)
+    inside[top:bottom + 1, left:right + 1] = True
+    pink = (np.abs(image - [255, 128, 128]) < 12).all(axis=2) & inside
+    white = (image > 243).all(axis=2) & inside
     return image, frame, pink, white
 
 
