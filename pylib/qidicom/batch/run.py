@@ -302,6 +302,8 @@ def run_cases(cases: list[Case], backend, progress: Progress) -> tuple[dict[str,
         """
         now = time.monotonic()
         head = list(running)[: backend.slots()]
+        for future in [future for future in began if future not in running]:
+            del began[future]  # ended
         for future in head:
             began.setdefault(future, now)
         overdue = [
@@ -310,6 +312,7 @@ def run_cases(cases: list[Case], backend, progress: Progress) -> tuple[dict[str,
         ]
         if not overdue:
             return
+        stopped = [running[future] for future in overdue]
         for future in overdue:
             case = running.pop(future)
             if not backend.stops_cases_by_restarting:
@@ -325,18 +328,16 @@ def run_cases(cases: list[Case], backend, progress: Progress) -> tuple[dict[str,
             running.clear()
             backend.restart()
             queued.extendleft(reversed(others))
-        for future in overdue:
-            storage.remove_partials(future_cases[future].output)
+        for case in stopped:
+            storage.remove_partials(case.output)
 
-    began: dict[cf.Future, float] = {}
-    future_cases: dict[cf.Future, Case] = {}
+    began: dict[cf.Future, float] = {}  # when each running case became one of the first
     try:
         while queued or running:
             window = max(2 * backend.slots(), backend.slots() + 2)
             while queued and len(running) < window and may_start(queued[0]):
                 case = queued.popleft()
-                future = backend.submit(case)
-                running[future] = future_cases[future] = case
+                running[backend.submit(case)] = case
             done, _ = cf.wait(list(running), timeout=1.0, return_when=cf.FIRST_COMPLETED)
             collect(done)
             stop_overdue()
