@@ -8,11 +8,12 @@ atomically, so a failed run leaves no file behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 from qidicom import __version__, conversions
 from qidicom.errors import QidicomError
@@ -48,15 +49,48 @@ def _summary(result) -> str:
     return ": " + ", ".join(parts)
 
 
+#: Modules pydicom probes for on import (``pydicom.data`` downloads its test files with
+#: them when installed), which no conversion uses: ``requests`` with ``urllib3`` and
+#: ``tqdm`` take ~0.05-0.07 s to import.
+DOWNLOAD_MODULES = ("requests", "tqdm")
+
+
+@contextlib.contextmanager
+def download_helpers_hidden() -> Iterator[None]:
+    """While the block runs, pydicom's download helpers' optional modules cannot be imported.
+
+    ``import pydicom`` imports ``pydicom.data``, whose downloader tries ``requests`` and
+    ``tqdm`` and falls back to the standard library without them. A name set to None in
+    ``sys.modules`` makes its import fail (the import system's documented way to hide a
+    module), so pydicom takes that fallback. Afterwards the names are free again: code that
+    imports requests later gets it. Once pydicom is imported, nothing is hidden.
+    """
+    hidden = [] if "pydicom" in sys.modules else [name for name in DOWNLOAD_MODULES if name not in sys.modules]
+    for name in hidden:
+        sys.modules[name] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        for name in hidden:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
+
+
 def convert(args: argparse.Namespace) -> None:
     """Any conversion's subcommand: its inputs, options and outputs as its description says."""
-    from qidicom.writers import write_file_atomically
-
     conversion = conversions.get(args.command)
     sources = {}
     for item in conversion.inputs:
         given = [form for form in item.cli if getattr(args, form.dest) is not None]
         sources[item.role] = _source(given[0], getattr(args, given[0].dest)) if given else None
+    # The images are inflated on other threads while the DICOM libraries are imported
+    # (nibabel imports pydicom too: the helpers are hidden from the start).
+    with download_helpers_hidden():
+        sources = conversions.start_reading_images(conversion, sources)
+        with contextlib.suppress(ImportError):  # should pydicom need them, it is imported as usual
+            import pydicom  # noqa: F401
+    from qidicom.writers import write_file_atomically
+
     outcome = conversions.run(conversion, sources, vars(args))
     for warning in outcome.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -148,7 +182,16 @@ def run() -> None:
     """The ``qidicom`` command: ``main``, then leave at once, without tearing down the
     interpreter. Freeing highdicom's standard tables and every module at exit costs 0.4-0.5 s,
     more than loading them did; by then a conversion's outputs are written and closed.
-    (``batch`` exits the ordinary way, through SystemExit, so its pools shut down.)"""
+    (``batch`` exits the ordinary way, through SystemExit, so its pools shut down.)
+
+    OpenBLAS, loaded with numpy, starts a thread per core at import (~0.08 s of CPU here)
+    for matrix products that a conversion never makes larger than 4x4: one thread, unless
+    the environment says otherwise. Threads hand the GIL over sooner (see
+    ``readers.THREAD_SWITCH_INTERVAL``), as the images are inflated beside imports."""
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    from qidicom.readers import THREAD_SWITCH_INTERVAL  # (imports numpy: after the line above)
+
+    sys.setswitchinterval(min(sys.getswitchinterval(), THREAD_SWITCH_INTERVAL))
     status = main()
     logging.shutdown()
     for stream in (sys.stdout, sys.stderr):

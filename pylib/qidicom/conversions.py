@@ -23,7 +23,7 @@ __all__ = [
     "CONVERSIONS", "Conversion", "Input", "Option", "Output", "CliForm",
     "get", "by_short_name", "add_cli_arguments", "app_inputs", "as_json", "POOL_ROLE",
     "comma_list", "zero_or_one", "IMAGE_EXTENSIONS", "DICOM_EXTENSIONS", "JSON_EXTENSIONS",
-    "Outcome", "run",
+    "Outcome", "run", "start_reading_images",
 ]
 
 #: Label maps and parametric maps: NIfTI or NRRD (``.gz`` for the picker's sake: a browser
@@ -420,6 +420,29 @@ def run(conversion: Conversion, sources: dict[str, Any], values: dict[str, Any])
     if isinstance(output, list):  # a reader's files
         return Outcome([(exported.name, exported.data) for exported in output], warnings, result)
     return Outcome(bytes(output), warnings, result)
+
+
+def start_reading_images(conversion: Conversion, sources: dict[str, Any]) -> dict[str, Any]:
+    """The sources, with each image file given by path already being read on another thread
+    (``readers.PendingImage``), before the conversion's module imports the DICOM libraries:
+    the inflation of a gzip'd image then overlaps those imports and the series' parsing.
+    The command line calls it before ``run``; the library functions take these sources as
+    they take paths."""
+    import os
+
+    started = dict(sources)
+    for item in conversion.inputs:
+        value = sources.get(item.role)
+        if item.kind != "image" or value is None:
+            continue
+        paths = value if isinstance(value, list) else [value]
+        if not paths or not all(isinstance(path, (str, os.PathLike)) for path in paths):
+            continue
+        from qidicom.readers import PendingImage  # numpy and the image readers only
+
+        pending = [PendingImage(path) for path in paths]
+        started[item.role] = pending if isinstance(value, list) else pending[0]
+    return started
 
 
 #: The app's one picker for a conversion's pooled roles.

@@ -50,7 +50,15 @@ from qidicom.readers import (
 )
 from qidicom.metadata import code_from_json, code_to_json
 from qidicom.results import ReadResult, WriteResult
-from qidicom.writers import ExportedFile, IMAGE_EXTENSIONS, dicom_bytes, suggested_filename, transfer_syntax_for, volume_bytes
+from qidicom.writers import (
+    ExportedFile,
+    IMAGE_EXTENSIONS,
+    dicom_bytes,
+    prepare_highdicom,
+    suggested_filename,
+    transfer_syntax_for,
+    volume_bytes,
+)
 
 #: What ``data_type`` accepts: keep the input's type, or force float like dcmqi does.
 DATA_TYPES = ("auto", "float32", "float64")
@@ -107,8 +115,10 @@ def parametric_map_from_files(
     document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
     metadata_module.check(document, "pm", source_name(metadata, "metadata"))
     report("reading the map and the reference series", 0.05)
+    prepared = prepare_highdicom()  # its tables load while the inputs are read
     # Spacing is checked once it is known whether the files are a full series (see place_map).
     (volume,), reference = read_images_and_series([image], references, check_spacing=False)
+    prepared()
     return write_parametric_map(volume, document, reference, compress=compress, data_type=data_type, progress=progress)
 
 
