@@ -1082,34 +1082,34 @@ class FrameGrid:
     slice_index: np.ndarray
 
 
-def frame_grid(dataset: Dataset, label: str) -> FrameGrid:
+def frame_grid(dataset: Dataset, label: str, groups=None) -> FrameGrid:
     """Place every frame by its own plane position on one regular grid.
 
     The slice step is SpacingBetweenSlices when present, else the smallest distance
     between distinct planes: frames of empty slices may be missing, so gaps are allowed.
+    ``groups`` (a ``dicom_decoding.FrameGroups``) gives the frames' functional group values
+    when they were read already; otherwise they are taken from the dataset.
     """
-    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
-    positions = []
-    for f in range(frame_count):
-        plane = frame_item(dataset, f, "PlanePositionSequence")
-        if plane is None:
+    if groups is None:
+        from qidicom.dicom_decoding import frame_groups_from_dataset
+
+        groups = frame_groups_from_dataset(dataset, int(dataset.get("NumberOfFrames", 1) or 1))
+    for f, position in enumerate(groups.positions):
+        if position is None:
             raise InputError(f"{label}: frame {f + 1} has no plane position, so it cannot be placed")
-        positions.append([float(v) for v in plane.ImagePositionPatient])
-    positions = np.asarray(positions)
-    orientation_item = frame_item(dataset, 0, "PlaneOrientationSequence")
-    measures = frame_item(dataset, 0, "PixelMeasuresSequence")
-    if orientation_item is None or measures is None:
+    positions = np.asarray(groups.positions, float)
+    if groups.orientation is None or groups.pixel_spacing is None:
         raise InputError(f"{label}: no plane orientation or pixel spacing, so its grid is unknown")
-    orientation = np.asarray(orientation_item.ImageOrientationPatient, float)
+    orientation = np.asarray(groups.orientation, float)
     normal = slice_normal(orientation)
     distances = positions @ normal
     distinct = np.unique(np.round(distances, 4))
-    if measures.get("SpacingBetweenSlices") not in (None, ""):
-        step = abs(float(measures.SpacingBetweenSlices))
+    if groups.spacing_between_slices is not None:
+        step = abs(groups.spacing_between_slices)
     elif len(distinct) > 1:
         step = float(np.min(np.diff(distinct)))
     else:
-        step = float(measures.get("SliceThickness") or 1.0)
+        step = float(groups.slice_thickness or 1.0)
     if step <= POSITION_TOLERANCE_MM:
         raise GeometryError(f"{label}: slice spacing {step:g} mm is not usable")
     start = distances.min()
@@ -1118,5 +1118,5 @@ def frame_grid(dataset: Dataset, label: str) -> FrameGrid:
         raise GeometryError(f"{label}: frame positions are not on a regular grid of {step:g} mm")
     first = positions[int(np.argmin(distances))]
     rows, columns = int(dataset.Rows), int(dataset.Columns)
-    stack = PlaneStack(orientation, np.asarray(measures.PixelSpacing, float), np.array([first, first + normal * step]), rows, columns)
+    stack = PlaneStack(orientation, np.asarray(groups.pixel_spacing, float), np.array([first, first + normal * step]), rows, columns)
     return FrameGrid(stack.affine, (columns, rows, int(index.max()) + 1), index)

@@ -17,7 +17,24 @@ from qidicom import metadata as metadata_module
 from qidicom.errors import InputError
 from qidicom.geometry import Volume
 from qidicom.metadata import code_to_json
-from qidicom.readers import NamedBytes, Source, as_named_bytes, frame_grid, frame_item, read_dicom, tolerant_dicom_values
+from qidicom.dicom_decoding import (
+    FrameGroups,
+    PackedFrames,
+    Undecoded,
+    frame_groups_from_dataset,
+    native_frames,
+    split_functional_groups,
+)
+from qidicom.readers import (
+    MAX_DEFLATED_DICOM_BYTES,
+    NamedBytes,
+    Source,
+    as_named_bytes,
+    frame_grid,
+    parse_dicom,
+    read_dicom,
+    tolerant_dicom_values,
+)
 from qidicom.results import ReadResult
 from qidicom.writers import ExportedFile
 
@@ -68,7 +85,7 @@ class Segment:
 class _SegmentFrames:
     """Where one segment's frames lie: frame ``f`` of ``frames`` is slice ``slices[f]``."""
 
-    frames: np.ndarray
+    frames: np.ndarray | PackedFrames
     indices: list[int]
     slices: np.ndarray
     shape: tuple[int, int, int]
@@ -79,17 +96,32 @@ class _SegmentFrames:
         """bool (float32 0..1 if fractional), or ``value`` as ``dtype`` where the segment is."""
         if dtype is None:
             dtype = np.float32 if self.scale is not None else bool
-        # Fortran order: a slice [:, :, k] is contiguous, and so is writing NRRD/NIfTI.
-        array = np.zeros(self.shape, dtype, order="F")
-        for f in self.indices:
-            values = self.frames[f].T
-            if self.scale is not None:
-                array[:, :, self.slices[f]] = values / self.scale
-            elif value == 1:
-                array[:, :, self.slices[f]] = values != 0
-            else:
-                np.multiply(values if self.one_bit else values != 0, value, out=array[:, :, self.slices[f]], dtype=dtype)
-        return array
+        columns, rows, depth = self.shape
+        # Made as (slice, row, column) in C order and returned transposed: the (column, row,
+        # slice) volume in Fortran order, so slice [:, :, k] is frame k as stored, and writing
+        # NRRD/NIfTI (Fortran order) reads it straight.
+        stack = np.zeros((depth, rows, columns), dtype)
+        if not self.indices:
+            return stack.T
+        frames = self.frames[np.asarray(self.indices, np.intp)]  # (frames, rows, columns)
+        if self.scale is not None:
+            values = frames / self.scale
+        elif value == 1:
+            values = frames != 0
+        else:
+            values = np.multiply(frames if self.one_bit else frames != 0, value, dtype=dtype)
+        _place(stack, self.slices[self.indices], values)
+        return stack.T
+
+
+def _place(stack: np.ndarray, slices: np.ndarray, frames: np.ndarray) -> None:
+    """``stack[slices[i]] = frames[i]`` for every frame, in frame order (the last frame at
+    a slice wins, as when placed one by one)."""
+    if len(np.unique(slices)) == len(slices):
+        stack[slices] = frames
+    else:
+        for frame, k in zip(frames, slices):
+            stack[k] = frame
 
 
 @dataclass
@@ -154,18 +186,11 @@ def _label_dtype(numbers: Sequence[int]):
 
 def read_segmentation(source: Source | Dataset, name: str | None = None) -> SegmentationContents:
     """Read any SEG (binary, fractional or labelmap; from dcmqi, highdicom or qidicom)."""
+    groups = None
     if isinstance(source, Dataset):
         dataset = source
     else:
-        item = as_named_bytes(source, name)
-        try:
-            dataset = read_dicom(item)
-        except InputError:
-            # A short Pixel Data reads as "truncated"; when it is a frame-count mismatch, say so.
-            problem = _frame_count_problem(item)
-            if problem:
-                raise InputError(f"{item.name}: {problem}") from None
-            raise
+        dataset, groups = _read_seg_file(as_named_bytes(source, name))
     label = getattr(dataset, "filename", None) or name or "the SEG"
     if str(dataset.get("Modality", "")) != "SEG" or "SegmentSequence" not in dataset:
         raise InputError(f"{label}: not a DICOM Segmentation (Modality is '{dataset.get('Modality', '')}')")
@@ -174,13 +199,10 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
     problem = _frame_count_mismatch(dataset)
     if problem:
         raise InputError(f"{label}: {problem}")
-    try:
-        with tolerant_dicom_values():
-            frames = dataset.pixel_array
-    except Exception as error:
-        raise InputError(f"{label}: its pixel data cannot be decoded ({error})") from None
-    frames = np.asarray(frames).reshape(frame_count, int(dataset.Rows), int(dataset.Columns))
-    grid = frame_grid(dataset, label)
+    frames = _frames(dataset, frame_count, label)
+    if groups is None:
+        groups = frame_groups_from_dataset(dataset, frame_count)
+    grid = frame_grid(dataset, label, groups)
     slice_index, shape = grid.slice_index, grid.shape
     descriptions = {int(item.SegmentNumber): item for item in dataset.SegmentSequence}
     colours = _palette_colours(dataset, sorted(descriptions))
@@ -191,7 +213,7 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
         for number in numbers:
             segments.append(Segment(number, None, segment_attributes(descriptions[number], colours.get(number)), label_map))
         return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, label_map, warnings)
-    segment_of_frame = _frame_segment_numbers(dataset, frame_count)
+    segment_of_frame = groups.segment_numbers
     scale = float(dataset.get("MaximumFractionalValue", 255) or 255) if segmentation_type == "FRACTIONAL" else None
     frames_of: dict[int, list[int]] = {number: [] for number in descriptions}
     for f in range(frame_count):
@@ -203,6 +225,49 @@ def read_segmentation(source: Source | Dataset, name: str | None = None) -> Segm
         placed = _SegmentFrames(frames, frames_of[number], slice_index, shape, scale, int(dataset.BitsAllocated) == 1)
         segments.append(Segment(number, None, segment_attributes(descriptions[number], colours.get(number)), frames=placed))
     return SegmentationContents(grid.affine, segments, top_level_metadata(dataset), segmentation_type, None, warnings)
+
+
+def _read_seg_file(item: NamedBytes) -> tuple[Dataset, FrameGroups | None]:
+    """The SEG's dataset, and its frames' functional group values when read from its bytes.
+
+    pydicom parses the file without its Per-Frame Functional Groups Sequence, which
+    ``dicom_decoding`` reads (most of the file's elements, and of pydicom's time). Whatever
+    that module does not read, or any problem in the rest, and the whole file is read by
+    pydicom as before, so its reading, and its messages, decide.
+    """
+    try:
+        split = split_functional_groups(item.data, MAX_DEFLATED_DICOM_BYTES)
+        dataset = parse_dicom(NamedBytes(item.name, split.remainder), keep_pixels=True)
+        if dataset is not None:
+            if split.transfer_syntax != str(dataset.file_meta.TransferSyntaxUID):
+                dataset.file_meta.TransferSyntaxUID = split.transfer_syntax  # as the file says (deflated)
+            return dataset, split.frame_groups(int(dataset.get("NumberOfFrames", 1) or 1))
+    except (Undecoded, InputError, AttributeError, TypeError, ValueError):
+        pass
+    try:
+        return read_dicom(item), None
+    except InputError:
+        # A short Pixel Data reads as "truncated"; when it is a frame-count mismatch, say so.
+        problem = _frame_count_problem(item)
+        if problem:
+            raise InputError(f"{item.name}: {problem}") from None
+        raise
+
+
+def _frames(dataset: Dataset, frame_count: int, label: str) -> np.ndarray | PackedFrames:
+    """The SEG's frames (frames, rows, columns), as pydicom's ``pixel_array`` gives them;
+    native ones straight from the Pixel Data (1-bit ones unpacked when used)."""
+    syntax = dataset.file_meta.get("TransferSyntaxUID") if hasattr(dataset, "file_meta") else None
+    try:
+        return native_frames(dataset, str(syntax) if syntax is not None else None)
+    except Undecoded:
+        pass
+    try:
+        with tolerant_dicom_values():
+            frames = dataset.pixel_array
+    except Exception as error:
+        raise InputError(f"{label}: its pixel data cannot be decoded ({error})") from None
+    return np.asarray(frames).reshape(frame_count, int(dataset.Rows), int(dataset.Columns))
 
 
 def _read_label_map(
@@ -224,11 +289,16 @@ def _read_label_map(
     padding = dataset.get("PixelPaddingValue")
     padding = int(padding) if padding not in (None, "") else None
     fill = padding if padding is not None else 0
-    # Fortran order: a slice [:, :, k] is contiguous, and so is writing NRRD/NIfTI.
-    label_map = np.full(shape, fill, np.result_type(frames.dtype, np.min_scalar_type(fill)), order="F")
-    for f in range(len(frames)):
-        label_map[:, :, slice_index[f]] = frames[f].T
-    missing = shape[2] - len(set(int(k) for k in slice_index))
+    if isinstance(frames, PackedFrames):  # a 1-bit label map (not a valid SEG, but readable)
+        frames = frames[:]
+    columns, rows, depth = shape
+    slice_index = np.asarray(slice_index)
+    dtype = np.result_type(frames.dtype, np.min_scalar_type(fill))
+    missing = depth - len(np.unique(slice_index))
+    # Made as (slice, row, column) and returned transposed, as _SegmentFrames.volume does.
+    stack = np.full((depth, rows, columns), fill, dtype) if missing else np.empty((depth, rows, columns), dtype)
+    _place(stack, slice_index, frames)
+    label_map = stack.T
     if missing and padding is None and 0 in descriptions:
         warnings.append(
             f"{label}: {missing} of {shape[2]} slice positions have no frame and there is no Pixel Padding "
@@ -292,14 +362,6 @@ def _frame_count_problem(item: NamedBytes) -> str | None:
             return _frame_count_mismatch(dataset)
     except Exception:
         return None
-
-
-def _frame_segment_numbers(dataset: Dataset, frame_count: int) -> list[int | None]:
-    numbers = []
-    for f in range(frame_count):
-        identification = frame_item(dataset, f, "SegmentIdentificationSequence")
-        numbers.append(int(identification.ReferencedSegmentNumber) if identification is not None else None)
-    return numbers
 
 
 def segment_attributes(item: Dataset, palette_rgb: Sequence[int] | None = None) -> dict:
