@@ -625,12 +625,21 @@ def read_parametric_map(source: Source | Dataset, name: str | None = None) -> Pa
         warnings.append(f"{label}: no Real World Value Mapping; stored values are written as they are")
     real = [_apply_mapping(frames[f], mappings[f], label) for f in range(frame_count)]
     dtype = _output_dtype(frames.dtype, mappings, real)
-    shape = grid.shape
-    array = np.zeros(shape, dtype)
-    for f in range(frame_count):
-        array[:, :, slice_index[f]] = real[f].T
+    columns, rows, slices = grid.shape
+    # The frames go into a (slices, rows, columns) stack, whole frames at a time; the volume
+    # ([i, j, k], as everywhere) is its transposed view, which is Fortran-ordered as NRRD and
+    # NIfTI store voxels: no strided copy here, and none when the image is written.
+    unmapped = all(np.may_share_memory(real[f], frames) for f in range(frame_count))  # the stored values as they are
+    if FAST_PATHS and unmapped and frames.dtype == dtype and slices == frame_count:
+        order = np.argsort(slice_index)
+        in_order = (order == np.arange(frame_count)).all()
+        stack = frames if in_order else frames[order]  # every slice has its frame: a view, or one copy
+    else:
+        stack = np.zeros((slices, rows, columns), dtype)
+        for f in range(frame_count):
+            stack[slice_index[f]] = real[f]
     meta = pm_metadata(dataset, mappings[0], warnings)
-    return ParametricMapContents(Volume(array, grid.affine, label), meta, warnings)
+    return ParametricMapContents(Volume(stack.transpose(2, 1, 0), grid.affine, label), meta, warnings)
 
 
 def _apply_mapping(frame: np.ndarray, mapping: Dataset | None, label: str) -> np.ndarray:
