@@ -191,7 +191,7 @@ def write_parametric_map(
         if contrast not in known_contrasts:
             _set_derived_pixel_contrast(parametric_map, contrast)
         report("writing the file", 0.9)
-        data = dicom_bytes(parametric_map, compress)
+        data = dicom_bytes(parametric_map, compress, workers=2)  # float frames: seconds to deflate on one core
     report("done", 1.0)
     return PmResult(parametric_map, data, suggested_filename(parametric_map, "PM"), warnings)
 
