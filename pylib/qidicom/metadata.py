@@ -28,12 +28,16 @@ import os
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 from urllib.parse import urldefrag, urlsplit
 
-import jsonschema
-from jsonschema.exceptions import RefResolutionError, ValidationError
-from pydicom.sr.coding import Code
+# jsonschema and pydicom's coded concepts (~0.1 s to import, pydicom's concept dictionaries
+# most of it) are imported where metadata is validated or codes are made: a reader, which
+# only writes metadata out, needs neither.
+if TYPE_CHECKING:
+    import jsonschema
+    from jsonschema.exceptions import ValidationError
+    from pydicom.sr.coding import Code
 
 from qidicom.errors import MetadataError, QidicomError
 from qidicom.readers import as_named_bytes
@@ -196,20 +200,34 @@ def _store() -> dict[str, dict]:
     return store
 
 
-class _BundledOnlyResolver(jsonschema.RefResolver):
-    """A RefResolver that never goes to the network: unknown URLs are an error."""
+@functools.lru_cache(maxsize=None)
+def _bundled_only_resolver() -> type:
+    """A RefResolver class that never goes to the network: unknown URLs are an error."""
+    import jsonschema
+    from jsonschema.exceptions import RefResolutionError
 
-    def resolve_remote(self, uri: str) -> Any:
-        raise RefResolutionError(
-            f"schema {uri!r} is not bundled with qidicom (schemas are never fetched from the network)"
-        )
+    class _BundledOnlyResolver(jsonschema.RefResolver):
+        def resolve_remote(self, uri: str) -> Any:
+            raise RefResolutionError(
+                f"schema {uri!r} is not bundled with qidicom (schemas are never fetched from the network)"
+            )
+
+    return _BundledOnlyResolver
+
+
+def __getattr__(name: str) -> Any:
+    if name == "_BundledOnlyResolver":  # made on first use, with jsonschema's import
+        return _bundled_only_resolver()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _validator(kind: str) -> jsonschema.Draft4Validator:
+    import jsonschema
+
     # A fresh resolver per call: a RefResolver keeps a scope stack while it validates, so
     # sharing one between threads would mix their scopes up. Building one is cheap.
     schema = _read_schema_file(SCHEMA_FILES[kind])
-    resolver = _BundledOnlyResolver(
+    resolver = _bundled_only_resolver()(
         base_uri=urldefrag(schema["id"])[0], referrer=schema, store=dict(_store())
     )
     return jsonschema.Draft4Validator(schema, resolver=resolver)
@@ -583,6 +601,8 @@ def integer_field(value, field_name: str) -> int:
 
 def code_from_json(entry: dict) -> Code:
     """A metadata code object (CodeValue, CodingSchemeDesignator, CodeMeaning) as a pydicom Code."""
+    from pydicom.sr.coding import Code
+
     return Code(str(entry["CodeValue"]), str(entry["CodingSchemeDesignator"]), str(entry["CodeMeaning"]))
 
 
