@@ -1103,7 +1103,8 @@ def frame_grid(dataset: Dataset, label: str, groups=None) -> FrameGrid:
     orientation = np.asarray(groups.orientation, float)
     normal = slice_normal(orientation)
     distances = positions @ normal
-    distinct = np.unique(np.round(distances, 4))
+    distinct = np.sort(np.round(distances, 4))  # np.unique's result, without its import of numpy.ma
+    distinct = distinct[np.concatenate(([True], distinct[1:] != distinct[:-1]))]
     if groups.spacing_between_slices is not None:
         step = abs(groups.spacing_between_slices)
     elif len(distinct) > 1:

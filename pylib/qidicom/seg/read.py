@@ -117,7 +117,7 @@ class _SegmentFrames:
 def _place(stack: np.ndarray, slices: np.ndarray, frames: np.ndarray) -> None:
     """``stack[slices[i]] = frames[i]`` for every frame, in frame order (the last frame at
     a slice wins, as when placed one by one)."""
-    if len(np.unique(slices)) == len(slices):
+    if len(set(slices.tolist())) == len(slices):  # (np.unique imports numpy.ma: ~10 ms)
         stack[slices] = frames
     else:
         for frame, k in zip(frames, slices):
@@ -294,7 +294,7 @@ def _read_label_map(
     columns, rows, depth = shape
     slice_index = np.asarray(slice_index)
     dtype = np.result_type(frames.dtype, np.min_scalar_type(fill))
-    missing = depth - len(np.unique(slice_index))
+    missing = depth - len(set(slice_index.tolist()))
     # Made as (slice, row, column) and returned transposed, as _SegmentFrames.volume does.
     stack = np.full((depth, rows, columns), fill, dtype) if missing else np.empty((depth, rows, columns), dtype)
     _place(stack, slice_index, frames)
