@@ -1,6 +1,6 @@
 """What a fresh ``qidicom`` process loads, and when: the image is read while the DICOM
-libraries are imported, pydicom's download helpers stay out, highdicom's standard tables
-load beside the reading. Each is checked for the same results as the ordinary way."""
+libraries are imported, and pydicom's download helpers stay out. Each is checked for the
+same results as the ordinary way."""
 
 from __future__ import annotations
 
@@ -120,16 +120,3 @@ def test_reading_beside_the_series_restores_the_switch_interval(sample_files):
     before = sys.getswitchinterval()
     read_images_and_series([sample_files["ct_labels"]], sample_files["ct"])
     assert sys.getswitchinterval() == before
-
-
-def test_highdicom_prepared_in_the_background_has_its_standard_tables_loaded():
-    seen = run_python("""
-import json
-from qidicom.writers import prepare_highdicom
-wait = prepare_highdicom()
-wait()
-from highdicom import _standard_utils as standard
-loaders = (standard.get_sop_class_iod_map, standard.get_iod_module_map, standard.get_module_attribute_map)
-print(json.dumps([loader.cache_info().currsize for loader in loaders] + [prepare_highdicom() is not wait]))
-""")
-    assert seen == [1, 1, 1, True]

@@ -54,7 +54,6 @@ from qidicom.writers import (
     ExportedFile,
     IMAGE_EXTENSIONS,
     dicom_bytes,
-    prepare_highdicom,
     suggested_filename,
     transfer_syntax_for,
     volume_bytes,
@@ -115,10 +114,8 @@ def parametric_map_from_files(
     document = metadata if isinstance(metadata, dict) else metadata_module.load_json(metadata)
     metadata_module.check(document, "pm", source_name(metadata, "metadata"))
     report("reading the map and the reference series", 0.05)
-    prepared = prepare_highdicom()  # its tables load while the inputs are read
     # Spacing is checked once it is known whether the files are a full series (see place_map).
     (volume,), reference = read_images_and_series([image], references, check_spacing=False)
-    prepared()
     return write_parametric_map(volume, document, reference, compress=compress, data_type=data_type, progress=progress)
 
 

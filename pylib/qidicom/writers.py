@@ -11,12 +11,11 @@ import io
 import os
 import sys
 import tempfile
-import threading
 import zlib
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -84,44 +83,6 @@ def dicom_bytes(dataset: Dataset, compress: str = "none", workers: int = 1) -> b
     if len(deflated) % 2:
         output.write(b"\0")
     return output.getvalue()
-
-
-def prepare_highdicom() -> Callable[[], None]:
-    """Import highdicom and load its standard tables on another thread, while the caller
-    reads its inputs; the function returned waits until that is done.
-
-    highdicom reads the tables (``module_attribute_map.json``, 22 MB: ~0.3 s) on its first
-    construction of a SEG or PM, to copy the patient and study modules from the source
-    images. Loading them beside reading the inputs, whose gzip inflation runs without the
-    GIL, takes that time off the conversion's wall clock. Only highdicom's own loaders are
-    called, so what they return is what its construction would load. Nothing happens where
-    there are no threads (Pyodide) or once the tables are loaded; a failure here is left
-    for highdicom's construction to report.
-    """
-    if not _threads_available() or _HIGHDICOM_PREPARED.is_set():
-        return lambda: None
-
-    def load() -> None:
-        try:
-            import highdicom  # noqa: F401
-            from highdicom import _standard_utils as standard
-
-            standard.get_sop_class_iod_map()
-            standard.get_iod_module_map()
-            standard.get_module_attribute_map()
-            _HIGHDICOM_PREPARED.set()
-        except Exception:  # noqa: BLE001 - reported, if real, by highdicom's constructor
-            pass
-
-    try:
-        thread = threading.Thread(target=load, name="qidicom-prepare-highdicom", daemon=True)
-        thread.start()
-    except RuntimeError:  # no thread can be started here: highdicom loads them when used
-        return lambda: None
-    return thread.join
-
-
-_HIGHDICOM_PREPARED = threading.Event()
 
 
 def write_file_atomically(path: str | os.PathLike, data: bytes) -> None:

@@ -19,7 +19,7 @@ from qidicom.metadata import code_from_json
 from qidicom.readers import ReferenceSeries, Source, read_images_and_series, source_name, tolerant_dicom_values
 from qidicom.results import Progress, WriteResult
 from qidicom.seg.build import build_segmentation
-from qidicom.writers import dicom_bytes, prepare_highdicom, suggested_filename, transfer_syntax_for
+from qidicom.writers import dicom_bytes, suggested_filename, transfer_syntax_for
 
 
 SEGMENTATION_TYPES = ("binary", "labelmap", "fractional")
@@ -510,9 +510,7 @@ def segmentation_from_files(
     if not label_maps:
         raise InputError("no label map was given")
     report("reading label maps and the reference series", 0.03)
-    prepared = prepare_highdicom()  # its tables load while the inputs are read
     volumes, reference = read_images_and_series(label_maps, references)
-    prepared()
     return _write_segmentation(
         volumes,  # handed over: emptied once its voxels are in frames
         document,
