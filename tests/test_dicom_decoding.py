@@ -186,6 +186,18 @@ def test_the_rest_of_the_file_is_what_pydicom_reads_without_the_per_frame_groups
         for tag in (0x00020000, 0x00020010):
             meta.pop(tag), expected.pop(tag)
     assert meta == expected
+    # Native Pixel Data can be taken out too: a view of the file's bytes, not a copy.
+    cut = split_functional_groups(seg_bytes, cut_pixels=True)
+    rest = pydicom.dcmread(io.BytesIO(cut.remainder))
+    if pydicom.uid.UID(split.transfer_syntax).is_compressed:  # encapsulated: left in
+        assert cut.pixels is None and rest == whole
+        return
+    assert "PixelData" not in rest
+    assert isinstance(cut.pixels, memoryview) and cut.pixel_vr == whole["PixelData"].VR
+    if split.transfer_syntax != pydicom.uid.DeflatedExplicitVRLittleEndian:
+        assert cut.pixels.obj is seg_bytes
+    rest.add_new(0x7FE00010, cut.pixel_vr, bytes(cut.pixels))
+    assert rest == whole
 
 
 def test_native_frames_equal_pydicoms_pixel_array(seg_bytes):

@@ -199,6 +199,10 @@ class SplitFile:
     body: bytes | memoryview
     per_frame: list[Item] | None
     shared: list[Item] | None
+    #: With ``cut_pixels``: native Pixel Data taken out too, its VR and value (a view of
+    #: the file's bytes, or of the inflated ones).
+    pixel_vr: str | None = None
+    pixels: memoryview | None = None
 
     def frame_groups(self, frame_count: int) -> FrameGroups:
         """The functional group values of ``frame_count`` frames (Undecoded if odd)."""
@@ -248,12 +252,13 @@ def _meta_as_explicit(data: bytes, elements: list[tuple[int, int, int, int]]) ->
     return b"".join(parts)
 
 
-def split_functional_groups(data: bytes, max_inflated: int | None = None) -> SplitFile:
+def split_functional_groups(data: bytes, max_inflated: int | None = None, cut_pixels: bool = False) -> SplitFile:
     """Take the Per-Frame Functional Groups Sequence out of a Part 10 file, parsed.
 
     The rest of the file is returned for pydicom to parse; the Shared Functional Groups
     Sequence stays in it and is parsed here too. ``max_inflated`` bounds what a deflated
     file may inflate to (past it: Undecoded, and pydicom's reader names the problem).
+    ``cut_pixels`` takes native Pixel Data out as well (pydicom would copy it, twice).
     Raises Undecoded for what this module does not read (see the module's docstring).
     """
     meta_end, syntax, meta_elements = _file_meta(data)
@@ -275,7 +280,8 @@ def split_functional_groups(data: bytes, max_inflated: int | None = None) -> Spl
         head = bytes(data[:meta_end])
     end, pos = len(body), 0
     per_frame = shared = None
-    cut = None
+    cuts: list[tuple[int, int]] = []
+    pixel_vr = pixels = None
     while pos < end:
         if pos + 8 > end:
             raise Undecoded("an element's header is cut short")
@@ -296,7 +302,10 @@ def split_functional_groups(data: bytes, max_inflated: int | None = None) -> Spl
         if vr == b"SQ":
             items, pos = _sequence(body, pos, length, end)
             if tag == PER_FRAME_FUNCTIONAL_GROUPS:
-                per_frame, cut = items, (start, pos)
+                if per_frame is not None:
+                    raise Undecoded("two Per-Frame Functional Groups Sequences")
+                per_frame = items
+                cuts.append((start, pos))
             elif tag == SHARED_FUNCTIONAL_GROUPS:
                 shared = items
         elif length == _UNDEFINED:
@@ -306,12 +315,16 @@ def split_functional_groups(data: bytes, max_inflated: int | None = None) -> Spl
         else:
             if pos + length > end:
                 raise Undecoded("a value runs past the end of the file")
+            if cut_pixels and tag == 0x7FE00010 and vr in (b"OB", b"OW"):
+                pixel_vr, pixels = vr.decode(), memoryview(body)[pos:pos + length]
+                cuts.append((start, pos + length))
             pos += length
-    if cut is None:
-        remainder = head + bytes(body)
-    else:
-        remainder = b"".join((head, body[:cut[0]], body[cut[1]:]))
-    return SplitFile(remainder, syntax, body, per_frame, shared)
+    parts, last = [head], 0
+    for start, stop in cuts:
+        parts.append(body[last:start])
+        last = stop
+    parts.append(body[last:])
+    return SplitFile(b"".join(parts), syntax, body, per_frame, shared, pixel_vr, pixels)
 
 
 # --------------------------------------------------------------------------- values
@@ -482,7 +495,7 @@ def native_frames(dataset, syntax: str | None) -> np.ndarray | PackedFrames:
         data = dataset.PixelData
     except (AttributeError, TypeError, ValueError):
         raise Undecoded("pixel attributes missing or odd") from None
-    if samples != 1 or signed or not isinstance(data, (bytes, bytearray)) or bits not in (1, 8, 16) or stored != bits:
+    if samples != 1 or signed or not isinstance(data, (bytes, bytearray, memoryview)) or bits not in (1, 8, 16) or stored != bits:
         raise Undecoded("pixel data for pydicom's decoder")
     if bits == 1:
         if len(data) * 8 < count * rows * columns:

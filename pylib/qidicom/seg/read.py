@@ -6,6 +6,7 @@ SEGs written by dcmqi, highdicom or qidicom all come back on their grid.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
@@ -20,6 +21,7 @@ from qidicom.metadata import code_to_json
 from qidicom.dicom_decoding import (
     FrameGroups,
     PackedFrames,
+    SplitFile,
     Undecoded,
     frame_groups_from_dataset,
     native_frames,
@@ -29,9 +31,9 @@ from qidicom.readers import (
     MAX_DEFLATED_DICOM_BYTES,
     NamedBytes,
     Source,
+    _truncation,
     as_named_bytes,
     frame_grid,
-    parse_dicom,
     read_dicom,
     tolerant_dicom_values,
 )
@@ -236,13 +238,11 @@ def _read_seg_file(item: NamedBytes) -> tuple[Dataset, FrameGroups | None]:
     pydicom as before, so its reading, and its messages, decide.
     """
     try:
-        split = split_functional_groups(item.data, MAX_DEFLATED_DICOM_BYTES)
-        dataset = parse_dicom(NamedBytes(item.name, split.remainder), keep_pixels=True)
+        split = split_functional_groups(item.data, MAX_DEFLATED_DICOM_BYTES, cut_pixels=True)
+        dataset = _parse_split(item.name, split)
         if dataset is not None:
-            if split.transfer_syntax != str(dataset.file_meta.TransferSyntaxUID):
-                dataset.file_meta.TransferSyntaxUID = split.transfer_syntax  # as the file says (deflated)
             return dataset, split.frame_groups(int(dataset.get("NumberOfFrames", 1) or 1))
-    except (Undecoded, InputError, AttributeError, TypeError, ValueError):
+    except Exception:  # noqa: BLE001 - whatever it is, pydicom's reading of the whole file says
         pass
     try:
         return read_dicom(item), None
@@ -252,6 +252,28 @@ def _read_seg_file(item: NamedBytes) -> tuple[Dataset, FrameGroups | None]:
         if problem:
             raise InputError(f"{item.name}: {problem}") from None
         raise
+
+
+def _parse_split(name: str, split: SplitFile) -> Dataset | None:
+    """The dataset of a SEG split by ``dicom_decoding``, checked as ``readers.parse_dicom``
+    checks a file (every element decoded, Pixel Data of its full size); None at the first
+    doubt, for the whole file to be read by pydicom. Its Pixel Data is a view of the file's
+    bytes: pydicom would copy them twice (into the parsed value, and from a BytesIO)."""
+    with tolerant_dicom_values():
+        dataset = pydicom.dcmread(io.BytesIO(split.remainder))
+        for _ in dataset.iterall():  # as parse_dicom: a corrupt value fails now
+            pass
+        if split.pixels is not None:
+            dataset.add_new(0x7FE00010, split.pixel_vr, split.pixels)
+    if _truncation(dataset):
+        return None
+    if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
+        del dataset.SpecificCharacterSet  # as parse_dicom does
+    if split.transfer_syntax != str(dataset.file_meta.TransferSyntaxUID):
+        dataset.file_meta.TransferSyntaxUID = split.transfer_syntax  # as the file says (deflated)
+    dataset.buffer = None
+    dataset.filename = name
+    return dataset
 
 
 def _frames(dataset: Dataset, frame_count: int, label: str) -> np.ndarray | PackedFrames:
@@ -352,8 +374,6 @@ def _frame_count_mismatch(dataset: Dataset) -> str | None:
 
 def _frame_count_problem(item: NamedBytes) -> str | None:
     """For a file the reader refused: is it a SEG whose Pixel Data is short of its frames?"""
-    import io
-
     try:
         with tolerant_dicom_values():
             dataset = pydicom.dcmread(io.BytesIO(item.data), force=True)
