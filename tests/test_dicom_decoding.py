@@ -198,6 +198,11 @@ def test_the_rest_of_the_file_is_what_pydicom_reads_without_the_per_frame_groups
         assert cut.pixels.obj is seg_bytes
     rest.add_new(0x7FE00010, cut.pixel_vr, bytes(cut.pixels))
     assert rest == whole
+    # And sequences the caller does not use: the Referenced Series Sequence here.
+    fewer = pydicom.dcmread(io.BytesIO(split_functional_groups(seg_bytes, leave_out=(0x00081115,)).remainder))
+    assert "ReferencedSeriesSequence" in whole and "ReferencedSeriesSequence" not in fewer
+    del whole.ReferencedSeriesSequence
+    assert fewer == whole
 
 
 def test_native_frames_equal_pydicoms_pixel_array(seg_bytes):

@@ -45,6 +45,7 @@ SLICE_THICKNESS = 0x00180050
 SPACING_BETWEEN_SLICES = 0x00180088
 SEGMENT_IDENTIFICATION = 0x0062000A
 REFERENCED_SEGMENT_NUMBER = 0x0062000B
+REFERENCED_SERIES = 0x00081115
 
 _ITEM = 0xFFFEE000
 _ITEM_END = 0xFFFEE00D
@@ -252,13 +253,17 @@ def _meta_as_explicit(data: bytes, elements: list[tuple[int, int, int, int]]) ->
     return b"".join(parts)
 
 
-def split_functional_groups(data: bytes, max_inflated: int | None = None, cut_pixels: bool = False) -> SplitFile:
+def split_functional_groups(
+    data: bytes, max_inflated: int | None = None, cut_pixels: bool = False, leave_out: tuple[int, ...] = ()
+) -> SplitFile:
     """Take the Per-Frame Functional Groups Sequence out of a Part 10 file, parsed.
 
     The rest of the file is returned for pydicom to parse; the Shared Functional Groups
     Sequence stays in it and is parsed here too. ``max_inflated`` bounds what a deflated
     file may inflate to (past it: Undecoded, and pydicom's reader names the problem).
-    ``cut_pixels`` takes native Pixel Data out as well (pydicom would copy it, twice).
+    ``cut_pixels`` takes native Pixel Data out as well (pydicom would copy it, twice), and
+    ``leave_out`` the top-level sequences of those tags that the caller does not use (their
+    structure is checked here all the same).
     Raises Undecoded for what this module does not read (see the module's docstring).
     """
     meta_end, syntax, meta_elements = _file_meta(data)
@@ -308,6 +313,8 @@ def split_functional_groups(data: bytes, max_inflated: int | None = None, cut_pi
                 cuts.append((start, pos))
             elif tag == SHARED_FUNCTIONAL_GROUPS:
                 shared = items
+            elif tag in leave_out:
+                cuts.append((start, pos))
         elif length == _UNDEFINED:
             if vr not in (b"OB", b"OW") or tag != 0x7FE00010:
                 raise Undecoded("an undefined-length value other than a sequence or pixel data")

@@ -19,6 +19,7 @@ from qidicom.errors import InputError
 from qidicom.geometry import Volume
 from qidicom.metadata import code_to_json
 from qidicom.dicom_decoding import (
+    REFERENCED_SERIES,
     FrameGroups,
     PackedFrames,
     SplitFile,
@@ -238,7 +239,8 @@ def _read_seg_file(item: NamedBytes) -> tuple[Dataset, FrameGroups | None]:
     pydicom as before, so its reading, and its messages, decide.
     """
     try:
-        split = split_functional_groups(item.data, MAX_DEFLATED_DICOM_BYTES, cut_pixels=True)
+        # The reader uses nothing of the Referenced Series Sequence (an item per source image).
+        split = split_functional_groups(item.data, MAX_DEFLATED_DICOM_BYTES, cut_pixels=True, leave_out=(REFERENCED_SERIES,))
         dataset = _parse_split(item.name, split)
         if dataset is not None:
             return dataset, split.frame_groups(int(dataset.get("NumberOfFrames", 1) or 1))
