@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
 """The slice preview in the built site (dist/, Pyodide in Debian's chromium): a 300-slice
-512x512 CT series chosen in SEG mode's picker, then "Show the preview".
+512x512 CT series and a label map of ten spheres chosen in SEG mode's pickers; the
+preview opens by itself once both are there.
 
     .venv/bin/python bench/browser_preview.py [--slices 300] [--size 512] [-n 40]
 
 Figures (nothing asserted), in bench/results/browser-preview-*.json:
 - files chosen -> "Series found" (the worker reads and parses the files);
-- "Show the preview" clicked -> first slices drawn (the preview's packages loaded on
-  first use, the pixels decoded, three planes sent), and the same once more (packages
-  loaded already);
+- label map chosen -> first slices drawn (the label map read, the preview's packages
+  loaded on first use, the pixels decoded, the overlay placed, three planes sent), and
+  series chosen -> first slices drawn;
 - chromium's memory (summed RSS of its processes) when ready and its peak until the
   preview is shown, and the growth over the series' pixel data;
-- repaint on changing slice (arrow key on the focused axial slider) and on a window
-  preset, median and 95th percentile: from the key press or choice until the page shows
-  the update the worker sends in the same patch as the pixels or mapper range (the
-  readout or window text), plus two animation frames for the paint.
+- repaint, median and 95th percentile, per kind of change:
+  slice (arrow key on the focused axial slider) and plane (a click in the axial plane,
+  which moves the other two planes' slices): from the key press or click until the page
+  shows the readout the worker sends in the same patch as the pixels, plus two animation
+  frames for the paint;
+  window (a preset), overlay opacity (arrow key on its slider) and visibility (a segment's
+  checkbox): made by the page itself (webapp/page.js), from the choice until the page has
+  changed the models (window.qidicomPageSide) plus two animation frames for the paint.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -41,11 +48,14 @@ TIMEOUT_MS = 300_000
 TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
 
 
-def write_series(folder: Path, slices: int, size: int) -> list[Path]:
+def write_series(folder: Path, slices: int, size: int) -> tuple[list[Path], Path]:
+    """The series' files and a label map of ten spheres on its grid (a NIfTI beside it)."""
     datasets = synthetic.make_ct_series(rows=size, columns=size, slices=slices, pixel_spacing=(0.7, 0.7),
                                         slice_spacing=1.0)
     synthetic.write_series(datasets, folder)
-    return sorted(folder.iterdir())
+    labels = synthetic.ten_sphere_labels(synthetic.grid_shape(datasets)).astype(np.uint8)
+    label_map = synthetic.save_nifti(labels, synthetic.series_affine(datasets), folder.parent / "spheres.nii.gz")
+    return sorted(folder.iterdir()), label_map
 
 
 class MemoryWatch:
@@ -97,6 +107,20 @@ def timed_until(page, locator, before: str, limit_s: float = 60.0) -> float:
     return time.perf_counter() - started
 
 
+def timed_page_side(page, action, limit_s: float = 30.0) -> float:
+    """Seconds from ``action()`` until page.js has changed the models itself, plus two frames."""
+    before = page.evaluate("window.qidicomPageSide.applied")
+    started = time.perf_counter()
+    action()
+    deadline = started + limit_s
+    while page.evaluate("window.qidicomPageSide.applied") == before:
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the page made no change itself")
+        time.sleep(0.002)
+    page.evaluate(TWO_FRAMES)
+    return time.perf_counter() - started
+
+
 def summary(values_ms: list[float]) -> dict:
     return {"median": round(statistics.median(values_ms), 1), "p95": round(float(np.percentile(values_ms, 95)), 1),
             "n": len(values_ms)}
@@ -109,10 +133,11 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=40, help="repaints timed per kind")
     args = parser.parse_args()
 
+    load_before = [round(v, 2) for v in os.getloadavg()]
     dist = build_site()
     folder = Path(tempfile.mkdtemp(prefix="qidicom-bench-browser-preview-"))
-    paths = write_series(folder / "ct", args.slices, args.size)
-    figures: dict = {"series": f"{args.slices} slices of {args.size}x{args.size} int16",
+    paths, label_map = write_series(folder / "ct", args.slices, args.size)
+    figures: dict = {"series": f"{args.slices} slices of {args.size}x{args.size} int16, label map of ten spheres",
                      "pixel_data_mb": round(args.slices * args.size * args.size * 2 / 1e6, 1)}
     with SiteServer(dist) as server, browser_context(server, viewport=(1280, 1400)) as (context, log):
         page = context.new_page()
@@ -127,47 +152,69 @@ def main() -> None:
         choose_files(page, "seg", "series", paths)
         page.get_by_text(f"Series found ({len(paths)} files)").wait_for(timeout=TIMEOUT_MS)
         figures["files_chosen_to_series_found_s"] = round(time.perf_counter() - started, 2)
-        for key in ("first_preview_s", "second_preview_s"):
-            old = page.locator(".qi-readout-text").first.element_handle() if page.locator(".qi-readout-text").count() else None
-            clicked = time.perf_counter()
-            page.get_by_role("button", name="Show the preview").click()
-            while old is not None and old.evaluate("e => e.isConnected"):  # the second time: until replaced
-                if time.perf_counter() - clicked > TIMEOUT_MS / 1000:
-                    raise TimeoutError("the preview was not replaced")
-                time.sleep(0.01)
-            page.locator(".qi-readout-text").first.wait_for(timeout=TIMEOUT_MS)
-            page.evaluate(TWO_FRAMES)
-            figures[key] = round(time.perf_counter() - clicked, 2)
-        figures["files_chosen_to_first_slices_s"] = round(figures["files_chosen_to_series_found_s"]
-                                                          + figures["first_preview_s"], 2)
+        chosen = time.perf_counter()
+        choose_files(page, "seg", "labelmaps", [label_map])
+        page.locator(".qi-preview-card .qi-readout-text").first.wait_for(timeout=TIMEOUT_MS)  # opened by itself
+        page.evaluate(TWO_FRAMES)
+        figures["label_map_chosen_to_first_slices_s"] = round(time.perf_counter() - chosen, 2)
+        figures["files_chosen_to_first_slices_s"] = round(time.perf_counter() - started, 2)
         page.wait_for_timeout(2000)
         watch.__exit__()
         figures["chromium_rss_mb"] = {"ready": round(idle_rss / 1e6), "peak_until_preview_shown": round(watch.peak / 1e6),
                                       "growth_over_pixel_data": round((watch.peak - idle_rss) / (figures["pixel_data_mb"] * 1e6), 2)}
         page.wait_for_timeout(2000)  # layout settles
         readout = page.locator(".qi-readout-text").first
+        repaint: dict = {}
+
         handle = page.locator(".qi-slider-axial .noUi-handle").first
         handle.focus()
-        slice_ms = []
+        times = []
         for step in range(args.n):
             before = readout.inner_text()
             page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
-            slice_ms.append(timed_until(page, readout, before) * 1000)
-        figures["slice_key_to_repaint_ms"] = summary(slice_ms)
-        window_text = page.locator(".qi-window-text").first
+            times.append(timed_until(page, readout, before) * 1000)
+        repaint["slice"] = summary(times)
+
+        axial = page.locator(".qi-preview .bk-Plot").first
+        box = axial.bounding_box()
+        times = []
+        for step in range(args.n):  # clicks at points on a diagonal: new sagittal and coronal slices each time
+            fraction = 0.3 + 0.4 * (step % 10) / 9
+            before = readout.inner_text()
+            page.mouse.click(box["x"] + box["width"] * fraction, box["y"] + 40 + (box["height"] - 50) * fraction)
+            times.append(timed_until(page, readout, before) * 1000)
+        repaint["plane"] = summary(times)
+
         select = page.locator(".qi-preview select").first  # the Window presets
-        # Presets, each a window other than the one before (soft tissue is the default's 400/40).
-        options = [o for o in select.locator("option").all_inner_texts() if "(" in o and "(400/40)" not in o]
-        window_ms = []
+        options = [o for o in select.locator("option").all_inner_texts() if "(" in o]
+        times = []
         for step in range(args.n):
-            before = window_text.inner_text()
-            select.select_option(label=options[step % len(options)])
-            window_ms.append(timed_until(page, window_text, before) * 1000)
-        figures["window_preset_to_repaint_ms"] = summary(window_ms)
+            label = options[step % len(options)]
+            times.append(timed_page_side(page, lambda: select.select_option(label=label)) * 1000)
+        repaint["window"] = summary(times)
+
+        opacity = page.locator(".qi-preview .noUi-handle").nth(3)  # after the three slice sliders
+        opacity.focus()
+        times = []
+        for step in range(args.n):
+            key = "ArrowLeft" if step % 2 == 0 else "ArrowRight"
+            times.append(timed_page_side(page, lambda: page.keyboard.press(key)) * 1000)
+        repaint["overlay_opacity"] = summary(times)
+
+        box_of = page.locator(".qi-preview input[type=checkbox]")
+        times = []
+        for step in range(args.n):
+            checkbox = box_of.nth(step % 3)
+            times.append(timed_page_side(page, checkbox.click) * 1000)
+        repaint["overlay_visibility"] = summary(times)
+
+        figures["repaint_ms"] = repaint
         figures["foreign_requests"] = len(log.foreign)
         figures["page_errors"] = log.errors[:5]
     figures["how"] = ("built site served locally, chromium headless on this machine; times include Playwright's "
-                      "5 ms polling and protocol latency")
+                      "polling and protocol latency")
+    figures["load_average"] = {"before": load_before, "after": [round(v, 2) for v in os.getloadavg()]}
+    shutil.rmtree(folder, ignore_errors=True)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = REPO / "bench" / "results" / f"browser-preview-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -5,8 +5,13 @@ One site and one page serve every test here (the app starts once). The phantom s
 (qidicom.samples) is made on every machine; dcmqi's liver SEG is opened too when ../shared
 is there. Rendered pixels are read from screenshots of the axial plane and compared with
 the colours a plain numpy computation of the same voxels gives: the window's grey, and the
-segment's colour at the overlay's opacity over it. Downloads are compared with what the
-command line's readers write from the same files; no request may leave the local server.
+segment's colour at the overlay's opacity over it. The preview opens by itself once its
+inputs are there; window, opacity and visibility are changed by the page itself (seen
+while the worker is busy converting). Measurements (from the label map before any
+conversion, from a written SEG, from an opened SEG with a parametric map) are compared
+with numpy on the same voxels. Downloads are compared with what the command line's
+readers write from the same files, and their blob: URLs are revoked once replaced; no
+request may leave the local server.
 """
 
 from __future__ import annotations
@@ -63,6 +68,30 @@ def load_sample(page, mode: str) -> None:
 
 def readout(page) -> str:
     return page.locator(".qi-readout-text").first.inner_text()
+
+
+def wait_for_preview(page, scope: str = ".qi-preview-card") -> None:
+    """The preview opens by itself once its inputs are there: no button to press."""
+    page.locator(f"{scope} .qi-readout-text").first.wait_for(timeout=180_000)
+    page.locator(f"{scope} .qi-preview .bk-Plot").first.wait_for(timeout=60_000)
+
+
+def page_side_changes(page) -> int:
+    """Changes page.js made to the preview's models itself (window, opacity, visibility)."""
+    return page.evaluate("window.qidicomPageSide.applied")
+
+
+def numbers_equal_numpy(rows: list[dict], values: np.ndarray, labels: np.ndarray, voxel_ml: float,
+                        prefix: str = "") -> None:
+    """Each row of a measurements CSV against numpy on the same voxels."""
+    assert [int(r["segment"]) for r in rows] == sorted(int(v) for v in np.unique(labels) if v)
+    for row in rows:
+        inside = values[labels == int(row["segment"])]
+        assert int(row["voxels"]) == inside.size
+        assert float(row["volume_ml"]) == pytest.approx(inside.size * voxel_ml, rel=1e-12)
+        for column, expected in (("mean", inside.mean()), ("std", inside.std()), ("min", inside.min()),
+                                 ("max", inside.max()), ("median", np.median(inside))):
+            assert float(row[prefix + column]) == pytest.approx(expected, rel=1e-9, abs=1e-9), (row["label"], column)
 
 
 def download(page, link_text: str, target: Path) -> Path:
@@ -128,10 +157,11 @@ def axial_frame(page, path: Path) -> tuple[np.ndarray, tuple[int, int, int, int]
 
 def test_seg_preview_draws_the_series_and_its_segments_on_their_voxels(app, sample_study):
     page, log = app
+    assert page.evaluate("document.body.dataset.stagePreview") is None  # not loaded at start-up
     load_sample(page, "seg")
-    page.get_by_role("button", name="Show the preview").click()
-    page.locator(".qi-readout-text").first.wait_for(timeout=120_000)
+    wait_for_preview(page)  # opened by itself: series, label map and metadata are there
     assert page.evaluate("document.body.dataset.stagePreview") == "loaded"  # loaded on demand, not at start
+    assert page.get_by_role("button", name="Show the preview").count() == 0  # no button left showing
     page.wait_for_timeout(1000)
     page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-preview.png"))
 
@@ -215,8 +245,7 @@ def show_marked_case(page, folder: Path, orientation, shot: str):
     page.get_by_text("Series found (3 files)").first.wait_for(timeout=60_000)
     page.get_by_text("marker.nii.gz", exact=True).first.wait_for(timeout=60_000)
     page.get_by_text("Metadata JSON: marker.json").first.wait_for(timeout=60_000)
-    page.get_by_role("button", name="Show the preview").click()
-    wait_for(lambda: page.get_by_text("1 Marker").count() > 0, 60)
+    wait_for(lambda: page.get_by_text("1 Marker").count() > 0, 120)  # the preview, opened by itself
     page.wait_for_timeout(1000)
     page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / shot))
     image, frame = axial_frame(page, folder / "axial.png")
@@ -268,6 +297,15 @@ def measured(app, sample_study, tmp_path_factory):
     page, log = app
     work = tmp_path_factory.mktemp("measured")
     load_sample(page, "seg")
+    wait_for_preview(page)
+    page.get_by_role("button", name="Measurements").click()  # the label map's, before any conversion
+    page.locator(".qi-measurements").first.wait_for(timeout=120_000)
+    page.get_by_text("convert to a SEG below").first.wait_for(timeout=30_000)  # the SR needs the SEG: said
+    page.wait_for_timeout(500)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-measurements-before-convert.png"))
+    csv_before = download(page, "measurements.csv", work / "measurements-before.csv")
+    shown = [[cell.strip() for cell in row.split("\t")]
+             for row in page.locator(".qi-measurements tbody tr").all_inner_texts()]
     seg_path = work / "seg.dcm"
     convert_and_download(page, "DICOM SEG", seg_path)
     if not shows(page, "What was written:"):
@@ -286,23 +324,30 @@ def measured(app, sample_study, tmp_path_factory):
     sr_path = work / "sr.dcm"
     convert_and_download(page, "DICOM SR (TID 1500)", sr_path)
     page.screenshot(path=str(SHOTS / "app-sr-prefilled.png"), full_page=True)
-    return {"seg": seg_path, "csv": csv_path, "sr": sr_path, "log": log}
+    return {"seg": seg_path, "csv": csv_path, "sr": sr_path, "log": log, "csv_before": csv_before, "shown": shown}
+
+
+def test_measurements_table_shows_numbers_readably_and_the_csv_keeps_every_digit(measured):
+    rows = list(csv.DictReader(io.StringIO(measured["csv_before"].read_text())))
+    assert len(measured["shown"]) == len(rows)
+    for cells, row in zip(measured["shown"], rows):
+        assert cells[0] == row["segment"] and cells[1] == row["label"]
+        voxels = int(row["voxels"])
+        assert cells[2] == f"{voxels:,}"  # grouped, never 1.2e+04
+        assert "e+" not in "".join(cells)
+        # Six significant digits on the page; the CSV's equal numpy to 1e-9 (see above).
+        assert float(cells[4].replace(",", "")) == pytest.approx(float(row["mean"]), rel=1e-5, abs=1e-4)
 
 
 def test_measurements_of_the_written_seg_equal_numpy_on_the_same_voxels(measured, sample_study):
     values, affine = ct_volume(sample_study)
     labels = labels_on_ct(sample_study, affine, values.shape)
-    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
     rows = list(csv.DictReader(io.StringIO(measured["csv"].read_text())))
-    assert [int(r["segment"]) for r in rows] == sorted(int(v) for v in np.unique(labels) if v)
-    for row in rows:
-        inside = values[labels == int(row["segment"])]
-        assert int(row["voxels"]) == inside.size
-        assert float(row["volume_ml"]) == pytest.approx(inside.size * voxel_ml, rel=1e-12)
-        for column, expected in (("mean", inside.mean()), ("std", inside.std()), ("min", inside.min()),
-                                 ("max", inside.max()), ("median", np.median(inside))):
-            assert float(row[column]) == pytest.approx(expected, rel=1e-9, abs=1e-9), (row["label"], column)
-        assert row["units"] == "HU"
+    numbers_equal_numpy(rows, values, labels, abs(np.linalg.det(affine[:3, :3])) / 1000)
+    assert {row["units"] for row in rows} == {"HU"}
+    # The label map measured before the conversion gave the same numbers, segment for
+    # segment: the preview numbers segments as the SEG writer does.
+    assert rows == list(csv.DictReader(io.StringIO(measured["csv_before"].read_text())))
     check_no_foreign_requests(measured["log"])
 
 
@@ -336,6 +381,78 @@ def test_dcmqi_reads_the_report_made_from_the_measurements(measured, tmp_path):
     assert volumes == pytest.approx([float(r["volume_ml"]) for r in rows], rel=1e-6)
 
 
+# Keeps the worker's thread (Python's) busy for a while, as a long conversion does; returns at once.
+HOLD_THE_WORKER = "ms => { setTimeout(() => { const end = Date.now() + ms; while (Date.now() < end); }, 0); }"
+
+
+def test_window_opacity_and_visibility_repaint_in_the_page_while_the_worker_is_busy(app, sample_study):
+    """A window preset, the overlay's opacity and a segment's visibility are changes of
+    colour-mapper ranges, palette and alpha made by the page itself: they show while the
+    worker cannot answer (so no round trip is waited for), and reach the worker once it can
+    (its window text and state follow)."""
+    page, log = app
+    load_sample(page, "seg")
+    wait_for_preview(page)
+    page.wait_for_timeout(1000)
+    values, affine = ct_volume(sample_study)
+    labels = labels_on_ct(sample_study, affine, values.shape)
+    k = values.shape[2] // 2
+    window_text = page.locator(".qi-preview-card .qi-window-text").first
+    assert window_text.inner_text().startswith("Level 40, width 400")
+    _, (top, bottom, left, right) = axial_frame(page, SHOTS / "app-seg-window-before.png")  # air is black here
+    before = page_side_changes(page)
+    page.workers[0].evaluate(HOLD_THE_WORKER, 6000)
+    page.locator(".qi-preview-card select").first.select_option(label="CT lung (1500/-600)")
+    page.locator(".qi-preview-card input[type=checkbox]").first.uncheck()  # segment 1, the liver
+    page.locator(".qi-preview-card .noUi-handle").nth(3).focus()  # the overlay's opacity (after three slice sliders)
+    for _ in range(2):
+        page.keyboard.press("ArrowLeft")  # 0.5 -> 0.4
+    page.wait_for_timeout(300)
+    shot = SHOTS / "app-seg-window-while-the-worker-is-busy.png"
+    page.locator(".qi-preview .bk-Plot").first.screenshot(path=str(shot))
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    worker_answered = window_text.inner_text()
+    assert page_side_changes(page) == before + 4
+    assert worker_answered.startswith("Level 40, width 400"), worker_answered  # the worker has not answered yet
+    # The rendered pixels are the lung window's greys, the liver no longer coloured, the
+    # other segments at opacity 0.4 over the grey.
+    colours = {a["labelID"]: a["recommendedDisplayRGBValue"] for group in sample_study.seg_metadata["segmentAttributes"]
+               for a in group}
+    columns, rows = values.shape[:2]
+    pixel_w, pixel_h = (right - left + 1) / columns, (bottom - top + 1) / rows
+    grey = window_grey(values[:, :, k], -600, 1500)
+    segment = labels[:, :, k]
+    expected = np.repeat(grey[..., None], 3, axis=2)
+    for number, rgb in colours.items():
+        if number != 1:
+            expected[segment == number] = 0.4 * np.array(rgb) + 0.6 * expected[segment == number]
+    checked, wrong = 0, []
+    for i in range(2, columns - 2):
+        for j in range(2, rows - 2):
+            if abs(i - columns // 2) <= 2 or abs(j - rows // 2) <= 2:
+                continue
+            checked += 1
+            y, x = int(top + (j + 0.5) * pixel_h), int(left + (i + 0.5) * pixel_w)
+            if np.abs(image[y, x] - expected[i, j]).max() > 6:
+                wrong.append(((i, j), image[y, x].tolist(), expected[i, j].tolist()))
+    assert checked > 0.5 * columns * rows and (segment == 1).sum() > 100 and (segment > 1).sum() > 20
+    assert len(wrong) <= 0.005 * checked, wrong[:10]
+    # Once free, the worker takes the same changes: its window text follows, and a window
+    # drag starts from the lung window (the worker's mapper has the page's range).
+    wait_for(lambda: window_text.inner_text().startswith("Level -600, width 1500"), 60)
+    box = page.locator(".qi-preview .bk-Plot").first.bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 40, box["y"] + box["height"] / 2, steps=4)
+    page.mouse.up()
+    wait_for(lambda: not window_text.inner_text().startswith("Level -600, width 1500"), 30)
+    level, width = (float(part.split()[-1]) for part in window_text.inner_text().removesuffix(" HU").split(","))
+    assert level == pytest.approx(-600, abs=1) and width > 1500, (level, width)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-lung-window-liver-hidden.png"))
+    page.locator(".qi-preview-card input[type=checkbox]").first.check()
+    check_no_foreign_requests(log)
+
+
 # --------------------------------------------------------------------------- the PM mode's preview
 
 
@@ -344,8 +461,7 @@ def test_pm_preview_shows_the_map_in_colour_and_reads_out_its_value(app, sample_
 
     page, log = app
     load_sample(page, "pm")
-    page.get_by_role("button", name="Show the preview").click()
-    page.locator(".qi-preview .bk-Plot").first.wait_for(timeout=120_000)
+    wait_for_preview(page, ".qi-mode-pm")  # series + map: opened by itself
     page.wait_for_timeout(1000)
     page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-pm-preview.png"))
     units = sample_study.pm_metadata["MeasurementUnitsCode"]["CodeValue"]
@@ -386,7 +502,7 @@ def directory_files(path: Path) -> dict[str, bytes]:
 
 
 def open_object(page, obj: Path, series: list[Path] | None) -> None:
-    select_mode(page, "open")
+    select_open_mode(page)
     if series:
         choose_files(page, "open", "series", series)
         page.get_by_text(f"Source series: {len(series)} file").first.wait_for(timeout=60_000)
@@ -409,10 +525,17 @@ def test_open_a_seg_with_its_series_shows_it_and_downloads_what_the_cli_writes(a
     check_no_foreign_requests(log)
 
 
+BIG_VALUE = "1432810.123456"  # a volume in mm3, say: shown grouped, never as 1.43281e+06
+
+
 def test_open_a_report_shows_its_table_and_downloads_what_the_reader_writes(app, sample_files, tmp_path):
     page, log = app
     sr_path = tmp_path / "report.dcm"
-    cli("tid1500writer", "--inputMetadata", sample_files["sr_metadata"], "--outputDICOM", sr_path,
+    given = json.loads(sample_files["sr_metadata"].read_text())
+    given["Measurements"][0]["measurementItems"][0]["value"] = BIG_VALUE
+    metadata = tmp_path / "sr.json"
+    metadata.write_text(json.dumps(given))
+    cli("tid1500writer", "--inputMetadata", metadata, "--outputDICOM", sr_path,
         "--inputImageLibraryDirectory", sample_files["ct"], "--inputCompositeContextDirectory", sample_files["seg"].parent)
     cli("tid1500reader", "--inputDICOM", sr_path, "--outputMetadata", tmp_path / "meta.json")
     document = json.loads((tmp_path / "meta.json").read_text())
@@ -424,10 +547,14 @@ def test_open_a_report_shows_its_table_and_downloads_what_the_reader_writes(app,
     cells = [[cell.strip() for cell in row.split("\t")] for row in table.locator("tbody tr").all_inner_texts()]
     expected = [(group["TrackingIdentifier"], item["quantity"]["CodeMeaning"], item["value"], item["units"]["CodeValue"])
                 for group in document["Measurements"] for item in group["measurementItems"]]
-    assert [(row[1], row[5], row[7], row[8]) for row in cells] == expected
+    assert [(row[1], row[5], row[8]) for row in cells] == [(t, q, u) for t, q, _, u in expected]
+    # Values as a person reads them: six significant digits, thousands grouped, no exponent.
+    assert expected[0][2] == BIG_VALUE and cells[0][7] == "1,432,810"
+    for row, (_, _, value, _) in zip(cells, expected):
+        assert "e+" not in row[7] and float(row[7].replace(",", "")) == pytest.approx(float(value), rel=1e-5, abs=1e-9)
     assert download(page, "meta.json", tmp_path / "made-meta.json").read_bytes() == (tmp_path / "meta.json").read_bytes()
     rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
-    assert [(r["tracking_identifier"], r["quantity"], r["value"], r["units"]) for r in rows] == expected
+    assert [(r["tracking_identifier"], r["quantity"], r["value"], r["units"]) for r in rows] == expected  # every digit
     check_no_foreign_requests(log)
 
 
@@ -448,7 +575,7 @@ def test_open_a_parametric_map_alone_shows_it_on_its_grid_and_downloads_what_the
     pm_path = tmp_path / "adc.dcm"
     cli("itkimage2paramap", "--inputImage", sample_files["adc_map"], "--inputDICOMDirectory", sample_files["mr"],
         "--inputMetadata", sample_files["pm_metadata"], "--outputDICOM", pm_path)
-    select_mode(page, "open")
+    select_open_mode(page)
     if not shows(page, "Source series: none"):  # a previous test's series
         page.get_by_role("button", name="Forget the series").click()
         page.get_by_text("Source series: none").first.wait_for(timeout=60_000)
@@ -464,4 +591,114 @@ def test_open_a_parametric_map_alone_shows_it_on_its_grid_and_downloads_what_the
     made = zip_files(download(page, "adc.zip", tmp_path / "made.zip"))
     cli("paramap2itkimage", "--inputDICOM", pm_path, "--outputDirectory", tmp_path / "cli", "--outputType", "nii")
     assert made == directory_files(tmp_path / "cli")
+    check_no_foreign_requests(log)
+
+
+def ct_map(values: np.ndarray) -> np.ndarray:
+    """A map on the phantom CT's grid (float32, as a PM stores it): a smooth ramp plus the CT."""
+    i, j, k = np.meshgrid(*[np.arange(n) for n in values.shape], indexing="ij")
+    return (800 + 2.5 * i + 1.25 * j - 3.0 * k + 0.01 * values).astype(np.float32)
+
+
+def test_open_a_seg_with_its_series_and_a_map_measures_both_as_numpy_does(app, sample_study, sample_files, tmp_path):
+    import synthetic
+
+    page, log = app
+    values, affine = ct_volume(sample_study)
+    labels = labels_on_ct(sample_study, affine, values.shape)
+    adc = ct_map(values)
+    pm_path = tmp_path / "ct-map.dcm"
+    cli("itkimage2paramap", "--inputImage", synthetic.save_nifti(adc, affine, tmp_path / "ct-map.nii.gz"),
+        "--inputDICOMDirectory", sample_files["ct"], "--inputMetadata", sample_files["pm_metadata"], "--outputDICOM", pm_path)
+    units = json.loads(sample_files["pm_metadata"].read_text())["MeasurementUnitsCode"]["CodeValue"]
+    select_open_mode(page)
+    if not shows(page, "Source series: none"):  # a previous test's series
+        page.get_by_role("button", name="Forget the series").click()
+        page.get_by_text("Source series: none").first.wait_for(timeout=60_000)
+    series = sorted(sample_files["ct"].iterdir())
+    choose_files(page, "open", "series", series)
+    page.get_by_text(f"Source series: {len(series)} file").first.wait_for(timeout=60_000)
+    choose_files(page, "open", "map", [pm_path])
+    page.get_by_text("Map to measure: ct-map.dcm").first.wait_for(timeout=60_000)
+    choose_files(page, "open", "object", [sample_files["seg"]])
+    page.get_by_text(f"{sample_files['seg'].name}: 6 segment(s)").first.wait_for(timeout=120_000)
+    page.locator(".qi-mode-open .qi-readout-text").first.wait_for(timeout=60_000)
+    assert shows(page, f"Map threshold ({units})")  # the map over the series, in its units
+    page.get_by_role("button", name="Measurements").click()
+    page.locator(".qi-mode-open .qi-measurements").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(800)
+    page.locator(".qi-mode-open").first.screenshot(path=str(SHOTS / "app-open-seg-map-measurements.png"))
+    rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
+    numbers_equal_numpy(rows, values, labels, voxel_ml)
+    numbers_equal_numpy(rows, adc.astype(np.float64), labels, voxel_ml, prefix="map_")
+    assert {row["units"] for row in rows} == {"HU"} and {row["map_units"] for row in rows} == {units}
+    header = page.locator(".qi-mode-open .qi-measurements thead").first.inner_text()
+    assert "Map mean" in header and "Map SD" in header
+    check_no_foreign_requests(log)
+
+
+# In the worker, where the app makes its downloads' blob: URLs: which it makes and which it revokes.
+BLOB_SPY = """() => {
+  if (self.qidicomBlobs) return;
+  const blobs = (self.qidicomBlobs = { created: [], revoked: [] });
+  const create = URL.createObjectURL.bind(URL);
+  const revoke = URL.revokeObjectURL.bind(URL);
+  URL.createObjectURL = (blob) => { const url = create(blob); blobs.created.push(url); return url; };
+  URL.revokeObjectURL = (url) => { blobs.revoked.push(url); revoke(url); };
+}"""
+
+
+def select_open_mode(page) -> None:
+    """The Open mode, its view shown (the worker may show it a moment after the tab's pickers)."""
+    select_mode(page, "open")
+    page.get_by_text("Source series:").first.wait_for(timeout=60_000)
+
+
+def reopen(page, obj: Path) -> None:
+    """Choose the object in the Open mode and wait until the worker has read it (page.js marks
+    that after the worker's changes to the view, which arrive first)."""
+    page.evaluate("delete document.body.dataset.openObjectFiles")
+    choose_files(page, "open", "object", [obj])
+    page.wait_for_selector("body[data-open-object-files]", state="attached", timeout=120_000)
+    page.get_by_text(f"{obj.name}: 6 segment(s)").first.wait_for(timeout=120_000)
+
+
+def test_download_urls_are_revoked_once_replaced(app, sample_files, tmp_path):
+    page, log = app
+    worker = page.workers[0]
+    worker.evaluate(BLOB_SPY)
+    blobs = lambda: worker.evaluate("() => self.qidicomBlobs")  # noqa: E731
+    shown = lambda: set(page.locator("a.qi-file-download").evaluate_all("links => links.map(a => a.href)"))  # noqa: E731
+    select_open_mode(page)
+    if shows(page, "Source series: none"):
+        series = sorted(sample_files["ct"].iterdir())
+        choose_files(page, "open", "series", series)
+        page.get_by_text(f"Source series: {len(series)} file").first.wait_for(timeout=60_000)
+    first = tmp_path / "first.dcm"  # a name of its own: a file input fires no change for the same file again
+    first.write_bytes(sample_files["seg"].read_bytes())
+    reopen(page, first)
+    assert blobs()["created"] == []
+    start = len(blobs()["revoked"])  # (what the previous view offered, made before the spy)
+    revoked = lambda: blobs()["revoked"][start:]  # noqa: E731
+    zip_name = "first.zip"
+    urls = []
+    for attempt in range(2):  # the same files made twice: the second link replaces the first
+        page.get_by_role("button", name="Make the files (one zip)").click()
+        wait_for(lambda: len(blobs()["created"]) == attempt + 1, 60)
+        urls.append(blobs()["created"][-1])
+        wait_for(lambda: urls[-1] in shown(), 60)
+    page.get_by_role("button", name="Measurements").click()
+    wait_for(lambda: len(blobs()["created"]) == 3, 60)
+    csv_url = blobs()["created"][-1]
+    wait_for(lambda: csv_url in shown(), 60)
+    assert revoked() == [urls[0]] and shown() >= {urls[1], csv_url}
+    assert page.locator("a.qi-file-download", has_text=zip_name).count() == 1
+    # Opening another object replaces the whole view: every URL it offered goes.
+    again = tmp_path / "again.dcm"
+    again.write_bytes(sample_files["seg"].read_bytes())
+    reopen(page, again)
+    assert sorted(revoked()) == sorted(urls + [csv_url])
+    live = set(blobs()["created"]) - set(revoked())
+    assert live == set() and not (shown() & set(blobs()["created"]))
     check_no_foreign_requests(log)

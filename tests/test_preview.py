@@ -314,5 +314,12 @@ def test_several_label_maps_matched_to_their_attributes_by_file_name(tmp_path):
     metadata = {"segmentAttributesFileMapping": ["b.nrrd", "a.nrrd"],
                 "segmentAttributes": [[{"labelID": 1, "SegmentLabel": "from b"}], [{"labelID": 1, "SegmentLabel": "from a"}]]}
     overlay = preview.overlay_from_label_maps([readers.read_image(p) for p in paths], volume, metadata)
-    assert preview.readout(volume, (1, 1, 0), overlay)["segments"] == [(1, "from a")]
-    assert [s.label for s in overlay.segments_at((4, 4, 1))] == ["from b"]
+    # Numbered as the SEG writer (and dcmqi) numbers them: group by group in the metadata's
+    # order, whatever the order of the files; so the preview's numbers are the SEG's.
+    assert preview.readout(volume, (1, 1, 0), overlay)["segments"] == [(2, "from a")]
+    assert [(s.number, s.label) for s in overlay.segments_at((4, 4, 1))] == [(1, "from b")]
+    # By label value when asked (--useLabelIDAsSegmentNumber): here both are 1, which no SEG can hold,
+    # so the preview falls back to one segment per value of each file, in file order.
+    fallback = preview.overlay_from_label_maps([readers.read_image(p) for p in paths], volume, metadata,
+                                               use_label_id_as_segment_number=True)
+    assert sorted(fallback.segments) == [1, 2]

@@ -235,3 +235,28 @@ def test_preview_area_from_a_modes_parsed_inputs_and_its_output(sample_study, sa
     empty = PreviewArea(ModeState())
     empty.show_inputs()
     assert "Choose the reference series first" in empty.area.objects[0].object
+
+
+def test_the_page_side_description_gives_what_python_sets(ct_view):
+    """webapp/page.js applies window presets, opacity and visibility from the description in
+    the base mapper's tags: each must give exactly what the Python side sets for the same
+    choice, so that the page's change and the worker's agree (no second repaint)."""
+    import json
+
+    tag = ct_view.base_mapper.tags.index("qi-page-side")
+    side = json.loads(ct_view.base_mapper.tags[tag + 1])
+    assert side["key"] == ct_view.key and side["window"]["mapper"] == ct_view.base_mapper.name
+    assert ct_view.preset.css_classes == [f"qi-ctl-{ct_view.key}-window"]
+    for name in ct_view.presets:
+        ct_view.set_preset(name)
+        assert [ct_view.base_mapper.low, ct_view.base_mapper.high] == side["window"]["presets"][name], name
+    segments = side["segments"]
+    glyphs = [r.glyph for p in ct_view.planes.values() for r in p.segment_renderers]
+    assert glyphs and all(segments["glyphs"] in g.tags for g in glyphs)
+    shown = segments["numbers"][1::2]  # what page.js does for these checkboxes ticked
+    palette = [segments["transparent"] if n in segments["numbers"] and n not in shown else colour
+               for n, colour in enumerate(segments["palette"])]
+    ct_view.set_visible(shown)
+    assert ct_view.segment_mapper.palette == palette
+    ct_view.set_visible(segments["numbers"])
+    assert ct_view.segment_mapper.palette == segments["palette"]

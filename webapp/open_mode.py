@@ -1,6 +1,7 @@
 """Open mode: a DICOM SEG, Parametric Map or TID 1500 SR (qidicom's, dcmqi's, highdicom's),
 with or without its source series, shown (preview over the series, or the SR's table) and
-turned back into what the CLI's readers write (webapp/preview/objects.py: ObjectViewer).
+turned back into what the CLI's readers write (webapp/preview/objects.py: ObjectViewer). A SEG
+with its series is measured on it, and on a parametric map when one is given too.
 
 Not a conversion of ``qidicom.conversions``: the page's pickers for it come from
 ``DESCRIPTION``, in the same form as a conversion's description.
@@ -17,7 +18,7 @@ import views
 from base import Pairs, readable_failure
 
 SHORT_NAME = "open"
-OBJECT_ROLE, SERIES_ROLE = "object", "series"
+OBJECT_ROLE, SERIES_ROLE, MAP_ROLE = "object", "series", "map"
 
 DESCRIPTION = {
     "name": "open", "short_name": SHORT_NAME, "title": "Open a DICOM object",
@@ -28,6 +29,10 @@ DESCRIPTION = {
         {"role": SERIES_ROLE, "label": "Its source series (optional: the object is shown over it)", "kind": "dicom",
          "extensions": [], "accept": "", "multiple": True, "required": False, "directory": True,
          "roles": [SERIES_ROLE]},
+        {"role": MAP_ROLE, "label": "A parametric map to measure in the segments (optional: a DICOM Parametric Map, "
+                                    "NIfTI or NRRD on the series' grid)", "kind": "image",
+         "extensions": [".nii", ".nii.gz", ".nrrd", ".nhdr"], "accept": "", "multiple": False, "required": False,
+         "directory": False, "roles": [MAP_ROLE]},
     ],
 }
 
@@ -52,14 +57,16 @@ class OpenState(param.Parameterized):
 
     object_name = param.String(default="")
     series_count = param.Integer(default=0)
+    map_name = param.String(default="")
     message = param.String(default="")
     content = param.Parameter(default=None, doc="the ObjectViewer's layout, once made")
 
     def __init__(self, offer=None, **params):
         super().__init__(**params)
-        self.offer = offer or views.download_link
+        self.offer = offer or views.Downloads()
         self._object: tuple[str, bytes] | None = None
         self._series: Pairs = []
+        self._map: tuple[str, bytes] | None = None
 
     @staticmethod
     def schedule(coroutine_function) -> None:  # replaced by the app with its bridge's run_later
@@ -74,20 +81,31 @@ class OpenState(param.Parameterized):
                 self.param.update(message=f"{pairs[0][0] if pairs else 'The file'}: not a DICOM SEG, Parametric Map "
                                           "or TID 1500 SR.", content=None)
                 return
-            self._object = objects[-1]
+            from qidicom import reverse
+
+            kinds = [reverse.object_kind(pair) for pair in objects]
+            if "seg" in kinds and "pm" in kinds:  # a SEG and a map chosen together: the map is measured in it
+                self._map = objects[len(kinds) - 1 - kinds[::-1].index("pm")]
+                self._object = objects[len(kinds) - 1 - kinds[::-1].index("seg")]
+            else:
+                self._object = objects[-1]
             if others:  # a study dropped as one: the other files are the series
                 self._series = others
         elif role == SERIES_ROLE:
             self._series = list(pairs)
+        elif role == MAP_ROLE:
+            self._map = pairs[-1] if pairs else None
         else:
             raise ValueError(f"unknown input role {role!r} for the open mode")
-        self.param.update(object_name=self._object[0] if self._object else "", series_count=len(self._series))
+        self.param.update(object_name=self._object[0] if self._object else "", series_count=len(self._series),
+                          map_name=self._map[0] if self._map else "")
         self.open()
 
     def clear_series(self) -> None:
-        """Show the object on its own grid again."""
+        """Show the object on its own grid again (a map is measured on the series: it goes too)."""
         self._series = []
-        self.series_count = 0
+        self._map = None
+        self.param.update(series_count=0, map_name="")
         if self._object is not None:
             self.open()
 
@@ -115,8 +133,11 @@ class OpenState(param.Parameterized):
         from preview.objects import ObjectViewer
 
         name, data = self._object
+        clear = getattr(self.offer, "clear", None)
+        if clear is not None:  # the old object's downloads go with it
+            clear()
         try:
-            viewer = ObjectViewer(name, data, self._series or None, offer=self.offer)
+            viewer = ObjectViewer(name, data, self._series or None, offer=self.offer, map_source=self._map)
             layout = viewer.panel()
         except Exception as error:
             self.param.update(message=readable_failure(error, f"opening {name}"), content=None)
@@ -149,6 +170,7 @@ def view(state: OpenState) -> pn.viewable.Viewable:
         pn.Row(pn.bind(lambda count: views.markdown(f"**Source series:** {count} file{'s' if count != 1 else ''}."
                                                     if count else "**Source series:** none (the object is shown on its own grid)."),
                        state.param.series_count), forget),
+        pn.bind(lambda name: views.markdown(f"**Map to measure:** {views.escape(name)}." if name else ""), state.param.map_name),
         pn.bind(content_view, state.param.object_name, state.param.message, state.param.content),
         sizing_mode="stretch_width",
         css_classes=["qi-app", "qi-mode-open"],

@@ -40,6 +40,7 @@
 
   function onDocumentChange(event) {
     if (applyingPatch > 0 || event.setter_id === "py") return;
+    applyPageSide(event);
     if (busy) {
       // Keep only the latest value of an attribute while the worker is busy.
       if (event.model && event.attr) {
@@ -62,6 +63,59 @@
     } finally {
       applyingPatch -= 1;
     }
+  }
+
+  // ----------------------------------------------------------------------------- the preview, page-side
+
+  // Window presets, overlay opacity, segment visibility and the map's threshold and opacity
+  // change only colour-mapper ranges, palettes and alpha: they are made here at once, so that
+  // only a new slice waits for the worker. The worker's Python (webapp/preview/view.py)
+  // describes each preview in its base mapper's tags (the presets' ranges, the full segment
+  // palette) and marks its widgets with the CSS class qi-ctl-<preview>-<control>; the models
+  // changed here are sent to the worker like any other change, so Python's state stays the
+  // page's. window.qidicomPageSide counts the changes made here (for the tests and benchmark).
+  const pageSide = (window.qidicomPageSide = { applied: 0, last: null });
+  const CONTROL = /^qi-ctl-(\d+)-([a-z-]+)$/;
+
+  function previewSide(key) {
+    const mapper = jsdoc.get_model_by_name(`qi-${key}-window`);
+    const at = mapper ? mapper.tags.indexOf("qi-page-side") : -1;
+    return at >= 0 ? { mapper, ...JSON.parse(mapper.tags[at + 1]) } : null;
+  }
+
+  function modelsTagged(tag) {
+    return [...jsdoc.all_models].filter((model) => Array.isArray(model.tags) && model.tags.includes(tag));
+  }
+
+  function applyPageSide(event) {
+    const model = event.model;
+    const classes = model && Array.isArray(model.css_classes) ? model.css_classes : [];
+    const match = classes.map((name) => CONTROL.exec(name)).find(Boolean);
+    if (!match || !["value", "active"].includes(event.attr)) return;
+    const [, key, control] = match;
+    const side = previewSide(key);
+    if (!side) return;
+    const mapperOf = (name) => jsdoc.get_model_by_name(name);
+    if (control === "window") {
+      const range = side.window.presets[model.value];
+      if (!range) return;
+      side.mapper.setv({ low: range[0], high: range[1] });
+    } else if (control === "opacity" && side.segments) {
+      for (const glyph of modelsTagged(side.segments.glyphs)) glyph.global_alpha = model.value;
+    } else if (control === "visible" && side.segments) {
+      const shown = new Set(model.active.map((index) => side.segments.numbers[index]));
+      const palette = side.segments.palette.map((colour, number) =>
+        side.segments.numbers.includes(number) && !shown.has(number) ? side.segments.transparent : colour);
+      mapperOf(side.segments.mapper).palette = palette;
+    } else if (control === "threshold" && side.map) {
+      mapperOf(side.map.mapper).low = model.value;
+    } else if (control === "map-opacity" && side.map) {
+      for (const glyph of modelsTagged(side.map.glyphs)) glyph.global_alpha = model.value;
+    } else {
+      return;
+    }
+    pageSide.applied += 1;
+    pageSide.last = { control, at: performance.now() };
   }
 
   async function render(msg) {

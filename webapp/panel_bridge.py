@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 #: (module in the wheel, qualified name, parameters relied on) of every private name used.
 PRIVATE_NAMES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
-    ("panel/io/pyodide.py", "_link_docs_worker", ("doc", "dispatch_fn", "msg_id", "setter")),
+    ("panel/io/pyodide.py", "_process_document_events", ("doc", "events")),
     ("panel/io/pyodide.py", "_convert_json_patch", ("json_patch",)),
     ("panel/io/pyodide.py", "init_doc", ()),
     ("panel/io/pyodide.py", "write_doc", ("doc",)),
@@ -32,6 +32,8 @@ class Bridge:
 
     def __init__(self) -> None:
         self.document = None
+        self._send: Callable | None = None
+        self._held: list | None = None  # document events of the page change being applied
 
     def in_document(self, function: Callable) -> Callable:
         """Run an entry point called from JavaScript with this document as Panel's curdoc,
@@ -59,23 +61,68 @@ class Bridge:
         return await write_doc(self.document)
 
     def link(self, send_patch: Callable) -> None:
-        """Send every later document change to the page (once it has rendered the document)."""
-        from panel.io.pyodide import _link_docs_worker
+        """Send every later document change to the page (once it has rendered the document):
+        ``send_patch(json_text, buffers)``, a JSON patch as text and its binary buffers."""
+        from bokeh.events import DocumentReady
         from panel.io.state import set_curdoc
         from panel.io.state import state as panel_state
 
+        self._send = send_patch
+
+        def changed(event) -> None:
+            if getattr(event, "setter", None) == "js":
+                return  # the page made this change: it has it already
+            if self._held is not None:
+                self._held.append(event)
+            else:
+                self._dispatch([event])
+
         with set_curdoc(self.document):
-            _link_docs_worker(self.document, send_patch, setter="js")
+            # What Panel's _link_docs_worker does, but with one patch per page change: a new
+            # slice is then one message and one paint (pixels, crosshairs, readout), not ten.
+            self.document.on_change(changed)
+            self.document.unhold()
+            self.document.callbacks.trigger_event(DocumentReady())
             # Mark the document loaded: until then Panel holds back the events of every update.
             panel_state._on_load(self.document)
 
+    def _dispatch(self, events: list) -> None:
+        import json
+
+        import js
+        import pyodide.ffi
+        from panel.io.pyodide import _process_document_events
+
+        patch, buffers = _process_document_events(self.document, events)
+        # As JSON text: the worker parses it (a nested to_js would turn None into undefined).
+        self._send(json.dumps(patch), js.Map.new(pyodide.ffi.to_js(list(buffers.items()))))
+
+    @staticmethod
+    def _combined(events: list) -> list:
+        """The events of one batch, with only the last change of each model attribute."""
+        from bokeh.document.events import ModelChangedEvent
+
+        last = {}
+        for position, event in enumerate(events):
+            if isinstance(event, ModelChangedEvent):
+                last[(event.model.id, event.attr)] = position
+        return [event for position, event in enumerate(events)
+                if not isinstance(event, ModelChangedEvent) or last[(event.model.id, event.attr)] == position]
+
     def apply_patch(self, patch: Any) -> None:
-        """A change made in the page (a click, a choice), as the JS proxy of a JSON patch."""
+        """A change made in the page (a click, a choice), as the JS proxy of a JSON patch. What
+        the app changes in answer goes back to the page as one patch."""
         from panel.io.pyodide import _convert_json_patch
         from panel.io.state import set_curdoc
 
-        with set_curdoc(self.document):
-            self.document.apply_json_patch(_convert_json_patch(patch), setter="js")
+        held = self._held = [] if self._held is None else self._held
+        try:
+            with set_curdoc(self.document):
+                self.document.apply_json_patch(_convert_json_patch(patch), setter="js")
+        finally:
+            self._held = None
+            if held and self._send is not None:
+                self._dispatch(self._combined(held))
 
     def run_later(self, coroutine_function: Callable[[], Any]) -> None:
         """Run a coroutine after the current message is handled, in this document, so that

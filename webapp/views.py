@@ -165,19 +165,36 @@ def convert_controls(state, options: list) -> list:
     ]
 
 
-def download_link(filename: str, data: bytes, mime: str) -> pn.pane.HTML:
-    """A file made in the app, offered as the conversions' results are: a blob: URL link."""
-    from base import make_download_url
+class Downloads:
+    """The files one part of the page offers, as blob: URL links (as the conversions' results
+    are). A URL lives while its link is shown: offering a file of the same name again revokes
+    the old URL, and ``clear()`` revokes them all when that part of the page is replaced."""
 
-    url = make_download_url(data, mime)
-    return pn.pane.HTML(f"<a class='qi-file-download' href='{escape(url)}' download='{escape(filename)}'>"
-                        f"Download {escape(filename)}</a> ({len(data) / 1e3:.1f} kB)", margin=(8, 10))
+    def __init__(self) -> None:
+        self.urls: dict[str, str] = {}
+
+    def __call__(self, filename: str, data: bytes, mime: str) -> pn.pane.HTML:
+        from base import make_download_url, revoke_download_url
+
+        old = self.urls.pop(filename, None)
+        if old:
+            revoke_download_url(old)
+        url = self.urls[filename] = make_download_url(data, mime)
+        return pn.pane.HTML(f"<a class='qi-file-download' href='{escape(url)}' download='{escape(filename)}'>"
+                            f"Download {escape(filename)}</a> ({len(data) / 1e3:.1f} kB)", margin=(8, 10))
+
+    def clear(self) -> None:
+        from base import revoke_download_url
+
+        for url in self.urls.values():
+            revoke_download_url(url)
+        self.urls.clear()
 
 
 def preview_card(state, prefill_report=None) -> pn.Card:
     """The mode's slice preview (webapp/preview/area.py), of its inputs and of what was written."""
     from preview.area import PreviewArea
 
-    area = PreviewArea(state, offer=download_link, prefill_report=prefill_report)
+    area = PreviewArea(state, offer=Downloads(), prefill_report=prefill_report)
     return pn.Card(area.panel(), title="Preview", collapsed=False, sizing_mode="stretch_width",
                    css_classes=["qi-preview-card"])

@@ -25,9 +25,11 @@ function status(message, stage) {
   post("status", { message, stage, elapsed });
 }
 
-// Called from Python (panel.io.pyodide._link_docs_worker) for every document change.
+// Called from Python (webapp/panel_bridge.py) for every document change, or once for all the
+// changes made in answer to one change in the page: a JSON patch as text, parsed here (off
+// the page's thread), and its binary buffers (a Map of ArrayBuffers).
 function sendPatch(patch, buffers) {
-  post("patch", { patch, buffers });
+  post("patch", { patch: JSON.parse(patch), buffers });
 }
 
 async function fetchJSON(url) {

@@ -24,7 +24,8 @@ from pydicom.sr.codedict import codes
 
 from qidicom.errors import InputError
 
-__all__ = ["SegmentMeasurement", "Statistics", "measure_segments", "measurements_csv", "report_metadata"]
+__all__ = ["SegmentMeasurement", "Statistics", "measure_segments", "measurements_csv", "readable_number",
+           "report_metadata"]
 
 SR_SCHEMA = "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/schemas/sr-tid1500-schema.json#"
 
@@ -114,6 +115,37 @@ def measurements_csv(measurements: Sequence[SegmentMeasurement]) -> bytes:
     for row in measurements_table(measurements):
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
     return buffer.getvalue().encode()
+
+
+def readable_number(value, digits: int = 6) -> str:
+    """A number as a person reads it in a table: ``digits`` significant digits, but never an
+    exponent for large values (1432810.4 -> "1,432,810"; 0.00123456789 -> "0.00123457"),
+    thousands grouped; an exponent only below 1e-4. Text that is not a number is returned
+    as it is. (Files keep full precision: this is for display only.)"""
+    if isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+    elif value is None:
+        return ""
+    else:
+        number = float(value)
+    if not np.isfinite(number):
+        return str(number)
+    if number == 0:
+        return "0"
+    magnitude = abs(number)
+    if magnitude < 1e-4:
+        return f"{number:.{digits}g}"
+    if magnitude < 1:
+        return f"{number:.{digits}g}"
+    integer_digits = len(str(int(magnitude)))
+    decimals = max(0, digits - integer_digits)
+    text = f"{number:,.{decimals}f}"
+    if decimals:
+        text = text.rstrip("0").rstrip(".")
+    return text
 
 
 # --------------------------------------------------------------------------- the SR document

@@ -42,7 +42,7 @@ from qidicom.readers import ReferenceSeries, Source, as_named_bytes, iter_dicom_
 __all__ = [
     "MapOverlay", "Overlay", "PLANES", "PlaneGeometry", "PreviewUnavailable", "SegmentInfo", "SeriesVolume",
     "WINDOW_PRESETS", "auto_window", "direction_letters", "map_overlay", "overlay_from_label_maps",
-    "overlay_from_segmentation", "plane_geometry", "read_series_volume", "readout", "series_volume",
+    "overlay_from_segmentation", "plane_geometry", "read_series_volume", "readout", "segment_numbering", "series_volume",
 ]
 
 
@@ -555,41 +555,61 @@ def overlay_from_segmentation(contents, target: SeriesVolume) -> Overlay:
     return Overlay(label_maps, segments)
 
 
-def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, metadata: Mapping | None = None) -> Overlay:
+def segment_numbering(volumes: Sequence[Volume], metadata: Mapping | None = None,
+                      use_label_id_as_segment_number: bool = False) -> dict[int, list[tuple[int, int, dict]]] | None:
+    """For each label map (by position): its (label value, segment number, attributes), as the
+    SEG writer (``seg.write.assign_segments``) numbers them from the same files and metadata,
+    so the preview and its measurements use the numbers of the SEG written afterwards. None
+    without seg metadata, or when the metadata does not fit the files (the conversion says why)."""
+    if not (metadata or {}).get("segmentAttributes"):
+        return None
+    from qidicom.seg.write import assign_segments
+
+    try:
+        specs = assign_segments(dict(metadata), [str(v.name or "") for v in volumes], use_label_id_as_segment_number)
+    except (InputError, KeyError, TypeError, ValueError):
+        return None
+    numbering: dict[int, list[tuple[int, int, dict]]] = {}
+    for spec in specs:
+        numbering.setdefault(spec.file_index, []).append((spec.label_id, spec.number, dict(spec.attributes)))
+    return numbering
+
+
+def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, metadata: Mapping | None = None,
+                            use_label_id_as_segment_number: bool = False) -> Overlay:
     """Label maps (NIfTI/NRRD, as the SEG writer takes them) on the series grid.
 
-    With seg metadata, segments are numbered as its ``segmentAttributes`` list them (file
-    by file, as the SEG writer numbers them; files matched by position or, with
-    ``segmentAttributesFileMapping``, by name), with its labels and colours; without, each
-    distinct value of each file is a segment, numbered in order.
+    With seg metadata, segments are numbered as the SEG writer numbers them
+    (``segment_numbering``), with the metadata's labels and colours; without (or when the
+    metadata does not fit the files), each distinct value of each file is a segment,
+    numbered in order.
     """
-    groups = list((metadata or {}).get("segmentAttributes") or [])
-    mapping = [str(name).rsplit("/", 1)[-1] for name in (metadata or {}).get("segmentAttributesFileMapping") or []]
+    numbering = segment_numbering(volumes, metadata, use_label_id_as_segment_number)
     segments: dict[int, SegmentInfo] = {}
     label_maps: list[np.ndarray] = []
     number = 0
     for index, volume in enumerate(volumes):
         placed = _on_grid(volume, target)
         values = [int(v) for v in _values_present(placed) if v != 0]
-        name = str(volume.name or "").rsplit("/", 1)[-1]
-        group = mapping.index(name) if name in mapping else index  # by file name, as the SEG writer matches them
-        described = {int(a.get("labelID", 0)): a for a in (groups[group] if group < len(groups) else [])}
-        wanted = sorted(described) if described else values
+        if numbering is not None:
+            wanted = numbering.get(index, [])
+        else:
+            wanted = [(value, number + n, {}) for n, value in enumerate(values, start=1)]
         if not wanted:
             continue
-        lut = np.zeros(int(max(max(values, default=0), max(wanted))) + 1, _segment_dtype(number + len(wanted)))
-        for value in wanted:
-            number += 1
-            attributes = described.get(value, {})
-            segments[number] = SegmentInfo(number, _label(attributes, number), _colour(attributes, number),
-                                           len(label_maps), dict(attributes))
-            lut[value] = number
+        top = max(n for _, n, _ in wanted)
+        number = max(number, top)
+        lut = np.zeros(int(max(max(values, default=0), max(v for v, _, _ in wanted))) + 1, _segment_dtype(top))
+        for value, segment, attributes in wanted:
+            segments[segment] = SegmentInfo(segment, _label(attributes, segment), _colour(attributes, segment),
+                                            len(label_maps), attributes)
+            lut[value] = segment
         if not np.issubdtype(placed.dtype, np.integer):
             placed = np.rint(placed).astype(np.int32)
         if np.issubdtype(placed.dtype, np.signedinteger) and placed.min() < 0:
             placed = np.maximum(placed, 0)  # negative values are no label
         label_maps.append(lut[placed])
-    return Overlay(label_maps, segments)
+    return Overlay(label_maps, dict(sorted(segments.items())))
 
 
 @dataclass

@@ -10,10 +10,13 @@ The data are ``qidicom.preview``'s objects (the series' pixels kept once, overla
 grid). The Bokeh models are built so that what crosses to the page is small: window and
 level are the base colour mapper's ``low``/``high``; opacity is the overlay glyph's
 ``global_alpha``; hiding a segment makes its palette entry transparent; the map threshold
-is its mapper's ``low`` (below it is transparent). Only a new slice (slider, keys on the
-focused slider, click or jump) sends pixels, and only for the planes whose slice changed.
-No CustomJS (the page's Content Security Policy forbids eval), so interactions are
-Python callbacks on Bokeh events.
+is its mapper's ``low`` (below it is transparent). Those changes are made by the page
+itself (webapp/page.js, from the description ``SlicePreview.page_side`` puts in the base
+mapper's tags), at once, and reach this side as model changes. Only a new slice (slider,
+keys on the focused slider, click or jump) waits for the worker and sends pixels, only for
+the planes whose slice changed, in one patch (webapp/panel_bridge.py). No CustomJS (the
+page's Content Security Policy forbids eval), so other interactions are Python callbacks
+on Bokeh events.
 """
 
 from preview.view import PlaneFigure, SlicePreview  # noqa: F401

@@ -23,20 +23,26 @@ from preview.objects import Offer, file_download, table_html
 
 COLUMNS = [("segment", "Segment"), ("label", "Label"), ("voxels", "Voxels"), ("volume_ml", "Volume (mL)"),
            ("mean", "Mean"), ("std", "SD"), ("min", "Min"), ("max", "Max"), ("median", "Median"), ("units", "Units"),
-           ("map_mean", "Map mean"), ("map_median", "Map median"), ("map_units", "Map units")]
+           ("map_mean", "Map mean"), ("map_std", "Map SD"), ("map_min", "Map min"), ("map_max", "Map max"),
+           ("map_median", "Map median"), ("map_units", "Map units")]
+#: Columns shown as numbers (readable, six significant digits; the CSV keeps every digit).
+NUMERIC = {"voxels", "volume_ml", "mean", "std", "min", "max", "median", "map_mean", "map_std", "map_min", "map_max",
+           "map_median"}
 
 
-def _rounded(rows: list[dict]) -> list[dict]:
-    return [{k: (f"{v:.6g}" if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()} for row in rows]
+def _readable(rows: list[dict]) -> list[dict]:
+    return [{k: (measurements.readable_number(v) if k in NUMERIC else ("" if v is None else v)) for k, v in row.items()}
+            for row in rows]
 
 
 class MeasurementsPanel:
     """Measure on click; show, offer the CSV, and pre-fill the SR form."""
 
     def __init__(self, volume, overlay, pmap=None, *, report_arguments: dict | None = None,
-                 prefill: Callable[[dict], object] | None = None, offer: Offer = file_download):
+                 prefill: Callable[[dict], object] | None = None, offer: Offer = file_download, note: str = ""):
         self.volume, self.overlay, self.pmap = volume, overlay, pmap
         self.report_arguments, self.prefill, self.offer = report_arguments, prefill, offer
+        self.note = note  # said under the table (e.g. why no report is pre-filled here)
         self.results: list[measurements.SegmentMeasurement] = []
         self.document: dict | None = None
         self.button = pn.widgets.Button(name="Measurements", button_type="primary")
@@ -46,7 +52,7 @@ class MeasurementsPanel:
     def measure(self) -> None:
         self.results = measurements.measure_segments(self.volume, self.overlay, self.pmap)
         rows = measurements.measurements_table(self.results)
-        items: list = [pn.pane.HTML(table_html(_rounded(rows), COLUMNS if self.pmap is not None else COLUMNS[:10]),
+        items: list = [pn.pane.HTML(table_html(_readable(rows), COLUMNS if self.pmap is not None else COLUMNS[:10]),
                                     sizing_mode="stretch_width", css_classes=["qi-measurements"]),
                        self.offer("measurements.csv", measurements.measurements_csv(self.results), "text/csv")]
         if self.report_arguments is not None:
@@ -61,6 +67,8 @@ class MeasurementsPanel:
                     items.append(pn.pane.Alert("The SR form is pre-filled with these measurements, and the files they "
                                                "refer to are loaded there: open “Measurement report (SR)” to convert.",
                                                alert_type="success"))
+        if self.note:
+            items.append(pn.pane.Alert(html.escape(self.note), alert_type="info"))
         self.area.objects = items
 
     def panel(self) -> pn.viewable.Viewable:

@@ -3,7 +3,10 @@ with or without its source series: preview it, and offer what the CLI's readers 
 
 Mount with one call: ``ObjectViewer(name, data, series_pairs=None).panel()``. Files are
 offered through ``offer(filename, data, mime)``, which the app replaces with its blob-URL
-downloads; the default is Panel's FileDownload (for standalone pages and tests).
+downloads; the default is Panel's FileDownload (for standalone pages and tests). A SEG
+opened with its series offers "Measurements" of its segments on the series and, given a
+parametric map on the series' grid (``map_source``: a DICOM PM, NIfTI or NRRD), on the map
+in its units too.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from typing import Callable
 
 import panel as pn
 
-from qidicom import preview as qp
+from qidicom import measurements, preview as qp
 from qidicom import reverse
 
 from preview.view import SlicePreview
@@ -44,13 +47,16 @@ class ObjectViewer:
     """One opened DICOM object: its kind, a preview (SEG, PM) or table (SR), and downloads."""
 
     def __init__(self, name: str, data: bytes, series_pairs: list[tuple[str, bytes]] | None = None,
-                 offer: Offer = file_download):
+                 offer: Offer = file_download, map_source: tuple[str, bytes] | None = None):
         self.name, self.data, self.offer = name, data, offer
         self.kind = reverse.object_kind((name, data))
         self.messages: list[str] = []
         self.view: SlicePreview | None = None
         self.rows: list[dict] = []
+        self.measurements = None  # a preview.measure.MeasurementsPanel, for a SEG with its series
+        self.pmap: qp.MapOverlay | None = None
         self.volume = self._series(series_pairs) if series_pairs else None
+        self.map_source = map_source
         if self.kind == "seg":
             self._open_segmentation()
         elif self.kind == "pm":
@@ -87,7 +93,36 @@ class ObjectViewer:
             volume = qp.SeriesVolume.blank(contents.affine, shape, name=self.name)
             overlay = qp.overlay_from_segmentation(contents, volume)
         self.overlay = overlay
-        self.view = SlicePreview(volume, overlay=overlay, title=f"{self.name}: {len(overlay.segments)} segment(s)")
+        if self.map_source is not None:
+            self.pmap = self._map(volume)
+        self.view = SlicePreview(volume, overlay=overlay, pmap=self.pmap,
+                                 title=f"{self.name}: {len(overlay.segments)} segment(s)")
+        if self.volume is not None and volume is self.volume:
+            from preview.measure import MeasurementsPanel  # it imports this module's table
+
+            self.measurements = MeasurementsPanel(volume, overlay, self.pmap, offer=self.offer)
+
+    def _map(self, volume: qp.SeriesVolume) -> qp.MapOverlay | None:
+        """The map to measure in the segments, on the series' grid; None (and a message) when
+        there is no series or it does not fit."""
+        name = self.map_source[0]
+        if self.volume is None or volume is not self.volume:
+            self.messages.append(f"{name}: a map is measured on the source series; choose the series too.")
+            return None
+        try:
+            if name.lower().endswith(".dcm") or reverse.object_kind(self.map_source) == "pm":
+                from qidicom.pm import read_parametric_map
+
+                return qp.map_overlay(read_parametric_map(self.map_source), volume)
+        except Exception:
+            pass  # not a DICOM Parametric Map: read it as an image below
+        try:
+            from qidicom.readers import read_image
+
+            return qp.map_overlay(read_image(self.map_source), volume)
+        except Exception as error:
+            self.messages.append(f"{name}: the map could not be used ({error}).")
+            return None
 
     def _open_map(self) -> None:
         from qidicom.pm import read_parametric_map
@@ -140,7 +175,8 @@ class ObjectViewer:
         items += [pn.pane.Alert(html.escape(m), alert_type="warning") for m in self.messages]
         self.download_area = pn.Column()
         if self.kind == "sr":
-            items.append(pn.pane.HTML(table_html(self.rows, SR_COLUMNS), sizing_mode="stretch_width", css_classes=["qi-sr-table"]))
+            shown = [{**row, "value": measurements.readable_number(row["value"])} for row in self.rows]
+            items.append(pn.pane.HTML(table_html(shown, SR_COLUMNS), sizing_mode="stretch_width", css_classes=["qi-sr-table"]))
             files, _ = self.files()
             items.append(pn.Row(self.offer("measurements.csv", reverse.report_csv(self.report), "text/csv"),
                                 self.offer(files[0].name, files[0].data, "application/json")))
@@ -150,4 +186,9 @@ class ObjectViewer:
         button = pn.widgets.Button(name="Make the files (one zip)", button_type="primary")
         button.on_click(lambda _event: self._download_zip(output.value, merge.value))
         items += [self.view.panel(), pn.Row(output, merge, button), self.download_area]
+        if self.measurements is not None:
+            items.append(self.measurements.panel())
+        elif self.kind == "seg":
+            items.append(pn.pane.Markdown("Choose its source series to measure the segments on the image.",
+                                          disable_math=True))
         return pn.Column(*items, sizing_mode="stretch_width")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import time
 from typing import Callable
 
@@ -17,6 +19,11 @@ from qidicom import preview as qp
 TRANSPARENT = "#00000000"
 #: Screen pixels per figure side (the longer side of the plane's extent).
 FIGURE_SIZE = 320
+#: Each preview's models are named ``qi-<key>-...`` (several previews can share a document).
+_KEYS = itertools.count(1)
+#: The tag of the base colour mapper whose next tag is the preview's page-side description
+#: (JSON, see ``SlicePreview.page_side``): webapp/page.js reads it.
+PAGE_SIDE_TAG = "qi-page-side"
 
 
 def _hex(rgb) -> str:
@@ -42,24 +49,28 @@ class PlaneFigure:
             frame_width=max(60, int(width * scale)), frame_height=max(60, int(height * scale)),
             x_range=Range1d(-dx / 2, width - dx / 2, bounds="auto"), y_range=Range1d(-dy / 2, height - dy / 2, bounds="auto"),
             toolbar_location="above", match_aspect=True,
-            background_fill_color="black", border_fill_color="#111", outline_line_color=None, name=f"qi-{plane}")
+            background_fill_color="black", border_fill_color="#111", outline_line_color=None,
+            name=f"qi-{owner.key}-{plane}")
         self.figure.add_tools(PanTool(), ResetTool())  # BoxZoomTool imports pandas too
         if owner.drag_mode == "window":
             self.figure.toolbar.active_drag = None  # a drag adjusts the window, not the view
-        self.base_source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)]}, name=f"qi-{plane}-base")
-        self._image(self.base_source, owner.base_mapper, f"qi-{plane}-series")
+        key = owner.key
+        self.base_source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)]}, name=f"qi-{key}-{plane}-base")
+        self._image(self.base_source, owner.base_mapper, f"qi-{key}-{plane}-series")
         self.segment_sources = []
         self.segment_renderers = []
         for group in range(len(owner.overlay.label_maps) if owner.overlay else 0):
-            source = ColumnDataSource({"image": [np.zeros((1, 1), np.uint8)]}, name=f"qi-{plane}-seg{group}")
-            renderer = self._image(source, owner.segment_mapper, f"qi-{plane}-segments{group}")
+            source = ColumnDataSource({"image": [np.zeros((1, 1), np.uint8)]}, name=f"qi-{key}-{plane}-seg{group}")
+            renderer = self._image(source, owner.segment_mapper, f"qi-{key}-{plane}-segments{group}",
+                                   tags=[f"qi-{key}-segments"])
             renderer.glyph.global_alpha = owner.opacity
             self.segment_sources.append(source)
             self.segment_renderers.append(renderer)
         self.map_source = None
         if owner.pmap is not None:
-            self.map_source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)]}, name=f"qi-{plane}-map")
-            self.map_renderer = self._image(self.map_source, owner.map_mapper, f"qi-{plane}-pmap")
+            self.map_source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)]}, name=f"qi-{key}-{plane}-map")
+            self.map_renderer = self._image(self.map_source, owner.map_mapper, f"qi-{key}-{plane}-pmap",
+                                            tags=[f"qi-{key}-map"])
             self.map_renderer.glyph.global_alpha = owner.map_opacity
         self.vertical = Span(dimension="height", line_color="#ffcc00", line_alpha=0.6, line_width=1)
         self.horizontal = Span(dimension="width", line_color="#ffcc00", line_alpha=0.6, line_width=1)
@@ -82,8 +93,9 @@ class PlaneFigure:
         self.figure.on_event(events.MouseMove, self._move)
         self.figure.on_event(events.Pan, self._pan)
 
-    def _image(self, source: ColumnDataSource, mapper: LinearColorMapper, name: str):
-        return self.figure.add_glyph(source, Image(image="image", color_mapper=mapper, **self.extent), name=name)
+    def _image(self, source: ColumnDataSource, mapper: LinearColorMapper, name: str, tags=()):
+        glyph = Image(image="image", color_mapper=mapper, tags=list(tags), **self.extent)
+        return self.figure.add_glyph(source, glyph, name=name)
 
     # ---------------------------------------------------------------- coordinates
 
@@ -151,6 +163,7 @@ class SlicePreview:
     def __init__(self, volume: qp.SeriesVolume, overlay: qp.Overlay | None = None, pmap: qp.MapOverlay | None = None,
                  title: str = "Preview", timing: Callable[[str, float], None] | None = None):
         self.volume, self.overlay, self.pmap, self.title = volume, overlay, pmap, title
+        self.key = key = next(_KEYS)
         self.timing = timing
         self.opacity, self.outline = 0.5, False
         self.map_opacity = 1.0 if volume.is_blank else 0.7  # over nothing, the map as it is
@@ -159,19 +172,20 @@ class SlicePreview:
         centre, width = qp.default_window(volume)
         greys = list(reversed(Greys256)) if volume.inverted else Greys256  # Greys256 runs black to white
         self.base_mapper = LinearColorMapper(palette=greys, low=centre - width / 2, high=centre + width / 2,
-                                             name="qi-window")
+                                             name=f"qi-{key}-window")
         self.segment_mapper = None
         if overlay is not None and overlay.segments:
             top = max(overlay.segments)
             self.segment_mapper = LinearColorMapper(palette=self._segment_palette(), low=-0.5, high=top + 0.5,
-                                                    name="qi-segment-colours")
+                                                    name=f"qi-{key}-segment-colours")
         self.map_mapper = None
         if pmap is not None:
             low, high = pmap.value_range()
             self.map_mapper = LinearColorMapper(palette=Viridis256, low=low, high=high if high > low else low + 1,
-                                                low_color=TRANSPARENT, nan_color=TRANSPARENT, name="qi-map-colours")
+                                                low_color=TRANSPARENT, nan_color=TRANSPARENT, name=f"qi-{key}-map-colours")
         self.planes = {name: PlaneFigure(self, name) for name in qp.PLANES}
         self._build_widgets()
+        self.base_mapper.tags = [PAGE_SIDE_TAG, json.dumps(self.page_side())]
         start = tuple(n // 2 for n in volume.shape)
         self.position = start
         for plane in self.planes.values():
@@ -203,7 +217,9 @@ class SlicePreview:
             presets.update({f"{k} ({int(w)}/{int(c)})": (c, w) for k, (c, w) in qp.WINDOW_PRESETS.items()})
         presets["Automatic (1-99 %)"] = None
         self.presets = presets
-        self.preset = pn.widgets.Select(name="Window", options=list(presets), value=list(presets)[0], width=200)
+        key = self.key
+        self.preset = pn.widgets.Select(name="Window", options=list(presets), value=list(presets)[0], width=200,
+                                        css_classes=[f"qi-ctl-{key}-window"])
         self.preset.param.watch(lambda event: self.set_preset(event.new), "value")
         centre, width = qp.default_window(volume)
         self.window_text = pn.pane.HTML(self._window_label(centre, width), margin=(0, 5))
@@ -216,9 +232,11 @@ class SlicePreview:
         if self.overlay is not None and self.overlay.segments:
             names = {f"{n} {s.label}": n for n, s in self.overlay.segments.items()}
             self._segment_names = names
-            self.visible = pn.widgets.CheckBoxGroup(name="Segments", options=list(names), value=list(names), inline=False)
+            self.visible = pn.widgets.CheckBoxGroup(name="Segments", options=list(names), value=list(names), inline=False,
+                                                    css_classes=[f"qi-ctl-{key}-visible"])
             self.visible.param.watch(lambda event: self.set_visible([names[v] for v in event.new]), "value")
-            self.opacity_slider = pn.widgets.FloatSlider(name="Opacity", start=0, end=1, step=0.05, value=self.opacity)
+            self.opacity_slider = pn.widgets.FloatSlider(name="Opacity", start=0, end=1, step=0.05, value=self.opacity,
+                                                         css_classes=[f"qi-ctl-{key}-opacity"])
             self.opacity_slider.param.watch(lambda event: self.set_opacity(event.new), "value")
             self.style = pn.widgets.RadioButtonGroup(name="Style", options=["fill", "outline"], value="fill", button_type="light")
             self.style.param.watch(lambda event: self.set_outline(event.new == "outline"), "value")
@@ -229,12 +247,35 @@ class SlicePreview:
             low, high = self.map_mapper.low, self.map_mapper.high
             step = (high - low) / 200 or 1
             self.threshold = pn.widgets.FloatSlider(name=f"Map threshold ({self.pmap.units})", start=low, end=high,
-                                                    step=step, value=low)
+                                                    step=step, value=low, css_classes=[f"qi-ctl-{key}-threshold"])
             self.threshold.param.watch(lambda event: self.set_threshold(event.new), "value")
-            self.map_opacity_slider = pn.widgets.FloatSlider(name="Map opacity", start=0, end=1, step=0.05, value=self.map_opacity)
+            self.map_opacity_slider = pn.widgets.FloatSlider(name="Map opacity", start=0, end=1, step=0.05,
+                                                             value=self.map_opacity, css_classes=[f"qi-ctl-{key}-map-opacity"])
             self.map_opacity_slider.param.watch(lambda event: self.set_map_opacity(event.new), "value")
             controls += [self.threshold, self.map_opacity_slider]
         self.controls = pn.Column(*controls, width=240)
+
+    def page_side(self) -> dict:
+        """What webapp/page.js needs to apply window, opacity, visibility and threshold
+        changes in the page at once (no round trip to this worker; the change then comes
+        back here as the models' new values, so this side stays the same): the preview's
+        key (its widgets carry the CSS class ``qi-ctl-<key>-<control>``), each preset's
+        mapper range, the full segment palette and the segment number of each checkbox."""
+        windows = {}
+        for name, window in self.presets.items():
+            centre, width = window if window is not None else qp.auto_window(self.volume)
+            width = max(float(width), 1e-6)
+            windows[name] = [centre - width / 2, centre + width / 2]
+        side: dict = {"key": self.key, "window": {"mapper": self.base_mapper.name, "presets": windows}}
+        if self.segment_mapper is not None:
+            hidden, self.hidden = self.hidden, set()
+            side["segments"] = {"mapper": self.segment_mapper.name, "glyphs": f"qi-{self.key}-segments",
+                                "palette": self._segment_palette(), "transparent": TRANSPARENT,
+                                "numbers": list(self._segment_names.values())}
+            self.hidden = hidden
+        if self.map_mapper is not None:
+            side["map"] = {"mapper": self.map_mapper.name, "glyphs": f"qi-{self.key}-map"}
+        return side
 
     def _jump_chosen(self, event) -> None:
         if event.new in self._segment_names:
