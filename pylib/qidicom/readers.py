@@ -609,13 +609,23 @@ def tolerant_dicom_values() -> Iterator[None]:
         settings.reading_validation_mode, settings.writing_validation_mode = saved
 
 
-def iter_dicom_sources(sources: Source | Sequence[Source]) -> Iterator[NamedBytes]:
-    """Expand a directory (recursively), a list of files, or in-memory files into contents."""
+@dataclass
+class DicomPath:
+    """A file on disk not read yet (``iter_dicom_sources(..., read=False)``)."""
+
+    name: str
+    path: Path
+
+
+def iter_dicom_sources(sources: Source | Sequence[Source], read: bool = True) -> Iterator[NamedBytes | DicomPath]:
+    """Expand a directory (recursively), a list of files, or in-memory files into contents
+    (``read=False``: files on disk as ``DicomPath``, for ``parse_dicom_file``)."""
     if isinstance(sources, (str, os.PathLike)) and Path(sources).is_dir():
         root = Path(sources)
         paths = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
         for path in paths:
-            yield as_named_bytes(path, str(path.relative_to(root)))
+            name = str(path.relative_to(root))
+            yield as_named_bytes(path, name) if read else DicomPath(name, path)
         return
     if isinstance(sources, (str, os.PathLike, bytes, bytearray, NamedBytes)) or (
         isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray))
@@ -623,7 +633,9 @@ def iter_dicom_sources(sources: Source | Sequence[Source]) -> Iterator[NamedByte
         sources = [sources]
     for source in sources:
         if isinstance(source, (str, os.PathLike)) and Path(source).is_dir():
-            yield from iter_dicom_sources(source)
+            yield from iter_dicom_sources(source, read)
+        elif not read and isinstance(source, (str, os.PathLike)) and Path(source).is_file():
+            yield DicomPath(Path(source).name, Path(source))
         else:
             yield as_named_bytes(source)
 
@@ -637,9 +649,9 @@ _DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"  # Deflated Explicit VR Little Endi
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT", b"UV"}
 
 
-def _check_deflated_size(item: NamedBytes) -> None:
-    """Refuse a deflated DICOM file that inflates past MAX_DEFLATED_DICOM_BYTES."""
-    data = item.data
+def _file_meta_syntax(data: bytes) -> tuple[bytes | None, int]:
+    """The Transfer Syntax UID in a Part 10 file's meta group (None if absent), and where
+    the group ends (past ``len(data)`` if ``data`` holds only its start)."""
     offset = 132  # the file meta group, always Explicit VR Little Endian
     syntax = None
     while offset + 8 <= len(data) and data[offset:offset + 2] == b"\x02\x00":
@@ -651,6 +663,13 @@ def _check_deflated_size(item: NamedBytes) -> None:
         if element == b"\x10\x00":  # (0002,0010) Transfer Syntax UID
             syntax = data[start:start + length].rstrip(b"\0 ")
         offset = start + length
+    return syntax, offset
+
+
+def _check_deflated_size(item: NamedBytes) -> None:
+    """Refuse a deflated DICOM file that inflates past MAX_DEFLATED_DICOM_BYTES."""
+    data = item.data
+    syntax, offset = _file_meta_syntax(data)
     if syntax != _DEFLATED_SYNTAX:
         return
     inflater = zlib.decompressobj(-zlib.MAX_WBITS)
@@ -711,11 +730,79 @@ def parse_dicom(item: NamedBytes, keep_pixels: bool = False) -> Dataset | None:
     return dataset
 
 
-def _truncation(dataset: Dataset) -> str | None:
+#: The pixel data tags (Float, Double Float, Pixel Data) as they start an element in a
+#: little endian file.
+_PIXEL_TAG_BYTES = (b"\xe0\x7f\x08\x00", b"\xe0\x7f\x09\x00", b"\xe0\x7f\x10\x00")
+#: How much of a file ``parse_dicom_file`` reads first: its elements before the pixel data
+#: (a few KiB in a CT or MR image), and the pixel data element's header.
+_HEAD_BYTES = 1 << 16
+
+
+def parse_dicom_file(item: DicomPath) -> Dataset | None:
+    """``parse_dicom`` of a file on disk, reading the pixel data's length but not its bytes:
+    the same dataset (the pixels left out, as ``parse_dicom`` leaves them out), the same
+    refusals.
+
+    A reference image's pixels are never used, and in a CT series they are nearly all of
+    every file (0.5 MB of a 512x512 slice). When the file's first ``_HEAD_BYTES`` hold every
+    element before the pixel data, and the pixel data is the file's last element, they are
+    parsed alone and the pixel data's length is checked against the file's size (as
+    ``_truncation`` checks what was read). Any other file (no preamble, deflated, Explicit
+    VR Big Endian, a longer header, elements after the pixels, a file that cannot be
+    opened) is read whole by ``parse_dicom``, which names its problems.
+    """
+    import pydicom
+
+    try:
+        with open(item.path, "rb") as stream:
+            head = stream.read(_HEAD_BYTES)
+            size = os.fstat(stream.fileno()).st_size
+    except OSError:
+        head, size = b"", -1
+    whole = lambda: parse_dicom(as_named_bytes(item.path, item.name))  # noqa: E731
+    syntax, meta_end = _file_meta_syntax(head)
+    if head[128:132] != b"DICM" or syntax in (None, _DEFLATED_SYNTAX, b"1.2.840.10008.1.2.2") or meta_end >= len(head):
+        return whole()
+    buffer = io.BytesIO(head)
+    try:
+        with tolerant_dicom_values():
+            dataset = pydicom.dcmread(buffer, stop_before_pixels=True)
+            stop = buffer.tell()
+            if head[stop:stop + 4] not in _PIXEL_TAG_BYTES:
+                return whole()  # the head ended before the pixel data (or the file has none)
+            # Touch every element so a corrupt value fails here, not later.
+            for _ in dataset.iterall():
+                pass
+    except Exception:  # noqa: BLE001 - a head cut short may fail anywhere: read it whole
+        return whole()
+    implicit = syntax == b"1.2.840.10008.1.2"
+    if implicit:
+        value_start, length = stop + 8, int.from_bytes(head[stop + 4:stop + 8], "little")
+    elif head[stop + 4:stop + 6] in _LONG_VRS:
+        value_start, length = stop + 12, int.from_bytes(head[stop + 8:stop + 12], "little")
+    else:
+        return whole()
+    if length == 0xFFFFFFFF or value_start + length < size:
+        return whole()  # encapsulated, or elements follow the pixels
+    stored = max(0, size - value_start)
+    dataset.PixelData = b""  # a stand-in, so that _truncation sees what kind of image it is
+    problem = _truncation(dataset, stored)
+    del dataset.PixelData
+    if problem:
+        raise InputError(f"{item.name}: truncated or corrupt DICOM file ({problem})")
+    if "SpecificCharacterSet" in dataset and not dataset.SpecificCharacterSet:
+        del dataset.SpecificCharacterSet  # as parse_dicom does
+    dataset.buffer = None
+    dataset.filename = item.name
+    return dataset
+
+
+def _truncation(dataset: Dataset, stored: int | None = None) -> str | None:
     """Why a parsed dataset looks cut short, or None.
 
     pydicom reads a value cut short by the end of the file without complaint, so check
-    what an image must have: pixel data, of the length its attributes imply.
+    what an image must have: pixel data, of the length its attributes imply. ``stored`` is
+    how many bytes of pixel data the file holds when they were left unread in it.
     """
     import pydicom.uid
 
@@ -740,7 +827,7 @@ def _truncation(dataset: Dataset) -> str | None:
     except (TypeError, ValueError, AttributeError):
         return None
     expected_bytes = (expected + 7) // 8
-    actual = len(dataset[pixel_keyword].value or b"")
+    actual = stored if stored is not None else len(dataset[pixel_keyword].value or b"")
     if actual < expected_bytes:
         return f"pixel data has {actual} of the {expected_bytes} bytes its size implies"
     return None
@@ -827,9 +914,9 @@ def read_dicom_series(
     by_series: dict[str, list[Dataset]] = {}
     seen_instances: dict[str, str] = {}
     count = 0
-    for item in iter_dicom_sources(sources):
+    for item in iter_dicom_sources(sources, read=False):  # files on disk: headers only
         count += 1
-        dataset = parse_dicom(item)
+        dataset = parse_dicom_file(item) if isinstance(item, DicomPath) else parse_dicom(item)
         if dataset is None:
             skipped.append(f"{item.name}: not a DICOM file, skipped")
             continue
