@@ -1,7 +1,9 @@
 """Any DICOM SEG back to label maps and dcmqi seg metadata (``segimage2itkimage``).
 
-Any SEG is decoded with pydicom and every frame is placed by its own plane position, so
-SEGs written by dcmqi, highdicom or qidicom all come back on their grid.
+Every frame is placed by its own plane position, so SEGs written by dcmqi, highdicom or
+qidicom all come back on their grid. A file's per-frame functional groups and native pixel
+data are read from its bytes (``qidicom.dicom_decoding``), the rest by pydicom; what that
+module does not read, pydicom reads whole, as it reads a dataset given.
 """
 
 from __future__ import annotations
