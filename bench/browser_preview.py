@@ -18,8 +18,10 @@ Figures (nothing asserted), in bench/results/browser-preview-*.json:
   shows the readout the worker sends in the same patch as the pixels, plus two animation
   frames for the paint;
   window (a preset), overlay opacity (arrow key on its slider) and visibility (a segment's
-  checkbox): made by the page itself (webapp/page.js), from the choice until the page has
-  changed the models (window.qidicomPageSide) plus two animation frames for the paint.
+  checkbox): made by the page itself (webapp/page.js), timed twice: from Playwright's
+  action until the page has changed the models (window.qidicomPageSide) plus two animation
+  frames, and in the page, from the widget's change to two frames after page.js's change
+  ("..._in_page": without Playwright's input and polling latency).
 """
 
 from __future__ import annotations
@@ -107,8 +109,9 @@ def timed_until(page, locator, before: str, limit_s: float = 60.0) -> float:
     return time.perf_counter() - started
 
 
-def timed_page_side(page, action, limit_s: float = 30.0) -> float:
-    """Seconds from ``action()`` until page.js has changed the models itself, plus two frames."""
+def timed_page_side(page, action, limit_s: float = 30.0) -> tuple[float, float]:
+    """(seconds from ``action()`` until page.js has changed the models itself, plus two
+    frames; seconds in the page from the widget's change to two frames after page.js's change)."""
     before = page.evaluate("window.qidicomPageSide.applied")
     started = time.perf_counter()
     action()
@@ -118,7 +121,10 @@ def timed_page_side(page, action, limit_s: float = 30.0) -> float:
             raise TimeoutError("the page made no change itself")
         time.sleep(0.002)
     page.evaluate(TWO_FRAMES)
-    return time.perf_counter() - started
+    outside = time.perf_counter() - started
+    while (last := page.evaluate("window.qidicomPageSide.last"))["painted"] is None:
+        time.sleep(0.002)
+    return outside, (last["painted"] - last["started"]) / 1000
 
 
 def summary(values_ms: list[float]) -> dict:
@@ -187,26 +193,21 @@ def main() -> None:
 
         select = page.locator(".qi-preview select").first  # the Window presets
         options = [o for o in select.locator("option").all_inner_texts() if "(" in o]
-        times = []
-        for step in range(args.n):
-            label = options[step % len(options)]
-            times.append(timed_page_side(page, lambda: select.select_option(label=label)) * 1000)
-        repaint["window"] = summary(times)
+        def page_side(kind: str, action_of_step) -> None:
+            outside, inside = [], []
+            for step in range(args.n):
+                total, in_page = timed_page_side(page, action_of_step(step))
+                outside.append(total * 1000)
+                inside.append(in_page * 1000)
+            repaint[kind], repaint[f"{kind}_in_page"] = summary(outside), summary(inside)
+
+        page_side("window", lambda step: lambda: select.select_option(label=options[step % len(options)]))
 
         opacity = page.locator(".qi-preview .noUi-handle").nth(3)  # after the three slice sliders
         opacity.focus()
-        times = []
-        for step in range(args.n):
-            key = "ArrowLeft" if step % 2 == 0 else "ArrowRight"
-            times.append(timed_page_side(page, lambda: page.keyboard.press(key)) * 1000)
-        repaint["overlay_opacity"] = summary(times)
-
-        box_of = page.locator(".qi-preview input[type=checkbox]")
-        times = []
-        for step in range(args.n):
-            checkbox = box_of.nth(step % 3)
-            times.append(timed_page_side(page, checkbox.click) * 1000)
-        repaint["overlay_visibility"] = summary(times)
+        page_side("overlay_opacity", lambda step: lambda: page.keyboard.press("ArrowLeft" if step % 2 == 0 else "ArrowRight"))
+        boxes = page.locator(".qi-preview input[type=checkbox]")
+        page_side("overlay_visibility", lambda step: boxes.nth(step % 3).click)
 
         figures["repaint_ms"] = repaint
         figures["foreign_requests"] = len(log.foreign)

@@ -260,3 +260,30 @@ def test_the_page_side_description_gives_what_python_sets(ct_view):
     assert ct_view.segment_mapper.palette == palette
     ct_view.set_visible(segments["numbers"])
     assert ct_view.segment_mapper.palette == segments["palette"]
+
+
+def test_a_slice_larger_than_its_figure_is_sent_at_the_figures_size():
+    """A 400 x 400 slice in a 320-pixel figure is sent as 320 x 320: each pixel the voxel
+    under that screen pixel's centre, so the page colour-maps and draws only what it shows."""
+    import io
+
+    import synthetic
+
+    datasets = synthetic.make_ct_series(rows=400, columns=400, slices=3, pixel_spacing=(0.5, 0.5), slice_spacing=2.0)
+    files = []
+    for n, ds in enumerate(datasets):
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        files.append((f"{n}.dcm", buffer.getvalue()))
+    volume = qp.read_series_volume(files)
+    view = SlicePreview(volume)
+    axial = view.planes["axial"]
+    g = axial.geometry
+    image = shown(axial)
+    assert image.shape == (axial.figure.frame_height, axial.figure.frame_width) == (320, 320)
+    for row, column in ((0, 0), (100, 250), (319, 319)):
+        voxel = g.voxel(axial.index, int((row + 0.5) * 400 / 320), int((column + 0.5) * 400 / 320))
+        assert image[row, column] == volume.real_at(voxel)
+    assert axial.voxel_at(399 * g.column_spacing, 0) == g.voxel(axial.index, 399, 399)  # the readout: every voxel
+    coronal = view.planes["coronal"]  # 400 x 3 voxels: only the long side is reduced
+    assert shown(coronal).shape == (3, coronal.figure.frame_width)

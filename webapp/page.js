@@ -73,7 +73,9 @@
   // describes each preview in its base mapper's tags (the presets' ranges, the full segment
   // palette) and marks its widgets with the CSS class qi-ctl-<preview>-<control>; the models
   // changed here are sent to the worker like any other change, so Python's state stays the
-  // page's. window.qidicomPageSide counts the changes made here (for the tests and benchmark).
+  // page's. window.qidicomPageSide counts the changes made here and times the last one, from
+  // the widget's change to the second animation frame after it (painted), for the tests and
+  // the benchmark.
   const pageSide = (window.qidicomPageSide = { applied: 0, last: null });
   const CONTROL = /^qi-ctl-(\d+)-([a-z-]+)$/;
 
@@ -93,6 +95,7 @@
     const match = classes.map((name) => CONTROL.exec(name)).find(Boolean);
     if (!match || !["value", "active"].includes(event.attr)) return;
     const [, key, control] = match;
+    const started = performance.now();
     const side = previewSide(key);
     if (!side) return;
     const mapperOf = (name) => jsdoc.get_model_by_name(name);
@@ -115,7 +118,8 @@
       return;
     }
     pageSide.applied += 1;
-    pageSide.last = { control, at: performance.now() };
+    const last = (pageSide.last = { control, started, applied: performance.now(), painted: null });
+    requestAnimationFrame(() => requestAnimationFrame(() => (last.painted = performance.now())));
   }
 
   async function render(msg) {

@@ -26,6 +26,12 @@ _KEYS = itertools.count(1)
 PAGE_SIDE_TAG = "qi-page-side"
 
 
+def _picks(count: int, shown: int) -> np.ndarray:
+    """Which of ``count`` pixels to draw as ``shown`` screen pixels: the one under each screen
+    pixel's centre (what the canvas would pick from the full slice, without sending it)."""
+    return np.floor((np.arange(shown) + 0.5) * count / shown).astype(np.intp)
+
+
 def _hex(rgb) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(v) for v in rgb))
 
@@ -54,6 +60,13 @@ class PlaneFigure:
         self.figure.add_tools(PanTool(), ResetTool())  # BoxZoomTool imports pandas too
         if owner.drag_mode == "window":
             self.figure.toolbar.active_drag = None  # a drag adjusts the window, not the view
+        # A slice larger than the frame is sent at the frame's size (screen pixels): the page
+        # colour-maps (on each window change) and draws that many pixels, not the full slice's.
+        # The readout still reads the voxel under the pointer from the full data.
+        self._on_screen = None
+        if geometry.rows > self.figure.frame_height or geometry.columns > self.figure.frame_width:
+            self._on_screen = np.ix_(_picks(geometry.rows, min(geometry.rows, self.figure.frame_height)),
+                                     _picks(geometry.columns, min(geometry.columns, self.figure.frame_width)))
         key = owner.key
         self.base_source = ColumnDataSource({"image": [np.zeros((1, 1), np.float32)]}, name=f"qi-{key}-{plane}-base")
         self._image(self.base_source, owner.base_mapper, f"qi-{key}-{plane}-series")
@@ -114,15 +127,22 @@ class PlaneFigure:
 
     # ---------------------------------------------------------------- drawing
 
+    def shown(self, image: np.ndarray) -> np.ndarray:
+        """A slice as sent to the page: at most the frame's size, top row last (Bokeh's row 0
+        is at the bottom), contiguous."""
+        if self._on_screen is not None:
+            image = image[self._on_screen]
+        return np.ascontiguousarray(np.flipud(image))
+
     def show_slice(self, index: int) -> None:
         """Send this plane's slice ``index`` (series, overlays, map): the only pixel traffic."""
         owner, g = self.owner, self.geometry
         self.index = int(index)
-        self.base_source.data = {"image": [np.flipud(qp.real_slice(owner.volume, g, index))]}
+        self.base_source.data = {"image": [self.shown(qp.real_slice(owner.volume, g, index))]}
         self.redraw_segments()
         if self.map_source is not None:
             values = g.take(owner.pmap.arrays(), index)
-            self.map_source.data = {"image": [np.ascontiguousarray(np.flipud(values), np.float32)]}
+            self.map_source.data = {"image": [self.shown(values).astype(np.float32, copy=False)]}
 
     def redraw_segments(self) -> None:
         owner, g = self.owner, self.geometry
@@ -130,7 +150,9 @@ class PlaneFigure:
             return
         for group, (source, array) in enumerate(zip(self.segment_sources, owner.overlay.arrays())):
             labels = g.take(array, self.index)
-            if owner.outline:
+            if self._on_screen is not None:
+                labels = labels[self._on_screen]
+            if owner.outline:  # drawn on the pixels shown, so that no outline pixel is left out
                 labels = qp.outline(np.ascontiguousarray(labels))
             source.data = {"image": [np.ascontiguousarray(np.flipud(labels))]}
 
