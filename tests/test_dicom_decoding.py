@@ -449,3 +449,45 @@ def test_packed_frames_unpack_like_numpy_whatever_the_frame_size():
         np.testing.assert_array_equal(frames[:], bits)
         np.testing.assert_array_equal(frames[np.array([4, 0, 2])], bits[[4, 0, 2]])
         np.testing.assert_array_equal(frames[3], bits[3])
+
+
+def test_a_deflated_seg_that_inflates_past_the_limit_is_refused_in_bounded_memory(tmp_path):
+    """A SEG of 3 GB of zeros deflated into a few MB: refused while it is measured, as any
+    DICOM file is (readers), never inflated whole by the decoder."""
+    import json
+    import subprocess
+    import sys
+    import zlib
+
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filewriter import write_file_meta_info
+
+    from qidicom.readers import MAX_DEFLATED_DICOM_BYTES
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage
+    meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    meta.TransferSyntaxUID = pydicom.uid.DeflatedExplicitVRLittleEndian
+    stream = io.BytesIO()
+    stream.write(bytes(128) + b"DICM")
+    write_file_meta_info(stream, meta)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    step = 2**24
+    block = compressor.compress(bytes(step)) + compressor.flush(zlib.Z_FULL_FLUSH)
+    bomb = tmp_path / "bomb.dcm"
+    bomb.write_bytes(stream.getvalue() + block * (3 * 2**30 // step) + compressor.flush())
+    assert bomb.stat().st_size < 5 * 2**20
+    measure = (
+        "import json, resource, subprocess, sys\n"
+        "run = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+        "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+        "print(json.dumps({'returncode': run.returncode, 'stderr': run.stderr, 'peak': peak}))\n"
+    )
+    command = [sys.executable, "-m", "qidicom", "segimage2itkimage", "--inputDICOM", str(bomb),
+               "--outputDirectory", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-c", measure, *command], capture_output=True, text=True, timeout=300)
+    report = json.loads(done.stdout)
+    message = (f"bomb.dcm: its deflated data inflates to more than {MAX_DEFLATED_DICOM_BYTES:,} bytes, "
+               "more than any object qidicom reads; it was not inflated further")
+    assert report["returncode"] == 1 and report["stderr"].endswith(f"{message}\n"), report["stderr"]
+    assert report["peak"] < 2**29  # the decoder alone would have held the 2.4 GB it may inflate to

@@ -34,6 +34,7 @@ from qidicom.readers import (
     MAX_DEFLATED_DICOM_BYTES,
     NamedBytes,
     Source,
+    _check_deflated_size,
     _truncation,
     as_named_bytes,
     frame_grid,
@@ -240,6 +241,9 @@ def _read_seg_file(item: NamedBytes) -> tuple[Dataset, FrameGroups | None]:
     that module does not read, or any problem in the rest, and the whole file is read by
     pydicom as before, so its reading, and its messages, decide.
     """
+    # A deflated file that would inflate past the limit is refused while it is measured, in
+    # bounded memory, before anything inflates it whole (readers.parse_dicom does the same).
+    _check_deflated_size(item)
     try:
         # The reader uses nothing of the Referenced Series Sequence (an item per source image).
         split = split_functional_groups(item.data, MAX_DEFLATED_DICOM_BYTES, cut_pixels=True, leave_out=(REFERENCED_SERIES,))
