@@ -323,3 +323,11 @@ def test_several_label_maps_matched_to_their_attributes_by_file_name(tmp_path):
     fallback = preview.overlay_from_label_maps([readers.read_image(p) for p in paths], volume, metadata,
                                                use_label_id_as_segment_number=True)
     assert sorted(fallback.segments) == [1, 2]
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.bool_])
+def test_label_counts_equal_numpys_unique(dtype):
+    rng = np.random.default_rng(3)
+    array = rng.integers(0, 2 if dtype is np.bool_ else 7, size=(33, 17, 9)).astype(dtype)
+    values, counts = np.unique(array, return_counts=True)
+    assert preview.label_counts(array, chunk=1000) == {v.item(): int(c) for v, c in zip(values, counts)}

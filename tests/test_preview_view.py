@@ -287,3 +287,33 @@ def test_a_slice_larger_than_its_figure_is_sent_at_the_figures_size():
     assert axial.voxel_at(399 * g.column_spacing, 0) == g.voxel(axial.index, 399, 399)  # the readout: every voxel
     coronal = view.planes["coronal"]  # 400 x 3 voxels: only the long side is reduced
     assert shown(coronal).shape == (3, coronal.figure.frame_width)
+
+
+def test_preview_area_opens_by_itself_once_series_and_label_map_are_there(sample_study):
+    import param
+
+    from preview.area import REPORT_NEEDS_SEG, PreviewArea
+
+    from qidicom.readers import read_dicom_series
+
+    class ModeState(param.Parameterized):
+        series = param.Parameter()
+        label_maps = param.List()
+        document = param.Dict()
+
+    pairs = list(sample_study.ct_series)
+    state = ModeState()
+    state._series_pairs = pairs
+    area = PreviewArea(state, prefill_report=lambda document, files: None)
+    state.series = read_dicom_series(pairs)
+    assert area.area.objects == [] and area.button.visible  # the series alone: on request only
+    state.param.update(label_maps=[readers.read_image(sample_study.ct_labels)], document=sample_study.seg_metadata)
+    preview, measurements = area.area.objects
+    assert "Preview of the inputs" in preview.objects[0].object and not area.button.visible
+    button = measurements.objects[0]
+    button.clicks += 1  # "Measurements", before any conversion
+    table, csv_link, note = measurements.objects[1].objects
+    assert table.object.count("<tr>") == 7 and REPORT_NEEDS_SEG in note.object
+    shown = area.shown
+    state.document = {**sample_study.seg_metadata, "ContentCreatorName": "Someone"}  # not what the preview shows
+    assert area.shown == shown and area.area.objects[0] is preview

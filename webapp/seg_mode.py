@@ -17,10 +17,9 @@ from base import ConversionState, Pairs, readable_failure
 
 def label_counts(volume) -> dict[int, int]:
     """Voxel count of each non-zero label value of a label map."""
-    import numpy as np
+    from qidicom.preview import label_counts as counts_of
 
-    values, counts = np.unique(np.asarray(volume.array), return_counts=True)
-    return {int(v): int(c) for v, c in zip(values, counts) if v != 0 and float(v).is_integer()}
+    return {int(v): c for v, c in counts_of(volume.array).items() if v != 0 and float(v).is_integer()}
 
 
 def grid_text(volume) -> str:

@@ -42,7 +42,7 @@ from qidicom.readers import ReferenceSeries, Source, as_named_bytes, iter_dicom_
 __all__ = [
     "MapOverlay", "Overlay", "PLANES", "PlaneGeometry", "PreviewUnavailable", "SegmentInfo", "SeriesVolume",
     "WINDOW_PRESETS", "auto_window", "direction_letters", "map_overlay", "overlay_from_label_maps",
-    "overlay_from_segmentation", "plane_geometry", "read_series_volume", "readout", "segment_numbering", "series_volume",
+    "overlay_from_segmentation", "plane_geometry", "read_series_volume", "label_counts", "readout", "segment_numbering", "series_volume",
 ]
 
 
@@ -507,17 +507,25 @@ def _label(attributes: Mapping, number: int) -> str:
     return str(label or f"Segment {number}")
 
 
-def _values_present(array: np.ndarray, chunk: int = 1 << 22) -> list:
-    """The distinct values of a label array. Small integers are counted a few million at a
-    time (np.unique sorts a copy of the whole volume, bincount converts it to intp)."""
+def label_counts(array: np.ndarray, chunk: int = 1 << 22) -> dict[int, int]:
+    """Voxel count of each value of a label array ({value: count}, zero included). Small
+    unsigned integers are counted a few million at a time (np.unique sorts a copy of the
+    whole volume, and bincount of all of it at once converts it to intp)."""
+    array = np.asarray(array)
     if array.dtype not in (np.uint8, np.uint16, np.bool_):
-        return np.unique(array).tolist()
+        values, counts = np.unique(array, return_counts=True)
+        return {v.item(): int(c) for v, c in zip(values, counts)}
     flat = array.reshape(-1).view(np.uint8) if array.dtype == np.bool_ else array.reshape(-1)
     counts = np.zeros(256 if flat.dtype == np.uint8 else 65536, np.int64)
     for start in range(0, flat.size, chunk):
         part = np.bincount(flat[start:start + chunk])
         counts[:part.size] += part
-    return [int(v) for v in np.flatnonzero(counts)]
+    return {int(v): int(counts[v]) for v in np.flatnonzero(counts)}
+
+
+def _values_present(array: np.ndarray) -> list:
+    """The distinct values of a label array."""
+    return list(label_counts(array))
 
 
 def _segment_dtype(largest: int):

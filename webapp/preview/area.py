@@ -45,6 +45,10 @@ INPUTS = ("series", "label_maps", "volume", "document", "useLabelIDAsSegmentNumb
 #: The metadata's keys the preview shows (segment numbers, labels and colours; map units).
 DESCRIBING = ("segmentAttributes", "segmentAttributesFileMapping", "QuantityValueCode", "MeasurementUnitsCode")
 
+#: Seconds the inputs must stay the same before a shown preview is made again (the form
+#: changes the metadata on every key typed in a segment's label).
+QUIET_S = 0.6
+
 REPORT_NEEDS_SEG = ("A measurement report (SR) refers to the SEG it measures: convert to a SEG below, then "
                     "“Measurements” under what was written pre-fills the report.")
 
@@ -102,7 +106,16 @@ class PreviewArea:
         self._opening = True
 
         async def open_preview() -> None:
-            self._opening = False
+            import asyncio
+
+            try:
+                while self.shown is not None:  # a preview is shown: wait for the inputs to settle
+                    seen = self.signature()
+                    await asyncio.sleep(QUIET_S)
+                    if self.signature() == seen:
+                        break
+            finally:
+                self._opening = False
             if self.inputs_ready() and self.signature() != self.shown:
                 self._with_preview_packages(self.show_inputs)
 
