@@ -516,3 +516,24 @@ def test_deflated_dicom_bomb_in_the_reference_folder(study, tmp_path):
     print(f"deflated DICOM: peak resident size {report['peak'] / 1e6:.0f} MB")
     assert report["returncode"] == 1 and report["stderr"] == f"error: {message}\n"
     assert report["peak"] < PEAK_LIMIT
+
+
+def test_deflated_seg_cut_short_is_named(study, tmp_path, capsys):
+    """A deflated SEG cut off mid-stream (an interrupted copy) is a clear error naming the
+    file, not zlib's bare message as an unexpected error."""
+    whole, labels = tmp_path / "seg.dcm", tmp_path / "labels.nii.gz"
+    datasets = [pydicom.dcmread(path) for path in sorted((study / "ct").iterdir())]
+    synthetic.save_nifti(np.ones(synthetic.grid_shape(datasets), np.uint8), synthetic.series_affine(datasets), labels)
+    assert main(["itkimage2segimage", "--inputImageList", str(labels),
+                 "--inputDICOMDirectory", str(study / "ct"), "--inputMetadata", str(study / "meta.json"),
+                 "--outputDICOM", str(whole), "--compress", "deflate"]) == 0
+    data = whole.read_bytes()
+    for keep in (len(data) // 2, len(data) - 200):
+        cut = tmp_path / f"cut-{keep}.dcm"
+        cut.write_bytes(data[:keep])
+        capsys.readouterr()
+        assert main(["segimage2itkimage", "--inputDICOM", str(cut), "--outputDirectory", str(tmp_path / "out")]) == 1
+        error = capsys.readouterr().err
+        assert error.startswith(f"error: {cut.name}: truncated or corrupt DICOM file ("), error
+        assert "unexpected" not in error
+        assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

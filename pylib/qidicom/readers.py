@@ -707,7 +707,8 @@ def parse_dicom(item: NamedBytes, keep_pixels: bool = False) -> Dataset | None:
             # Touch every element so a truncated or corrupt value fails here, not later.
             for _ in dataset.iterall():
                 pass
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, NotImplementedError, AttributeError) as error:
+    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError, NotImplementedError, AttributeError,
+            zlib.error) as error:  # zlib: a deflated file cut short
         if not has_preamble:
             return None
         raise InputError(f"{item.name}: truncated or corrupt DICOM file ({_short(error)})") from None
