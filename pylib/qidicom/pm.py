@@ -27,6 +27,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from qidicom import __version__
+from qidicom import highdicom_tables
 from qidicom import metadata as metadata_module
 from qidicom.errors import GeometryError, InputError, QidicomError
 from qidicom.geometry import (
@@ -154,6 +155,7 @@ def write_parametric_map(
     contrast = code_string(str(metadata.get("DerivedPixelContrast") or "QUANTITY"), "DerivedPixelContrast", warnings)
     known_contrasts = {item.value for item in hd.pm.DerivedPixelContrastValues}
     report("encoding the parametric map", 0.45)
+    highdicom_tables.install()  # highdicom's module table decoded a module at a time
     with tolerant_dicom_values():
         try:
             parametric_map = hd.pm.ParametricMap(

@@ -96,6 +96,10 @@ def build_segmentation(
     """The highdicom Segmentation, with the dcmqi-level details highdicom does not set."""
     import highdicom as hd
 
+    from qidicom import highdicom_tables
+
+    highdicom_tables.install()  # highdicom's module table decoded a module at a time
+
     with tolerant_dicom_values(), _packing_bits_directly():
         try:
             segmentation = hd.seg.Segmentation(

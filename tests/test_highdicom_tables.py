@@ -1,0 +1,205 @@
+"""highdicom's module attribute table read a module at a time gives highdicom's table.
+
+``qidicom.highdicom_tables`` points highdicom at a mapping that decodes each module's list
+from highdicom's own JSON file when first asked for, and at a remembering
+``is_attribute_in_iod``. Proved here: the mapping equals ``json.loads`` of the file for every
+module (keys in order, values, ``in``, ``len``), a file in another layout falls back to
+highdicom's loader, every highdicom module that binds either function is pointed at ours,
+the remembered answers are highdicom's, and SEGs and PMs built either way are the same bytes.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import pkgutil
+import re
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+import highdicom
+import highdicom._standard_utils as standard_utils
+from qidicom import highdicom_tables, pm
+from qidicom.dicom_encoding import write_part10
+from qidicom.geometry import Volume
+from qidicom.readers import read_dicom_series, read_image
+from qidicom.samples import make_sample_study
+from qidicom.seg.write import write_segmentation
+
+STUDY = make_sample_study(rows=24, columns=20, slices=12)
+#: UIDs made while writing start with highdicom's root; those of the inputs do not.
+WRITTEN_UID_ROOT = "1.2.826.0.1.3680043.10.511.3."
+TABLE = pkgutil.get_data("highdicom", highdicom_tables.DATA_FILE)
+
+
+def no_fallback():
+    raise AssertionError("the table fell back to highdicom's loader")
+
+
+def test_the_lazy_table_is_highdicoms_table_for_every_module():
+    expected = json.loads(TABLE)
+    table = highdicom_tables.ModuleAttributeMap(TABLE, no_fallback)
+    assert len(table) == len(expected) > 400
+    assert list(table) == list(expected)  # the same keys in the same order
+    assert "segmentation-image" in table and "no-such-module" not in table and 3 not in table
+    for name, attributes in expected.items():
+        assert table[name] == attributes, name
+        assert table[name] is table[name]  # decoded once, like highdicom's cached dict
+    assert dict(table.items()) == expected and table == expected
+    assert table.get("no-such-module") is None
+    with pytest.raises(KeyError):
+        table["no-such-module"]
+
+
+def test_the_comparison_sees_one_changed_attribute():
+    expected = json.loads(TABLE)
+    changed = TABLE.replace(b'"keyword": "ReferencedSOPClassUID"', b'"keyword": "ReferencedSOPClassUI"', 1)
+    table = highdicom_tables.ModuleAttributeMap(changed, no_fallback)
+    assert list(table) == list(expected)
+    assert table["acquisition-context"] != expected["acquisition-context"]
+    assert table["approval"] == expected["approval"]
+
+
+@pytest.mark.parametrize("layout", [{}, {"indent": 4}, {"indent": 1}, {"indent": "\t"}])
+def test_another_layout_is_refused_by_the_scan(layout):
+    with pytest.raises(highdicom_tables.LayoutError):
+        highdicom_tables.ModuleAttributeMap(json.dumps(json.loads(TABLE), **layout).encode(), no_fallback)
+
+
+def test_a_table_in_another_layout_is_highdicoms_own(monkeypatch):
+    compact = json.dumps(json.loads(TABLE)).encode()
+    monkeypatch.setattr(highdicom_tables, "_table", None)
+    monkeypatch.setattr(highdicom_tables.pkgutil, "get_data", lambda package, name: compact)
+    table = highdicom_tables.get_module_attribute_map()
+    assert type(table) is dict
+    assert table is highdicom_tables.highdicom_function("get_module_attribute_map")()
+
+
+def test_a_value_not_where_the_scan_put_it_falls_back():
+    # Passes the scan (each value opens with "[" and closes with "\n  ],"), but "a" holds
+    # two lists: decoding finds the first one followed by more than a comma.
+    odd = b'{\n  "a": [\n    1\n  ]\n  ],\n  "b": [\n    2\n  ]\n}\n'
+    table = highdicom_tables.ModuleAttributeMap(odd, lambda: {"from": ["highdicom"]})
+    assert list(table) == ["a", "b"]
+    assert table["b"] == [2]
+    with pytest.raises(KeyError):
+        table["a"]  # highdicom's table is used from then on
+    assert list(table) == ["from"] and table["from"] == ["highdicom"]
+
+
+def test_a_key_twice_is_refused():
+    with pytest.raises(highdicom_tables.LayoutError, match="twice"):
+        highdicom_tables.ModuleAttributeMap(b'{\n  "a": [\n  ],\n  "a": [\n  ]\n}', no_fallback)
+
+
+def highdicom_modules_naming(function: str) -> set[str]:
+    root = Path(highdicom.__file__).parent
+    names = set()
+    for path in root.rglob("*.py"):
+        if re.search(rf"\b{function}\b", path.read_text(encoding="utf-8")):
+            parts = path.relative_to(root.parent).with_suffix("").parts
+            names.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+@pytest.mark.parametrize("function", list(highdicom_tables.HIGHDICOM_USERS))
+def test_every_highdicom_module_naming_the_function_is_pointed_at_ours(function):
+    assert highdicom_modules_naming(function) == set(highdicom_tables.HIGHDICOM_USERS[function])
+    highdicom_tables.install()
+    ours = getattr(highdicom_tables, function)
+    for name in highdicom_tables.HIGHDICOM_USERS[function]:
+        assert getattr(importlib.import_module(name), function) is ours, name
+    assert highdicom_tables.highdicom_function(function) is not ours
+
+
+def test_the_remembered_answers_are_highdicoms():
+    highdicom_tables.install()
+    original = highdicom_tables.highdicom_function("is_attribute_in_iod")
+    questions = [("NumberOfFrames", None), ("PixelData", ["IconImageSequence"]), ("FloatPixelData", None),
+                 ("ContentDate", None), ("TotalPixelMatrixRows", None)]
+
+    def outcome(function, *question):
+        try:
+            return function(*question)
+        except KeyError as error:  # highdicom's tables lack a few modules some IODs name
+            return repr(error)
+
+    answers = []
+    for sop_class in standard_utils.get_sop_class_iod_map():
+        for attribute, excluded in questions:
+            answer = outcome(standard_utils.is_attribute_in_iod, attribute, sop_class, excluded)
+            assert answer == outcome(original, attribute, sop_class, excluded), (attribute, sop_class)
+            assert outcome(standard_utils.is_attribute_in_iod, attribute, sop_class, excluded) == answer
+            answers.append(answer)
+    assert answers.count(True) > 100 and answers.count(False) > 100
+    for attempt in range(2):  # an unknown SOP Class is highdicom's error each time
+        with pytest.raises(KeyError, match="No IOD found"):
+            standard_utils.is_attribute_in_iod("PixelData", "1.2.3.4")
+
+
+def written_alike(dataset: pydicom.Dataset) -> bytes:
+    """The file, with the UIDs and time stamps made while writing replaced in order of
+    appearance (the same UID in two places stays the same)."""
+    dataset = copy.deepcopy(dataset)
+    replaced: dict[str, str] = {}
+
+    def walk(items: pydicom.Dataset) -> None:
+        for element in items:
+            if element.VR == "SQ":
+                for item in element.value:
+                    walk(item)
+            elif element.VR in ("DA", "DT", "TM"):
+                element.value = {"DA": "20000101", "DT": "20000101000000", "TM": "000000"}[element.VR]
+            elif element.VR == "UI" and str(element.value).startswith(WRITTEN_UID_ROOT):
+                element.value = replaced.setdefault(str(element.value), f"2.25.{len(replaced) + 1}")
+
+    walk(dataset.file_meta)
+    walk(dataset)
+    return write_part10(dataset)
+
+
+def builds() -> dict:
+    """Each object to compare, as a function that builds it."""
+    ct = read_dicom_series(STUDY.ct_series)
+    labels = read_image(STUDY.ct_labels[1], STUDY.ct_labels[0])
+    liver = Volume((labels.array == 1).astype(np.float32) * 0.75, labels.affine, "liver-probability")
+    one_segment = copy.deepcopy(STUDY.seg_metadata)
+    one_segment["segmentAttributes"] = [one_segment["segmentAttributes"][0][:1]]
+    adc = read_image(STUDY.adc_map[1], STUDY.adc_map[0])
+    mr = read_dicom_series(STUDY.mr_series, check_spacing=False)
+    return {
+        "binary SEG": lambda: write_segmentation([labels], STUDY.seg_metadata, ct).dataset,
+        "labelmap SEG": lambda: write_segmentation([labels], STUDY.seg_metadata, ct, segmentation_type="labelmap").dataset,
+        "fractional SEG": lambda: write_segmentation([liver], one_segment, ct, segmentation_type="fractional").dataset,
+        "PM": lambda: pm.write_parametric_map(adc, STUDY.pm_metadata, mr).dataset,
+    }
+
+
+BUILDS = builds()
+
+
+@pytest.mark.parametrize("name", list(BUILDS))
+def test_built_with_our_tables_is_built_with_highdicoms(name, monkeypatch):
+    build = BUILDS[name]
+    highdicom_tables.install()
+    ours = build()
+    assert type(highdicom_tables.get_module_attribute_map()) is highdicom_tables.ModuleAttributeMap
+    for function, users in highdicom_tables.HIGHDICOM_USERS.items():
+        for module in users:
+            monkeypatch.setattr(importlib.import_module(module), function, highdicom_tables.highdicom_function(function))
+    asked = standard_utils.get_module_attribute_map.cache_info()
+    theirs = build()
+    assert standard_utils.get_module_attribute_map.cache_info().hits > asked.hits  # highdicom's table was used
+    assert written_alike(ours) == written_alike(theirs)
+
+
+def test_the_comparison_sees_one_changed_element():
+    built = BUILDS["binary SEG"]()
+    changed = copy.deepcopy(built)
+    changed.SegmentSequence[0].SegmentLabel = "Liver2"
+    assert written_alike(built) == written_alike(copy.deepcopy(built))
+    assert written_alike(built) != written_alike(changed)
