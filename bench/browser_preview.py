@@ -16,7 +16,8 @@ Figures (nothing asserted), in bench/results/browser-preview-*.json:
   slice (arrow key on the focused axial slider) and plane (a click in the axial plane,
   which moves the other two planes' slices): from the key press or click until the page
   shows the readout the worker sends in the same patch as the pixels, plus two animation
-  frames for the paint;
+  frames for the paint; and in the page ("..._in_page"), from sending the change to the
+  worker until two frames after its answer was applied (window.qidicomAnswers);
   window (a preset), overlay opacity (arrow key on its slider) and visibility (a segment's
   checkbox): made by the page itself (webapp/page.js), timed twice: from Playwright's
   action until the page has changed the models (window.qidicomPageSide) plus two animation
@@ -97,8 +98,9 @@ class MemoryWatch:
         self._thread.join()
 
 
-def timed_until(page, locator, before: str, limit_s: float = 60.0) -> float:
-    """Seconds until ``locator``'s text differs from ``before``, plus two frames."""
+def timed_until(page, locator, before: str, limit_s: float = 60.0) -> tuple[float, float]:
+    """(seconds until ``locator``'s text differs from ``before``, plus two frames; seconds in
+    the page from sending the change to the worker until two frames after its answer)."""
     started = time.perf_counter()
     deadline = started + limit_s
     while locator.inner_text() == before:
@@ -106,7 +108,10 @@ def timed_until(page, locator, before: str, limit_s: float = 60.0) -> float:
             raise TimeoutError("no update reached the page")
         time.sleep(0.005)
     page.evaluate(TWO_FRAMES)
-    return time.perf_counter() - started
+    outside = time.perf_counter() - started
+    while (last := page.evaluate("window.qidicomAnswers.last")) is None or last["painted"] is None:
+        time.sleep(0.002)
+    return outside, (last["painted"] - last["sent"]) / 1000
 
 
 def timed_page_side(page, action, limit_s: float = 30.0) -> tuple[float, float]:
@@ -172,24 +177,22 @@ def main() -> None:
         readout = page.locator(".qi-readout-text").first
         repaint: dict = {}
 
-        handle = page.locator(".qi-slider-axial .noUi-handle").first
-        handle.focus()
-        times = []
-        for step in range(args.n):
-            before = readout.inner_text()
-            page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft")
-            times.append(timed_until(page, readout, before) * 1000)
-        repaint["slice"] = summary(times)
+        def round_trip(kind: str, action_of_step) -> None:
+            outside, inside = [], []
+            for step in range(args.n):
+                before = readout.inner_text()
+                action_of_step(step)
+                total, in_page = timed_until(page, readout, before)
+                outside.append(total * 1000)
+                inside.append(in_page * 1000)
+            repaint[kind], repaint[f"{kind}_in_page"] = summary(outside), summary(inside)
 
-        axial = page.locator(".qi-preview .bk-Plot").first
-        box = axial.bounding_box()
-        times = []
-        for step in range(args.n):  # clicks at points on a diagonal: new sagittal and coronal slices each time
-            fraction = 0.3 + 0.4 * (step % 10) / 9
-            before = readout.inner_text()
-            page.mouse.click(box["x"] + box["width"] * fraction, box["y"] + 40 + (box["height"] - 50) * fraction)
-            times.append(timed_until(page, readout, before) * 1000)
-        repaint["plane"] = summary(times)
+        page.locator(".qi-slider-axial .noUi-handle").first.focus()
+        round_trip("slice", lambda step: page.keyboard.press("ArrowRight" if step % 2 == 0 else "ArrowLeft"))
+        box = page.locator(".qi-preview .bk-Plot").first.bounding_box()
+        # Clicks at points on a diagonal of the axial plane: new sagittal and coronal slices each time.
+        round_trip("plane", lambda step: page.mouse.click(box["x"] + box["width"] * (0.3 + 0.4 * (step % 10) / 9),
+                                                          box["y"] + 40 + (box["height"] - 50) * (0.3 + 0.4 * (step % 10) / 9)))
 
         select = page.locator(".qi-preview select").first  # the Window presets
         options = [o for o in select.locator("option").all_inner_texts() if "(" in o]

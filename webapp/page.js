@@ -14,6 +14,10 @@
   let busy = false; // a patch is being applied in the worker
   let queue = []; // document events waiting for the worker
   let applyingPatch = 0;
+  // The last change sent to the worker and answered: when it was sent, when the worker's
+  // answer was applied, and two animation frames later (painted); for the tests and benchmark.
+  const answers = (window.qidicomAnswers = { last: null });
+  let sentAt = null;
 
   // Opened by double-clicking index.html: browsers start no worker and fetch nothing for a
   // file:// page, so the app would wait forever. Say how to open it instead.
@@ -35,6 +39,7 @@
 
   function sendEvents(events) {
     busy = true;
+    if (sentAt === null) sentAt = performance.now();
     worker.postMessage({ type: "patch", patch: jsdoc.create_json_patch(events) });
   }
 
@@ -62,6 +67,11 @@
       console.error("qidicom: a document update from the worker failed", error);
     } finally {
       applyingPatch -= 1;
+    }
+    if (sentAt !== null) {
+      const last = (answers.last = { sent: sentAt, applied: performance.now(), painted: null });
+      sentAt = null;
+      requestAnimationFrame(() => requestAnimationFrame(() => (last.painted = performance.now())));
     }
   }
 
@@ -174,6 +184,7 @@
         applyPatch(msg);
         break;
       case "idle":
+        sentAt = null; // answered (with or without changes)
         if (queue.length) {
           const events = queue;
           queue = [];
