@@ -325,9 +325,33 @@ def test_several_label_maps_matched_to_their_attributes_by_file_name(tmp_path):
     assert sorted(fallback.segments) == [1, 2]
 
 
+@pytest.mark.parametrize("order", ["C", "F"])
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16, np.float32, np.bool_])
-def test_label_counts_equal_numpys_unique(dtype):
+def test_label_counts_equal_numpys_unique(dtype, order):
     rng = np.random.default_rng(3)
-    array = rng.integers(0, 2 if dtype is np.bool_ else 7, size=(33, 17, 9)).astype(dtype)
+    array = rng.integers(0, 2 if dtype is np.bool_ else 7, size=(33, 17, 9)).astype(dtype, order=order)
     values, counts = np.unique(array, return_counts=True)
     assert preview.label_counts(array, chunk=1000) == {v.item(): int(c) for v, c in zip(values, counts)}
+
+
+def test_label_map_numbered_as_its_values_is_shown_without_a_copy(tmp_path):
+    """Label values 1..N that are the segment numbers: the overlay is the label map itself
+    (read-only, so the preview cannot change the conversion's input); other numberings get
+    a new array with the segment numbers."""
+    datasets = synthetic.make_ct_series(rows=12, columns=10, slices=5)
+    volume = preview.read_series_volume(pairs(datasets))
+    labels = np.zeros((10, 12, 5), np.uint8)
+    labels[1:3, 2:6, 1], labels[7, 9, 3] = 1, 2
+    label_map = readers.read_image(synthetic.save_nifti(labels, volume.affine, tmp_path / "labels.nii.gz"))
+    shown = preview.overlay_from_label_maps([label_map], volume).arrays()[0]
+    assert np.shares_memory(shown, label_map.array) and not shown.flags.writeable
+    assert np.array_equal(shown, labels)
+    tripled = readers.read_image(synthetic.save_nifti(labels * 3, volume.affine, tmp_path / "tripled.nii.gz"))
+    metadata = {"segmentAttributes": [[{"labelID": 6, "SegmentLabel": "B"}, {"labelID": 3, "SegmentLabel": "A"}]]}
+    renumbered = preview.overlay_from_label_maps([tripled], volume, metadata)
+    numbers = {s.label: s.number for s in renumbered.segments.values()}
+    assert sorted(numbers.values()) == [1, 2]
+    array = renumbered.arrays()[0]
+    assert not np.shares_memory(array, tripled.array)
+    expected = np.where(labels == 1, numbers["A"], np.where(labels == 2, numbers["B"], 0))
+    assert np.array_equal(array, expected)

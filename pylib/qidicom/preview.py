@@ -515,7 +515,8 @@ def label_counts(array: np.ndarray, chunk: int = 1 << 22) -> dict[int, int]:
     if array.dtype not in (np.uint8, np.uint16, np.bool_):
         values, counts = np.unique(array, return_counts=True)
         return {v.item(): int(c) for v, c in zip(values, counts)}
-    flat = array.reshape(-1).view(np.uint8) if array.dtype == np.bool_ else array.reshape(-1)
+    flat = np.ravel(array, order="K")  # in memory order: a view, also of a Fortran-ordered volume
+    flat = flat.view(np.uint8) if flat.dtype == np.bool_ else flat
     counts = np.zeros(256 if flat.dtype == np.uint8 else 65536, np.int64)
     for start in range(0, flat.size, chunk):
         part = np.bincount(flat[start:start + chunk])
@@ -616,7 +617,13 @@ def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, met
             placed = np.rint(placed).astype(np.int32)
         if np.issubdtype(placed.dtype, np.signedinteger) and placed.min() < 0:
             placed = np.maximum(placed, 0)  # negative values are no label
-        label_maps.append(lut[placed])
+        identity = all(value == segment for value, segment, _ in wanted) and set(values) <= {v for v, _, _ in wanted}
+        if identity and placed.dtype == lut.dtype and placed.flags.c_contiguous:
+            shared = placed.view()  # values already are segment numbers: the label map itself, no copy,
+            shared.flags.writeable = False  # and read-only, so nothing here can change the input
+            label_maps.append(shared)
+        else:
+            label_maps.append(lut[placed])
     return Overlay(label_maps, dict(sorted(segments.items())))
 
 
