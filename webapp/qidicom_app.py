@@ -121,10 +121,15 @@ def set_mode(mode: str) -> None:
         _show(mode)
 
 
+def file_bytes(data) -> bytes:
+    """One file's contents (a JS Uint8Array) copied into Python as the worker reads it."""
+    return data.to_bytes()
+
+
 @BRIDGE.in_document
 def receive_files(mode: str, role: str, items) -> None:
-    """Files read by the worker: ``items`` is a JS array of [name, Uint8Array]."""
-    pairs = [(str(name), data.to_bytes()) for name, data in items]
+    """Files read by the worker: ``items`` is a JS array of [name, bytes from file_bytes]."""
+    pairs = [(str(name), data) for name, data in items]
     _state(mode).take_files(role, pairs)
 
 

@@ -86,11 +86,17 @@ self.qidicomLoadStage = (name) => {
 
 async function receiveFiles(mode, role, files) {
   await conversionStackReady;
+  // Each file is copied into Python as soon as it is read, so one file's buffer at a time is
+  // held on this side (300 CT slices held here at once were another copy of the series).
   const items = [];
-  for (const file of files) {
-    items.push([file.webkitRelativePath || file.name, new Uint8Array(await file.arrayBuffer())]);
+  try {
+    for (const file of files) {
+      items.push([file.webkitRelativePath || file.name, app.file_bytes(new Uint8Array(await file.arrayBuffer()))]);
+    }
+    app.receive_files(mode, role, items);
+  } finally {
+    for (const [, data] of items) data.destroy();
   }
-  app.receive_files(mode, role, items);
   post("files-read", { mode, role, count: items.length });
 }
 
