@@ -15,6 +15,7 @@ import importlib
 import json
 import pkgutil
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -27,10 +28,12 @@ from qidicom import highdicom_tables, pm
 from qidicom.dicom_encoding import write_part10
 from qidicom.geometry import Volume
 from qidicom.readers import read_dicom_series, read_image
-from qidicom.samples import make_sample_study
+from qidicom.samples import make_sample_study, write_sample_study
+from qidicom.sr.write import report_from_files
 from qidicom.seg.write import write_segmentation
 
 STUDY = make_sample_study(rows=24, columns=20, slices=12)
+SAMPLE_FOLDER = tempfile.TemporaryDirectory(prefix="qidicom-tables-")  # removed at exit
 #: UIDs made while writing start with highdicom's root; those of the inputs do not.
 WRITTEN_UID_ROOT = "1.2.826.0.1.3680043.10.511.3."
 TABLE = pkgutil.get_data("highdicom", highdicom_tables.DATA_FILE)
@@ -171,7 +174,9 @@ def builds() -> dict:
     one_segment["segmentAttributes"] = [one_segment["segmentAttributes"][0][:1]]
     adc = read_image(STUDY.adc_map[1], STUDY.adc_map[0])
     mr = read_dicom_series(STUDY.mr_series, check_spacing=False)
+    files = write_sample_study(SAMPLE_FOLDER.name)
     return {
+        "SR": lambda: report_from_files(files["sr_metadata"], files["ct"], [files["seg"]]).dataset,
         "binary SEG": lambda: write_segmentation([labels], STUDY.seg_metadata, ct).dataset,
         "labelmap SEG": lambda: write_segmentation([labels], STUDY.seg_metadata, ct, segmentation_type="labelmap").dataset,
         "fractional SEG": lambda: write_segmentation([liver], one_segment, ct, segmentation_type="fractional").dataset,

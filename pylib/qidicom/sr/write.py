@@ -90,6 +90,9 @@ def write_report(
         for index, group in enumerate(metadata["Measurements"])
     ]
     procedure = code_from_json(metadata["procedureReported"]) if metadata.get("procedureReported") else DEFAULT_PROCEDURE
+    from qidicom import highdicom_tables
+
+    highdicom_tables.install()  # highdicom's module table decoded a module at a time
     with tolerant_dicom_values():
         try:
             measurement_report = hd.sr.MeasurementReport(
