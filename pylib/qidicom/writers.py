@@ -59,8 +59,9 @@ def dicom_bytes(dataset: Dataset, compress: str = "none", workers: int = 1) -> b
     ``compress="deflate"`` writes Deflated Explicit VR Little Endian: highdicom cannot,
     pydicom can, and for sparse binary segmentations it is by far the smallest. With
     ``workers`` > 1 the dataset is deflated on that many threads, in ``gzip_bytes``'
-    pieces: still one deflate stream, a few bytes larger per 4 MiB piece (the PM writer's
-    choice: its float frames take seconds to deflate and barely compress).
+    pieces: still one deflate stream, a few bytes larger per 4 MiB piece (the SEG and PM
+    writers' choice: a labelmap SEG's frames take 0.6 s to deflate on one core, a float
+    PM's seconds).
     """
     if compress != "deflate":
         return write_part10(dataset)

@@ -164,5 +164,5 @@ def binary_to_labelmap(
         if compress == "rle":
             segmentation.compress(transfer_syntax, encoding_plugin="pydicom")
     with tolerant_dicom_values():
-        data = dicom_bytes(segmentation, compress)
+        data = dicom_bytes(segmentation, compress, workers=2)  # deflate on two threads (pieces)
     return WriteResult(segmentation, data, suggested_filename(segmentation, "LABELMAP_SEG"), [])

@@ -480,7 +480,7 @@ def _write_segmentation(
     del pixel_array  # encoded into the dataset's Pixel Data by now
     report("writing the file", 0.9)
     with tolerant_dicom_values():
-        data = dicom_bytes(segmentation, compress)
+        data = dicom_bytes(segmentation, compress, workers=2)  # deflate on two threads (pieces)
     report("done", 1.0)
     return WriteResult(segmentation, data, suggested_filename(segmentation, "SEG"), warnings)
 
