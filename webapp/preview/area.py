@@ -122,10 +122,24 @@ class PreviewArea:
         schedule(open_preview)
 
     def _result_changed(self, event) -> None:
-        """A new result: offer its preview, and show it at once if the series is decoded already."""
+        """A new result: offer its preview, and show it at once if the series is decoded already
+        (after the download link has reached the page: reading back and drawing takes seconds)."""
         self.output_button.visible = bool(event.new)
-        if event.new and self.volume is not None:
+        if not event.new or self.volume is None:
+            return
+        schedule = getattr(self.state, "schedule", None)
+        if schedule is None:  # no event loop (a plain Python session)
             self.show_written()
+            return
+
+        async def show_when_offered() -> None:
+            import asyncio
+
+            await asyncio.sleep(0.05)
+            if self.state.result_url == event.new:  # not replaced by another conversion meanwhile
+                self.show_written()
+
+        schedule(show_when_offered)
 
     def show_written(self) -> None:
         result = getattr(self.state, "last_result", None)
