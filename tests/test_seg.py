@@ -517,3 +517,33 @@ def test_bin2labelsegimage_refuses_overlapping_segments(synthetic_ct, tmp_path):
     binary = segmentation_from_files(paths, seg_metadata([segment(1, "A")], [segment(1, "B")]), directory)
     with pytest.raises(Exception, match=r"segment 2 overlaps segment 1 in \d+ voxel\(s\); overlapping segments cannot be one label map"):
         binary_to_labelmap(binary.data)
+
+
+def test_merged_groups_equal_first_fit_by_masks():
+    """merged_volumes on random overlapping segments, numbers below and above 255: the same
+    groups, label maps and dtypes as placing each segment's mask by boolean indexing."""
+    from qidicom.seg.read import Segment, SegmentationContents
+
+    rng = np.random.default_rng(7)
+    shape = (9, 8, 5)
+    for numbers in ([1, 2, 3, 4, 5, 6], [1, 2, 300, 4, 301]):
+        masks = {n: np.asfortranarray(rng.random(shape) < 0.2) for n in numbers}
+        contents = SegmentationContents(affine=np.eye(4), segments=[Segment(n, masks[n], {}) for n in numbers],
+                                        metadata={}, segmentation_type="BINARY")
+        expected: list[tuple[list[int], np.ndarray]] = []
+        for n in numbers:
+            for members, occupied in expected:
+                if not (occupied & masks[n]).any():
+                    members.append(n)
+                    occupied |= masks[n]
+                    break
+            else:
+                expected.append(([n], masks[n].copy()))
+        merged = contents.merged_volumes()
+        assert [[s.number for s in members] for members, _ in merged] == [members for members, _ in expected]
+        assert len(merged) > 1  # the masks overlap: more than one group
+        for (members, volume), (numbers_expected, _) in zip(merged, expected):
+            reference = np.zeros(shape, np.uint8 if max(numbers_expected) < 256 else np.uint16)
+            for n in numbers_expected:
+                reference[masks[n]] = n
+            assert volume.array.dtype == reference.dtype and np.array_equal(volume.array, reference)

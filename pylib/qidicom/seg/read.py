@@ -167,22 +167,26 @@ class SegmentationContents(ReadResult):
             raise InputError("fractional segments cannot be merged into label maps; read them unmerged")
         if self.label_map is not None:
             return [(list(self.segments), Volume(self.label_map, self.affine, "label map"))]
-        groups: list[tuple[list[Segment], np.ndarray]] = []
+        # Each segment's mask is made once and written into its group's label map at once
+        # (np.copyto with where=: a masked loop, several times faster than array[mask] = n).
+        widest = _label_dtype([s.number for s in self.segments] or [0])
+        groups: list[tuple[list[Segment], np.ndarray, np.ndarray]] = []
         for segment in self.segments:
             mask = segment.array
-            for members, occupied in groups:
+            for members, occupied, array in groups:
                 if not np.any(occupied & mask):
-                    members.append(segment)
-                    occupied |= mask
                     break
             else:
-                groups.append(([segment], mask.copy()))
+                members, occupied, array = [], np.zeros(mask.shape, bool, order="F"), np.zeros(mask.shape, widest, order="F")
+                groups.append((members, occupied, array))
+            members.append(segment)
+            np.logical_or(occupied, mask, out=occupied)
+            np.copyto(array, segment.number, where=mask)
+            del mask
         result = []
-        for members, occupied in groups:
-            array = np.zeros(occupied.shape, _label_dtype([s.number for s in members]), order="F")
-            for segment in members:
-                array[segment.array] = segment.number
-            result.append((members, Volume(array, self.affine, "merged segments")))
+        for members, _occupied, array in groups:
+            dtype = _label_dtype([s.number for s in members])
+            result.append((members, Volume(array.astype(dtype, copy=False), self.affine, "merged segments")))
         return result
 
 
