@@ -117,8 +117,19 @@ class Bridge:
 
         held = self._held = [] if self._held is None else self._held
         try:
+            serialized = _convert_json_patch(patch)
+            events = serialized.content.get("events", []) if isinstance(serialized.content, dict) else []
             with set_curdoc(self.document):
-                self.document.apply_json_patch(_convert_json_patch(patch), setter="js")
+                if len(events) <= 1:
+                    self.document.apply_json_patch(serialized, setter="js")
+                else:
+                    # One event at a time: Bokeh drops a whole patch that names a model the
+                    # app has just replaced (a preview rebuilt), and with it a click sent in
+                    # the same patch; so only the stale change is dropped.
+                    for event in events:
+                        self.document.apply_json_patch(
+                            type(serialized)(content={**serialized.content, "events": [event]}, buffers=serialized.buffers),
+                            setter="js")
         finally:
             self._held = None
             if held and self._send is not None:

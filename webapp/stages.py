@@ -10,11 +10,29 @@ from __future__ import annotations
 
 import importlib.util
 
-#: The module each stage provides, to tell whether it is loaded already.
+#: The module each stage provides, to tell whether it is installed outside the worker.
 PROVIDES = {"preview": "pandas"}
+
+#: Stages whose load has finished in this worker.
+_LOADED: set[str] = set()
+
+
+def _worker_loader():
+    try:
+        from js import qidicomLoadStage  # the worker's loader (absent outside the app's worker)
+    except ImportError:
+        return None
+    return qidicomLoadStage
 
 
 def is_loaded(stage: str) -> bool:
+    """In the worker: only once its load has finished. A package's files appear while the
+    stage is still loading (pandas before its dependencies), and importing it then leaves
+    a half-initialised pandas behind for good; elsewhere: when the module is importable."""
+    if stage in _LOADED:
+        return True
+    if _worker_loader() is not None:
+        return False
     return importlib.util.find_spec(PROVIDES[stage]) is not None
 
 
@@ -22,10 +40,9 @@ async def load(stage: str) -> None:
     """Load a stage's packages in the worker (once; later calls wait for the same load)."""
     if is_loaded(stage):
         return
-    from js import qidicomLoadStage  # the worker's loader (absent outside the app's worker)
-
-    await qidicomLoadStage(stage)
+    await _worker_loader()(stage)  # the same promise for every caller while it loads
     importlib.invalidate_caches()
+    _LOADED.add(stage)
 
 
 def run_with(stage: str, schedule, action, waiting=None, failed=None) -> None:
