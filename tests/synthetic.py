@@ -175,3 +175,33 @@ def save_nrrd(array: np.ndarray, affine_lps: np.ndarray, path: Path) -> Path:
     }
     nrrd.write(str(path), array, header)
     return path
+
+
+#: highdicom's UID root for the UIDs it makes while writing (SOP instance, series, ...).
+WRITTEN_UID_ROOT = "1.2.826.0.1.3680043.10.511.3."
+
+
+def written_alike(dataset: pydicom.Dataset) -> bytes:
+    """The file, with the UIDs and time stamps made while writing replaced in order of
+    appearance (the same UID in two places stays the same): two writes of the same object
+    then compare byte for byte."""
+    import copy
+
+    from qidicom.dicom_encoding import write_part10
+
+    dataset = copy.deepcopy(dataset)
+    replaced: dict[str, str] = {}
+
+    def walk(items: pydicom.Dataset) -> None:
+        for element in items:
+            if element.VR == "SQ":
+                for item in element.value:
+                    walk(item)
+            elif element.VR in ("DA", "DT", "TM"):
+                element.value = {"DA": "20000101", "DT": "20000101000000", "TM": "000000"}[element.VR]
+            elif element.VR == "UI" and str(element.value).startswith(WRITTEN_UID_ROOT):
+                element.value = replaced.setdefault(str(element.value), f"2.25.{len(replaced) + 1}")
+
+    walk(dataset.file_meta)
+    walk(dataset)
+    return write_part10(dataset)

@@ -15,15 +15,14 @@ import pydicom
 import pytest
 
 import synthetic
+from synthetic import written_alike
 from qidicom import pm
-from qidicom.dicom_encoding import write_part10
 from qidicom.errors import InputError
 from qidicom.readers import DicomPath, as_named_bytes, parse_dicom, parse_dicom_file, read_dicom_series, read_image
 from qidicom.samples import make_sample_study
 from qidicom.seg import write_segmentation
 
 #: UIDs made while writing start with highdicom's root; those of the inputs do not.
-WRITTEN_UID_ROOT = "1.2.826.0.1.3680043.10.511.3."
 
 
 def both_ways(path: Path):
@@ -128,26 +127,6 @@ def test_a_dropped_element_would_be_seen(study_dir):
     del header.PatientName
     with pytest.raises(AssertionError):
         assert_same_dataset(whole, header)
-
-
-def written_alike(dataset: pydicom.Dataset) -> bytes:
-    """The file, with the UIDs and times made while writing replaced in order of appearance."""
-    dataset = copy.deepcopy(dataset)
-    replaced: dict[str, str] = {}
-
-    def walk(items: pydicom.Dataset) -> None:
-        for element in items:
-            if element.VR == "SQ":
-                for item in element.value:
-                    walk(item)
-            elif element.VR in ("DA", "DT", "TM"):
-                element.value = {"DA": "20000101", "DT": "20000101000000", "TM": "000000"}[element.VR]
-            elif element.VR == "UI" and str(element.value).startswith(WRITTEN_UID_ROOT):
-                element.value = replaced.setdefault(str(element.value), f"2.25.{len(replaced) + 1}")
-
-    walk(dataset.file_meta)
-    walk(dataset)
-    return write_part10(dataset)
 
 
 def in_memory(directory: Path) -> list[tuple[str, bytes]]:

@@ -19,13 +19,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import pydicom
 import pytest
+
+from synthetic import written_alike
 
 import highdicom
 import highdicom._standard_utils as standard_utils
 from qidicom import highdicom_tables, pm
-from qidicom.dicom_encoding import write_part10
 from qidicom.geometry import Volume
 from qidicom.readers import read_dicom_series, read_image
 from qidicom.samples import make_sample_study, write_sample_study
@@ -35,7 +35,6 @@ from qidicom.seg.write import write_segmentation
 STUDY = make_sample_study(rows=24, columns=20, slices=12)
 SAMPLE_FOLDER = tempfile.TemporaryDirectory(prefix="qidicom-tables-")  # removed at exit
 #: UIDs made while writing start with highdicom's root; those of the inputs do not.
-WRITTEN_UID_ROOT = "1.2.826.0.1.3680043.10.511.3."
 TABLE = pkgutil.get_data("highdicom", highdicom_tables.DATA_FILE)
 
 
@@ -142,27 +141,6 @@ def test_the_remembered_answers_are_highdicoms():
     for attempt in range(2):  # an unknown SOP Class is highdicom's error each time
         with pytest.raises(KeyError, match="No IOD found"):
             standard_utils.is_attribute_in_iod("PixelData", "1.2.3.4")
-
-
-def written_alike(dataset: pydicom.Dataset) -> bytes:
-    """The file, with the UIDs and time stamps made while writing replaced in order of
-    appearance (the same UID in two places stays the same)."""
-    dataset = copy.deepcopy(dataset)
-    replaced: dict[str, str] = {}
-
-    def walk(items: pydicom.Dataset) -> None:
-        for element in items:
-            if element.VR == "SQ":
-                for item in element.value:
-                    walk(item)
-            elif element.VR in ("DA", "DT", "TM"):
-                element.value = {"DA": "20000101", "DT": "20000101000000", "TM": "000000"}[element.VR]
-            elif element.VR == "UI" and str(element.value).startswith(WRITTEN_UID_ROOT):
-                element.value = replaced.setdefault(str(element.value), f"2.25.{len(replaced) + 1}")
-
-    walk(dataset.file_meta)
-    walk(dataset)
-    return write_part10(dataset)
 
 
 def builds() -> dict:

@@ -18,8 +18,8 @@ import pydicom
 import pytest
 
 import synthetic
+from synthetic import written_alike
 from qidicom import pm
-from qidicom.dicom_encoding import write_part10
 from qidicom.geometry import Volume
 from qidicom.readers import read_image
 from qidicom.samples import make_sample_study
@@ -27,7 +27,6 @@ from qidicom.writers import volume_bytes
 
 STUDY = make_sample_study(rows=24, columns=20, slices=12)  # an MR series of 6 slices
 #: UIDs made while writing start with highdicom's root; those of the inputs do not.
-WRITTEN_UID_ROOT = "1.2.826.0.1.3680043.10.511.3."
 
 
 def map_file(volume: Volume, name: str) -> tuple[str, bytes]:
@@ -81,27 +80,6 @@ def cases() -> dict[str, tuple]:
 
 
 CASES = cases()
-
-
-def written_alike(dataset: pydicom.Dataset) -> bytes:
-    """The file, with the UIDs and time stamps made while writing replaced in order of
-    appearance (the same UID in two places stays the same)."""
-    dataset = copy.deepcopy(dataset)
-    replaced: dict[str, str] = {}
-
-    def walk(items: pydicom.Dataset) -> None:
-        for element in items:
-            if element.VR == "SQ":
-                for item in element.value:
-                    walk(item)
-            elif element.VR in ("DA", "DT", "TM"):
-                element.value = {"DA": "20000101", "DT": "20000101000000", "TM": "000000"}[element.VR]
-            elif element.VR == "UI" and str(element.value).startswith(WRITTEN_UID_ROOT):
-                element.value = replaced.setdefault(str(element.value), f"2.25.{len(replaced) + 1}")
-
-    walk(dataset.file_meta)
-    walk(dataset)
-    return write_part10(dataset)
 
 
 @pytest.mark.parametrize("name", list(CASES))
