@@ -15,6 +15,8 @@ import importlib
 import json
 import pkgutil
 import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -186,3 +188,30 @@ def test_the_comparison_sees_one_changed_element():
     changed.SegmentSequence[0].SegmentLabel = "Liver2"
     assert written_alike(built) == written_alike(copy.deepcopy(built))
     assert written_alike(built) != written_alike(changed)
+
+
+def test_prepared_tables_leave_nothing_for_the_first_pm_and_seg_to_decode(tmp_path):
+    # In a fresh process (this one's table has been used): prepare() for the PM's and the
+    # series' IODs decodes every module the first ParametricMap, and a SEG on the CT, look up.
+    code = f"""
+import json
+from qidicom import highdicom_tables, pm
+from qidicom.readers import read_dicom_series, read_image
+from qidicom.samples import write_sample_study
+from qidicom.seg.write import write_segmentation
+files = write_sample_study({str(tmp_path)!r})
+mr = read_dicom_series(files["mr"], check_spacing=False)
+ct = read_dicom_series(files["ct"])
+highdicom_tables.prepare([pm.PARAMETRIC_MAP_SOP_CLASS, mr.datasets[0].SOPClassUID,
+                          "1.2.840.10008.5.1.4.1.1.66.4", ct.datasets[0].SOPClassUID, "1.2.3.4"])
+table = highdicom_tables.get_module_attribute_map()
+prepared = set(table._decoded)
+pm.write_parametric_map(read_image(files["adc_map"]), json.loads(files["pm_metadata"].read_text()), mr)
+write_segmentation([read_image(files["ct_labels"])], json.loads(files["seg_metadata"].read_text()), ct)
+print(json.dumps({{"type": type(table).__name__, "prepared": sorted(prepared), "after": sorted(table._decoded)}}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    assert seen["type"] == "ModuleAttributeMap"
+    assert len(seen["prepared"]) > 20 and seen["after"] == seen["prepared"]

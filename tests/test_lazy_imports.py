@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import io
 import json
 import subprocess
 import sys
+import threading
 import weakref
 
 import numpy as np
@@ -120,3 +122,53 @@ def test_reading_beside_the_series_restores_the_switch_interval(sample_files):
     before = sys.getswitchinterval()
     read_images_and_series([sample_files["ct_labels"]], sample_files["ct"])
     assert sys.getswitchinterval() == before
+
+
+class HeldBack(io.BytesIO):
+    """An image file whose bytes arrive only once ``release`` is set, as from a slow disk."""
+
+    def __init__(self, data: bytes, name: str, release: threading.Event):
+        super().__init__(data)
+        self.name, self.release = name, release
+
+    def read(self, *args):
+        assert self.release.wait(timeout=60), "never released"
+        return super().read(*args)
+
+
+def test_while_the_image_is_still_read_the_caller_works_beside_it(sample_files):
+    path = sample_files["adc_map"]
+    release, calls = threading.Event(), []
+
+    def meanwhile(series):
+        calls.append((series, threading.current_thread()))
+        release.set()  # the image arrives only now, so it was still being read
+
+    held = HeldBack(path.read_bytes(), path.name, release)
+    (volume,), series = read_images_and_series([held], sample_files["mr"], check_spacing=False, while_waiting=meanwhile)
+    assert calls == [(series, threading.current_thread())]
+    np.testing.assert_array_equal(volume.array, read_image(path).array)
+    # Two series given: the image is needed (and waited for) to choose one, so once the
+    # series is parsed, it has been read and nothing is left to do beside it.
+    references = sorted(sample_files["mr"].iterdir()) + sorted(sample_files["ct"].iterdir())
+    _, chosen = read_images_and_series([path], references, check_spacing=False, while_waiting=calls.append)
+    assert len(calls) == 1 and chosen.datasets[0].Modality == "MR"
+
+
+def test_the_images_problem_comes_before_one_of_the_work_beside_it(sample_files):
+    release = threading.Event()
+
+    def meanwhile(series):
+        release.set()
+        raise RuntimeError("the work beside the image failed")
+
+    damaged = HeldBack(b"\x1f\x8b\x08\x00not gzip at all", "damaged.nii.gz", release)
+    with pytest.raises(InputError) as raised:
+        read_images_and_series([damaged], sample_files["mr"], check_spacing=False, while_waiting=meanwhile)
+    with pytest.raises(InputError) as direct:
+        read_image(b"\x1f\x8b\x08\x00not gzip at all", "damaged.nii.gz")
+    assert str(raised.value) == str(direct.value)
+    release.clear()
+    fine = HeldBack(sample_files["adc_map"].read_bytes(), "map.nii.gz", release)
+    with pytest.raises(RuntimeError, match="beside the image failed"):
+        read_images_and_series([fine], sample_files["mr"], check_spacing=False, while_waiting=meanwhile)

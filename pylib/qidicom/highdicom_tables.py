@@ -28,7 +28,7 @@ import json
 import pkgutil
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 #: The highdicom modules that bind each replaced function by name (each is pointed at ours;
 #: the test fails if highdicom gains another).
@@ -194,3 +194,19 @@ def install() -> None:
                 for name in users:
                     setattr(importlib.import_module(name), function, ours[function])
             _originals.update(originals)
+
+
+def prepare(sop_class_uids: Iterable[str]) -> None:
+    """Import highdicom, :func:`install`, and decode the modules of the IODs of these SOP
+    Classes now instead of inside the first construction (~0.17 s in a fresh process, of
+    which the import is ~0.13 s). The PM writer does this while its map is still being
+    inflated on another thread, time it would otherwise spend waiting; the values decoded
+    are the same as on demand. SOP Classes highdicom does not know are passed over."""
+    install()
+    from highdicom._standard_utils import get_iod_module_map, get_sop_class_iod_map
+
+    table = get_module_attribute_map()
+    iods, iod_of = get_iod_module_map(), get_sop_class_iod_map()
+    for uid in sop_class_uids:
+        for module in iods.get(iod_of.get(str(uid), ""), ()):
+            table.get(module["key"])

@@ -116,8 +116,16 @@ def parametric_map_from_files(
     metadata_module.check(document, "pm", source_name(metadata, "metadata"))
     report("reading the map and the reference series", 0.05)
     # Spacing is checked once it is known whether the files are a full series (see place_map).
-    (volume,), reference = read_images_and_series([image], references, check_spacing=False)
+    (volume,), reference = read_images_and_series(
+        [image], references, check_spacing=False, while_waiting=_prepare_highdicom
+    )
     return write_parametric_map(volume, document, reference, compress=compress, data_type=data_type, progress=progress)
+
+
+def _prepare_highdicom(reference: ReferenceSeries) -> None:
+    """What the first ``ParametricMap`` of a process would load (highdicom, its tables for the
+    PM's and the references' IODs), loaded while the map is still being read."""
+    highdicom_tables.prepare([PARAMETRIC_MAP_SOP_CLASS, reference.datasets[0].get("SOPClassUID", "")])
 
 
 def write_parametric_map(

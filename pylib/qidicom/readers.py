@@ -1003,6 +1003,7 @@ def read_images_and_series(
     images: Sequence[Source],
     references: Source | Sequence[Source],
     check_spacing: bool = True,
+    while_waiting: Callable[[ReferenceSeries], object] | None = None,
 ) -> tuple[list[Volume], ReferenceSeries]:
     """``read_image`` of each image and ``read_dicom_series`` of the references (matched to
     the first image), with the images read on a second thread while the series is parsed.
@@ -1011,6 +1012,11 @@ def read_images_and_series(
     headers is Python's: on two cores they take the time of the longer one. Problems are
     reported as if read one after the other: the images' first. Where there are no threads
     (Pyodide), they are.
+
+    ``while_waiting`` is called with the series, once, if the images are still being read
+    when it is parsed: work the caller does next anyway that needs no image (a 45 MB map
+    inflates for ~0.15 s longer than 200 headers take to parse, time this thread would
+    otherwise spend waiting). Should it raise, an image's problem still comes first.
     """
     if not images:
         raise InputError("no image was given")
@@ -1023,6 +1029,8 @@ def read_images_and_series(
         reading = pool.submit(lambda: [read_image(source) for source in images])
         try:
             series = read_dicom_series(references, match=lambda: reading.result()[0], check_spacing=check_spacing)
+            if while_waiting is not None and not reading.done():
+                while_waiting(series)
         except BaseException:
             reading.result()  # an image's problem comes first, as it would one after the other
             raise
