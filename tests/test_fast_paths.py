@@ -208,3 +208,65 @@ def test_finite_range_of_a_map_with_and_without_nan():
         assert _finite_range(np.full((2, 2, 2), np.nan, dtype)) == (0.0, 0.0)
         assert _finite_range(np.zeros((0, 3, 3), dtype)) == (0.0, 0.0)
     assert _finite_range(np.array([[[3, -2, 7]]], np.int16)) == (-2, 7)
+
+
+def test_segment_frames_made_without_highdicoms_cast_give_the_same_seg():
+    import copy
+
+    import highdicom
+    import pytest
+    from synthetic import written_alike
+
+    from qidicom.samples import make_sample_study
+
+    from qidicom.readers import read_dicom_series, read_image
+    from qidicom.seg import build
+    from qidicom.seg.write import write_segmentation
+
+    highdicoms = highdicom.seg.Segmentation.__dict__["_get_segment_pixel_array"]
+    binary = highdicom.seg.SegmentationTypeValues.BINARY
+    # The frame function itself, plane by plane: the same values, type and layout as highdicom's.
+    rng = np.random.default_rng(11)
+    for dtype in (np.uint8, np.uint16, np.int32):
+        plane = rng.integers(0, 4, size=(9, 13)).astype(dtype)
+        for kind in highdicom.seg.SegmentationTypeValues:
+            for described in (np.array([1, 2, 3]), np.array([1])):
+                with build._highdicom_shortcuts():
+                    ours = build.segment_mask(plane.copy(), 2, described, kind, 255, np.uint8)
+                theirs = highdicoms.__func__(plane.copy(), 2, described, kind, 255, np.uint8)
+                np.testing.assert_array_equal(ours, theirs)
+                assert ours.dtype == theirs.dtype and ours.flags.c_contiguous and ours.flags.writeable
+                fast = ours.base is not None and ours.base.dtype == np.bool_  # the comparison's own array
+                assert fast == (kind == binary and len(described) > 1)
+    with build._highdicom_shortcuts():
+        assert np.shares_memory(build.segment_mask(plane, 1, np.array([1]), binary, 255, np.uint8), plane) == \
+            np.shares_memory(highdicoms.__func__(plane, 1, np.array([1]), binary, 255, np.uint8), plane)
+
+    # Whole SEGs, either way: the same bytes once the UIDs and times made while writing are alike.
+    study = make_sample_study(rows=21, columns=23, slices=7)  # frames of 483 pixels: not whole bytes
+    series = read_dicom_series(study.ct_series)
+    labels = read_image(study.ct_labels)
+    liver_only = copy.deepcopy(study.seg_metadata)
+    liver_only["segmentAttributes"] = [liver_only["segmentAttributes"][0][:1]]
+    liver = Volume((labels.array == 1).astype(np.uint8), labels.affine, "liver")
+    cases = {
+        "binary": lambda: write_segmentation([labels], study.seg_metadata, series),
+        "binary, empty frames kept": lambda: write_segmentation([labels], study.seg_metadata, series, skip_empty=False),
+        "binary, deflated": lambda: write_segmentation([labels], study.seg_metadata, series, compress="deflate"),
+        "binary, one segment": lambda: write_segmentation([liver], liver_only, series),
+        "labelmap": lambda: write_segmentation([labels], study.seg_metadata, series, segmentation_type="labelmap"),
+        "fractional": lambda: write_segmentation([liver], liver_only, series, segmentation_type="fractional"),
+    }
+    for name, case in cases.items():
+        fast = written_alike(case().dataset)
+        assert highdicom.seg.Segmentation.__dict__["_get_segment_pixel_array"] is highdicoms  # put back
+        build.SHORTCUTS = False
+        try:
+            plain = written_alike(case().dataset)
+        finally:
+            build.SHORTCUTS = True
+        assert fast == plain, name
+    with pytest.raises(AssertionError):  # the comparison sees a changed frame
+        changed = case().dataset
+        changed.PixelData = bytes([changed.PixelData[0] ^ 1]) + changed.PixelData[1:]
+        assert written_alike(changed) == plain
