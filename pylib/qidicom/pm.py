@@ -144,6 +144,8 @@ def write_parametric_map(
     """
     import highdicom as hd
 
+    from qidicom import highdicom_luts
+
     report = progress or (lambda message, fraction: None)
     if data_type not in DATA_TYPES:
         raise InputError(f"data type '{data_type}' is not one of {', '.join(DATA_TYPES)}")
@@ -166,7 +168,7 @@ def write_parametric_map(
     highdicom_tables.install()  # highdicom's module table decoded a module at a time
     with tolerant_dicom_values():
         try:
-            parametric_map = hd.pm.ParametricMap(
+            parametric_map = highdicom_luts.parametric_map_class()(
                 source_images=reference.datasets,
                 pixel_array=stored.frames,
                 **placement.highdicom_geometry(),

@@ -149,14 +149,14 @@ def build_segmentation(
     """The highdicom Segmentation, with the dcmqi-level details highdicom does not set."""
     import highdicom as hd
 
-    from qidicom import highdicom_tables
+    from qidicom import highdicom_luts, highdicom_tables
 
     highdicom_tables.install()  # highdicom's module table decoded a module at a time
 
     shortcuts = _highdicom_shortcuts() if SHORTCUTS else contextlib.nullcontext()
     with tolerant_dicom_values(), shortcuts:
         try:
-            segmentation = hd.seg.Segmentation(
+            segmentation = highdicom_luts.segmentation_class()(
                 source_images=source_images,
                 pixel_array=pixel_array,
                 segmentation_type=segmentation_type.upper(),
