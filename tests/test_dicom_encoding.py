@@ -138,3 +138,33 @@ def test_pixel_data_not_last_or_deflated_is_left_to_pydicom():
     dataset.PixelData = dataset.PixelData + b"\1"  # odd length: padded as pydicom pads it
     assert dicom_encoding._trailing_pixels(dataset) is not None
     assert dicom_encoding.write_part10(dataset) == pydicom_file_bytes(dataset)
+
+
+def test_items_shared_between_frames_are_encoded_as_pydicom_encodes_each_place():
+    # highdicom puts one item object in many frames; the encoder encodes each object once.
+    built = seg()
+    items = built.PerFrameFunctionalGroupsSequence
+    positions = [frame.PlanePositionSequence[0] for frame in items]
+    assert len({id(item) for item in positions}) < len(positions)  # shared in this SEG
+    # One object in three places, and a copy of it changed between them.
+    shared = copy.deepcopy(items[0].DerivationImageSequence[0])
+    changed = copy.deepcopy(shared)
+    changed.SourceImageSequence[0].ReferencedSOPInstanceUID = "1.2.3.4"
+    sequence = []
+    for item in (shared, changed, shared):
+        frame = pydicom.Dataset()
+        frame.DerivationImageSequence = [item]
+        frame.PlanePositionSequence = [positions[0]]
+        sequence.append(frame)
+    encoded = dicom_encoding.encode_items(sequence)
+    holder = pydicom.Dataset()
+    holder.PerFrameFunctionalGroupsSequence = sequence
+    expected = pydicom_dataset_bytes(holder)
+    assert encoded is not None and expected.endswith(encoded) and len(expected) == len(encoded) + 12
+    assert dicom_encoding.encode_items(items) == pydicom_dataset_bytes(built_items(built))[12:]
+
+
+def built_items(dataset: pydicom.Dataset) -> pydicom.Dataset:
+    holder = pydicom.Dataset()
+    holder.PerFrameFunctionalGroupsSequence = dataset.PerFrameFunctionalGroupsSequence
+    return holder

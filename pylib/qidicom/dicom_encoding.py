@@ -57,11 +57,11 @@ def _is_multi(value) -> bool:
     return isinstance(value, (MultiValue, list, tuple))
 
 
-def _value_bytes(element: DataElement) -> bytes:
+def _value_bytes(element: DataElement, memo: dict[int, bytes]) -> bytes:
     vr = element.VR
     value = element.value
     if vr == "SQ":
-        return b"".join(_item_bytes(item) for item in value)
+        return b"".join([_item_bytes(item, memo) for item in value])
     if element.VM == 0:
         return b""
     if vr in _NUMBER_FORMATS:
@@ -101,11 +101,11 @@ def _value_bytes(element: DataElement) -> bytes:
     raise _Unsupported
 
 
-def _element_bytes(element) -> bytes:
+def _element_bytes(element, memo: dict[int, bytes]) -> bytes:
     if not isinstance(element, DataElement) or element.is_undefined_length or element.is_buffered:
         raise _Unsupported
     vr = element.VR
-    value = _value_bytes(element)
+    value = _value_bytes(element, memo)
     tag = element.tag
     header = pack("<HH", tag >> 16, tag & 0xFFFF) + vr.encode("ascii")
     if vr in _LONG_LENGTH_VRS:
@@ -115,22 +115,30 @@ def _element_bytes(element) -> bytes:
     return header + pack("<H", len(value)) + value
 
 
-def _item_bytes(item: Dataset) -> bytes:
+def _item_bytes(item: Dataset, memo: dict[int, bytes]) -> bytes:
+    # An item's bytes depend on its elements only, and highdicom puts the same item objects
+    # in many frames (a plane's position and source image in each of its segments' frames,
+    # the derivation and purpose codes in all): each object is encoded once per call.
+    encoded = memo.get(id(item))
+    if encoded is not None:
+        return encoded
     if not isinstance(item, Dataset) or getattr(item, "is_undefined_length_sequence_item", False):
         raise _Unsupported
     parts = []
     for tag in sorted(item.keys()):
         if tag.element == 0 and tag.group > 6:  # retired group lengths are not written
             continue
-        parts.append(_element_bytes(item.get_item(tag)))
+        parts.append(_element_bytes(item.get_item(tag), memo))
     body = b"".join(parts)
-    return _ITEM + pack("<L", len(body)) + body
+    encoded = memo[id(item)] = _ITEM + pack("<L", len(body)) + body
+    return encoded
 
 
 def encode_items(items: Sequence[Dataset]) -> bytes | None:
     """The encoded items of a sequence, as pydicom writes them, or ``None`` when not supported."""
+    memo: dict[int, bytes] = {}  # id -> bytes; every item stays referenced by ``items`` meanwhile
     try:
-        return b"".join(_item_bytes(item) for item in items)
+        return b"".join([_item_bytes(item, memo) for item in items])
     except _Unsupported:
         return None
 
