@@ -270,6 +270,31 @@ def test_dropped_files_are_sorted_into_series_label_map_and_metadata(browser, sa
     assert shows(page, sample_files["ct_labels"].name)
 
 
+def test_a_series_is_parsed_without_copying_its_pixels_into_python(browser, tmp_path):
+    """The chosen files are read where they lie (mounted in the worker), so choosing a
+    series costs Python its headers, not its pixels: at most half the pixel data is ever
+    allocated by Python while 40 slices of 512x512 are parsed (copying each file's bytes,
+    as the worker did, allocated all of it)."""
+    import synthetic
+
+    page = browser["page"]
+    datasets = synthetic.make_ct_series(rows=512, columns=512, slices=40)
+    series = synthetic.write_series(datasets, tmp_path / "ct")
+    pixel_bytes = 40 * 512 * 512 * 2
+    page.wait_for_selector("body[data-pickers=ready]", state="attached", timeout=120_000)
+    worker = page.workers[0]
+    page.evaluate("delete document.body.dataset.segSeriesFiles")  # set again once these files are taken
+    worker.evaluate("pyodide.runPython('import tracemalloc; tracemalloc.start()')")
+    try:
+        choose_files(page, "seg", "series", series)
+        page.get_by_text("Series found (40 files)").wait_for(timeout=120_000)
+        page.wait_for_selector("body[data-seg-series-files='40']", state="attached", timeout=60_000)
+        peak = worker.evaluate("pyodide.runPython('tracemalloc.get_traced_memory()[1]')")
+    finally:
+        worker.evaluate("pyodide.runPython('tracemalloc.stop()')")
+    assert 0 < peak < pixel_bytes / 2
+
+
 def test_second_visit_works_with_the_network_cut(browser, sample_files, tmp_path):
     page, context, server = browser["page"], browser["context"], browser["server"]
     page.wait_for_selector("body[data-offline=ready]", state="attached", timeout=120_000)

@@ -7,8 +7,8 @@ state shares), seg_mode / pm_mode / sr_mode (one state and one view per conversi
 open_mode (a SEG, PM or SR opened and turned back into files), preview/ (the slice
 preview, measurements, the opened object's view), stages (packages loaded when first
 needed), views (small view functions), samples ("Load sample data"). Files never travel through
-Bokeh messages: the page hands the browser's File objects to the worker, which reads them
-and calls ``receive_files``. What each conversion takes and offers comes from
+Bokeh messages: the page hands the browser's File objects to the worker, which mounts them
+in Python's file system and calls ``receive_files``. What each conversion takes and offers comes from
 ``qidicom.conversions``, which the page also reads (``conversion_description``) for its
 file pickers.
 
@@ -67,7 +67,7 @@ def _state(mode: str):
         else:
             state = getattr(module, {"seg": "SegState", "pm": "PmState", "sr": "SrState"}[mode])(stack_ready=True)
         state.schedule = BRIDGE.run_later
-        hooks = {"prefill_report": _prefill_report} if mode == "seg" else {}
+        hooks = {"prefill_report": _prefill_report} if mode in ("seg", "open") else {}
         STATES[mode] = (state, module.view(state, **hooks))
     return STATES[mode][0]
 
@@ -121,15 +121,20 @@ def set_mode(mode: str) -> None:
         _show(mode)
 
 
-def file_bytes(data) -> bytes:
-    """One file's contents (a JS Uint8Array) copied into Python as the worker reads it."""
-    return data.to_bytes()
+#: The inputs that take the chosen files as paths, read when needed (a reference series:
+#: its headers when it is parsed, each file's pixels when the preview decodes its slice).
+#: Every other input gets the files' bytes, read at once.
+LAZY_INPUTS = {("seg", "series"), ("pm", "series")}
 
 
 @BRIDGE.in_document
 def receive_files(mode: str, role: str, items) -> None:
-    """Files read by the worker: ``items`` is a JS array of [name, bytes from file_bytes]."""
-    pairs = [(str(name), data) for name, data in items]
+    """Files chosen in the page, mounted read-only by the worker: ``items`` is a JS array of
+    [name, path] (see receiveFiles in worker.js)."""
+    from pathlib import Path
+
+    lazy = (mode, role) in LAZY_INPUTS
+    pairs = [(str(name), Path(str(path)) if lazy else Path(str(path)).read_bytes()) for name, path in items]
     _state(mode).take_files(role, pairs)
 
 

@@ -32,6 +32,17 @@ function sendPatch(patch, buffers) {
   post("patch", { patch: JSON.parse(patch), buffers });
 }
 
+// A blob: URL of a Python bytes object (a conversion's result), usable by the page: the
+// bytes are copied once, from Python's memory straight into the Blob.
+self.qidicomDownloadURL = (data, type) => {
+  const buffer = data.getBuffer("u8");
+  try {
+    return URL.createObjectURL(new Blob([buffer.data], { type }));
+  } finally {
+    buffer.release();
+  }
+};
+
 async function fetchJSON(url) {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
@@ -84,20 +95,21 @@ self.qidicomLoadStage = (name) => {
   return stageLoads[name];
 };
 
+let mounts = 0; // batches of chosen files mounted so far
+
+// The chosen files are mounted read-only in Python's file system (Emscripten's WORKERFS: a
+// file's bytes are read from its File object, synchronously, only when Python reads them),
+// one folder per batch, and Python is given [name, path] pairs. A series' files are then
+// never all in memory: their headers are parsed from their first 64 KiB, and the preview
+// reads one file at a time into its volume, which is the one copy of the pixel data.
 async function receiveFiles(mode, role, files) {
   await conversionStackReady;
-  // Each file is copied into Python as soon as it is read, so one file's buffer at a time is
-  // held on this side (300 CT slices held here at once were another copy of the series).
-  const items = [];
-  try {
-    for (const file of files) {
-      items.push([file.webkitRelativePath || file.name, app.file_bytes(new Uint8Array(await file.arrayBuffer()))]);
-    }
-    app.receive_files(mode, role, items);
-  } finally {
-    for (const [, data] of items) data.destroy();
-  }
-  post("files-read", { mode, role, count: items.length });
+  const folder = `/qidicom-files/${++mounts}`;
+  pyodide.FS.mkdirTree(folder);
+  pyodide.FS.mount(pyodide.FS.filesystems.WORKERFS,
+    { blobs: files.map((file, index) => ({ name: String(index), data: file })) }, folder);
+  app.receive_files(mode, role, files.map((file, index) => [file.webkitRelativePath || file.name, `${folder}/${index}`]));
+  post("files-read", { mode, role, count: files.length });
 }
 
 // "Load sample data": the phantom study is made by qidicom.samples here, in Python, and taken

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import os
 from dataclasses import dataclass, field
 from typing import Iterable, Mapping, Sequence
 
@@ -37,7 +38,7 @@ from pydicom.dataset import Dataset
 
 from qidicom.errors import GeometryError, InputError
 from qidicom.geometry import ORIENTATION_LETTER_THRESHOLD, Volume, covered_ranges, resample_onto
-from qidicom.readers import ReferenceSeries, Source, as_named_bytes, iter_dicom_sources, read_dicom_series, tolerant_dicom_values
+from qidicom.readers import DicomPath, ReferenceSeries, Source, as_named_bytes, iter_dicom_sources, read_dicom_series, tolerant_dicom_values
 
 __all__ = [
     "MapOverlay", "Overlay", "PLANES", "PlaneGeometry", "PreviewUnavailable", "SegmentInfo", "SeriesVolume",
@@ -165,14 +166,17 @@ _PIXEL_TAGS = [0x00280002, 0x00280004, 0x00280006, 0x00280008, 0x00280010, 0x002
 def series_volume(series: ReferenceSeries, sources: Source | Sequence[Source] | Mapping[str, bytes]) -> SeriesVolume:
     """Decode the pixels of an already parsed series from the bytes it was read from.
 
-    ``sources`` are what ``read_dicom_series`` was given (or a name -> bytes mapping);
-    each dataset is found by its file name. Raises :class:`PreviewUnavailable` for a
-    transfer syntax that cannot be decoded here.
+    ``sources`` are what ``read_dicom_series`` was given (or a mapping of name -> bytes or
+    path); each dataset is found by its file name. A file on disk is read when its slice is
+    decoded, so one file's bytes at a time are held beside the volume (the browser's worker
+    passes the chosen files so: the pixel data is then held once). Raises
+    :class:`PreviewUnavailable` for a transfer syntax that cannot be decoded here.
     """
     if isinstance(sources, Mapping):
         by_name = dict(sources)
     else:
-        by_name = {item.name: item.data for item in iter_dicom_sources(sources)}
+        by_name = {item.name: (item.path if isinstance(item, DicomPath) else item.data)
+                   for item in iter_dicom_sources(sources, read=False)}
     datasets = series.datasets
     for dataset in datasets:
         syntax = str(getattr(dataset, "file_meta", {}).get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian))
@@ -185,6 +189,8 @@ def series_volume(series: ReferenceSeries, sources: Source | Sequence[Source] | 
         data = by_name.get(str(dataset.filename))
         if data is None:
             raise InputError(f"{dataset.filename}: its bytes were not given, so its pixels cannot be shown")
+        if isinstance(data, (str, os.PathLike)):
+            data = as_named_bytes(data, str(dataset.filename)).data
         try:
             with tolerant_dicom_values():
                 pixels = _native_pixels(dataset, data)

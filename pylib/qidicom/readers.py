@@ -628,7 +628,7 @@ def iter_dicom_sources(sources: Source | Sequence[Source], read: bool = True) ->
             yield as_named_bytes(path, name) if read else DicomPath(name, path)
         return
     if isinstance(sources, (str, os.PathLike, bytes, bytearray, NamedBytes)) or (
-        isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray))
+        isinstance(sources, tuple) and len(sources) == 2 and isinstance(sources[1], (bytes, bytearray, os.PathLike))
     ):
         sources = [sources]
     for source in sources:
@@ -636,6 +636,9 @@ def iter_dicom_sources(sources: Source | Sequence[Source], read: bool = True) ->
             yield from iter_dicom_sources(source, read)
         elif not read and isinstance(source, (str, os.PathLike)) and Path(source).is_file():
             yield DicomPath(Path(source).name, Path(source))
+        elif not read and isinstance(source, tuple) and len(source) == 2 and isinstance(source[1], os.PathLike) \
+                and Path(source[1]).is_file():
+            yield DicomPath(str(source[0]), Path(source[1]))  # (name, path): a file read later, by its name
         else:
             yield as_named_bytes(source)
 
