@@ -317,3 +317,70 @@ def test_preview_area_opens_by_itself_once_series_and_label_map_are_there(sample
     shown = area.shown
     state.document = {**sample_study.seg_metadata, "ContentCreatorName": "Someone"}  # not what the preview shows
     assert area.shown == shown and area.area.objects[0] is preview
+
+
+def test_an_edit_the_preview_does_not_show_changes_nothing_and_a_label_or_colour_is_shown_in_place(
+        sample_study, monkeypatch):
+    """The form changes the document on every key typed. An edit of an attribute the preview
+    never shows (SegmentAlgorithmName) leaves the preview as it is; a new label or colour of
+    the same segments updates the shown preview (palette, segment lists, readout, the
+    page-side description, the measurements' table) without placing the label maps on the
+    grid again; a new numbering makes the preview again."""
+    import copy
+    import json
+
+    import param
+
+    from preview.area import PreviewArea
+
+    from qidicom.readers import read_dicom_series
+
+    class ModeState(param.Parameterized):
+        series = param.Parameter()
+        label_maps = param.List()
+        document = param.Dict(allow_None=True)
+
+    made = []
+    placing = qp.overlay_from_label_maps
+    monkeypatch.setattr(qp, "overlay_from_label_maps", lambda *a, **k: made.append(1) or placing(*a, **k))
+    pairs = list(sample_study.ct_series)
+    state = ModeState()
+    state._series_pairs = pairs
+    area = PreviewArea(state)
+    document = copy.deepcopy(sample_study.seg_metadata)
+    state.param.update(series=read_dicom_series(pairs), label_maps=[readers.read_image(sample_study.ct_labels)],
+                       document=document)
+    assert len(made) == 1
+    preview, measured = area.area.objects
+    view, label_maps = area.inputs_view, area.inputs_view.overlay.label_maps
+    measured.objects[0].clicks += 1  # "Measurements"
+    first = document["segmentAttributes"][0][0]
+    number = next(n for n, s in view.overlay.segments.items() if s.label == first["SegmentLabel"])
+
+    edited = copy.deepcopy(document)
+    edited["segmentAttributes"][0][0]["SegmentAlgorithmName"] = "Region growing"
+    state.document = edited
+    assert len(made) == 1 and area.inputs_view is view and area.area.objects[0] is preview
+
+    edited = copy.deepcopy(edited)
+    edited["segmentAttributes"][0][0].update(SegmentLabel="Renamed", recommendedDisplayRGBValue=[10, 20, 30])
+    state.document = edited
+    assert len(made) == 1 and area.inputs_view is view and area.area.objects[0] is preview
+    assert view.overlay.label_maps is label_maps and view.overlay.segments[number].label == "Renamed"
+    assert view.segment_mapper.palette[number] == "#0a141e"
+    assert f"{number} Renamed" in view.visible.options and f"{number} Renamed" in view.visible.value
+    assert f"{number} Renamed" in view.jump.options
+    side = json.loads(view.base_mapper.tags[view.base_mapper.tags.index("qi-page-side") + 1])
+    assert side["segments"]["palette"][number] == "#0a141e"
+    table = measured.objects[1].objects[0].object
+    assert "Renamed" in table and first["SegmentLabel"] not in table.split("Renamed")[0][-40:]
+    view.set_position(view.overlay.centre(number))
+    assert (number, "Renamed") in view.last_readout["segments"]
+    view.visible.value = [name for name in view.visible.value if not name.startswith(f"{number} ")]
+    assert view.segment_mapper.palette[number] == "#00000000"  # the renamed checkbox still works
+
+    edited = copy.deepcopy(edited)
+    groups = edited["segmentAttributes"][0]
+    groups[0]["labelID"] = 99  # a label value the file does not hold: other segments
+    state.document = edited
+    assert len(made) == 2 and area.inputs_view is not view

@@ -43,7 +43,7 @@ from qidicom.readers import DicomPath, ReferenceSeries, Source, as_named_bytes, 
 __all__ = [
     "MapOverlay", "Overlay", "PLANES", "PlaneGeometry", "PreviewUnavailable", "SegmentInfo", "SeriesVolume",
     "WINDOW_PRESETS", "auto_window", "direction_letters", "map_overlay", "overlay_from_label_maps",
-    "overlay_from_segmentation", "plane_geometry", "read_series_volume", "label_counts", "readout", "segment_numbering", "series_volume",
+    "overlay_from_segmentation", "plane_geometry", "read_series_volume", "label_counts", "readout", "relabelled", "segment_numbering", "series_volume",
 ]
 
 
@@ -449,6 +449,10 @@ class Overlay:
 
     label_maps: list[np.ndarray]
     segments: dict[int, SegmentInfo]
+    #: For label maps from files: segment number -> (file index, label value), and whether
+    #: the seg metadata numbered them (``relabelled`` compares these to a new metadata's).
+    sources: dict[int, tuple[int, int]] = field(default_factory=dict)
+    numbered_by_metadata: bool = False
 
     def arrays(self) -> list[np.ndarray]:
         """The label maps as ``[i, j, k]`` views."""
@@ -601,6 +605,7 @@ def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, met
     """
     numbering = segment_numbering(volumes, metadata, use_label_id_as_segment_number)
     segments: dict[int, SegmentInfo] = {}
+    sources: dict[int, tuple[int, int]] = {}
     label_maps: list[np.ndarray] = []
     number = 0
     for index, volume in enumerate(volumes):
@@ -618,6 +623,7 @@ def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, met
         for value, segment, attributes in wanted:
             segments[segment] = SegmentInfo(segment, _label(attributes, segment), _colour(attributes, segment),
                                             len(label_maps), attributes)
+            sources[segment] = (index, int(value))
             lut[value] = segment
         if not np.issubdtype(placed.dtype, np.integer):
             placed = np.rint(placed).astype(np.int32)
@@ -630,7 +636,26 @@ def overlay_from_label_maps(volumes: Sequence[Volume], target: SeriesVolume, met
             label_maps.append(shared)
         else:
             label_maps.append(lut[placed])
-    return Overlay(label_maps, dict(sorted(segments.items())))
+    return Overlay(label_maps, dict(sorted(segments.items())), dict(sorted(sources.items())), numbering is not None)
+
+
+def relabelled(overlay: Overlay, volumes: Sequence[Volume], metadata: Mapping | None = None,
+               use_label_id_as_segment_number: bool = False) -> Overlay | None:
+    """``overlay`` (from ``overlay_from_label_maps`` of the same ``volumes``) with the labels,
+    colours and attributes of new seg metadata, sharing its label maps: for an edit of the
+    segments' descriptions, without placing the label maps on the grid again. None when the
+    new metadata numbers the label values differently (the overlay must be made again)."""
+    numbering = segment_numbering(volumes, metadata, use_label_id_as_segment_number)
+    if numbering is None:  # numbered by the values present: as before only if it was so before
+        return overlay if not overlay.numbered_by_metadata and overlay.sources else None
+    wanted = {number: (index, int(value), attributes)
+              for index, entries in numbering.items() for value, number, attributes in entries}
+    if not overlay.sources or {n: (i, v) for n, (i, v, _) in wanted.items()} != overlay.sources:
+        return None
+    segments = {number: SegmentInfo(number, _label(attributes, number), _colour(attributes, number),
+                                    overlay.segments[number].group, attributes)
+                for number, (_, _, attributes) in sorted(wanted.items())}
+    return Overlay(overlay.label_maps, segments, dict(overlay.sources), True)
 
 
 @dataclass

@@ -4,7 +4,9 @@ It reads what the mode's state already parsed: ``series`` (a ReferenceSeries) an
 ``(name, bytes)`` pairs it came from (``_series_pairs``), the SEG mode's ``label_maps`` or
 the PM mode's map ``volume``, and the metadata ``document`` (segment labels and colours,
 map units). The preview opens by itself once the series and a label map (or a map) are
-there, and again when they or the segments' description change; with the series alone,
+there, and again when they change; an edit of the segments' labels or colours (the same
+series, label maps and numbering) is shown in place (``relabel``), and an edit of what the
+preview does not show changes nothing here; with the series alone,
 "Show the preview" opens it. "Show what was written" reads the written object back from
 its bytes with the library's reader (``show_output(data)``), so the person sees what was
 written, not what was meant. "Measurements" measures each segment on the series (with
@@ -42,12 +44,33 @@ def base_name(name: str) -> str:
 
 #: The state's parameters the preview is made from (those the state has are watched).
 INPUTS = ("series", "label_maps", "volume", "document", "useLabelIDAsSegmentNumber")
-#: The metadata's keys the preview shows (segment numbers, labels and colours; map units).
+#: The metadata's keys the preview reads: segments' numbering, labels and colours (and the
+#: finding and site its measurements report), the map's quantity and units.
 DESCRIBING = ("segmentAttributes", "segmentAttributesFileMapping", "QuantityValueCode", "MeasurementUnitsCode")
+#: What the preview reads of each segment (qidicom.preview's _label and _colour, the writer's
+#: numbering by labelID, qidicom.measurements.report_metadata's Finding and FindingSite):
+#: an edit of anything else (an algorithm's name, a category) leaves the preview as it is.
+SEGMENT_KEYS = ("labelID", "SegmentLabel", "SegmentDescription", "SegmentedPropertyTypeCodeSequence",
+                "AnatomicRegionSequence", "recommendedDisplayRGBValue", "RecommendedDisplayCIELabValue")
 
-#: Seconds the inputs must stay the same before a shown preview is made again (the form
+
+def described(document: dict | None) -> str:
+    """The part of a metadata document the preview shows, as text to compare."""
+    document = document or {}
+    shown = {key: document.get(key) for key in DESCRIBING}
+    groups = shown["segmentAttributes"]
+    if isinstance(groups, list):  # a form's half-made document may have anything here: kept as it is
+        shown["segmentAttributes"] = [
+            [{k: a[k] for k in SEGMENT_KEYS if k in a} if isinstance(a, dict) else a for a in group]
+            if isinstance(group, list) else group for group in groups]
+    return json.dumps(shown, sort_keys=True, default=str)
+
+#: Seconds the inputs must stay the same before the preview is made or changed (the form
 #: changes the metadata on every key typed in a segment's label).
 QUIET_S = 0.6
+#: Seconds the metadata must stay the same before a preview is built (which takes seconds
+#: of the worker's time with many segments, and an edit sent meanwhile waits behind it).
+HOLD_S = 1.5
 
 REPORT_NEEDS_SEG = ("A measurement report (SR) refers to the SEG it measures: convert to a SEG below, then "
                     "“Measurements” under what was written pre-fills the report.")
@@ -59,7 +82,11 @@ class PreviewArea:
         self.offer, self.prefill_report = offer, prefill_report
         self.volume: qp.SeriesVolume | None = None
         self.shown: tuple | None = None  # the inputs' signature of the preview shown, if any
+        self.inputs_view: SlicePreview | None = None  # the inputs' preview, while the area shows it
+        self.measurements: MeasurementsPanel | None = None  # its measurements
         self._opening = False
+        self._prepared = False  # the preview's packages asked for (see _prepare)
+        self._replacing = False  # the area says a preview of new files is being made
         self.button = pn.widgets.Button(name="Show the preview", button_type="default")
         self.button.on_click(lambda _event: self._with_preview_packages(self.show_inputs))
         self.output_button = pn.widgets.Button(name="Show what was written", button_type="default", visible=False)
@@ -71,11 +98,40 @@ class PreviewArea:
         watched = [name for name in INPUTS if name in params]
         if watched:
             state.param.watch(self._inputs_changed, watched)
+        self._edited_at = 0.0  # time.monotonic() of the metadata's last change
+        if "document" in params:
+            state.param.watch(self._document_changed, "document")
+        self._prepare()
 
     def _with_preview_packages(self, action: Callable[[], None]) -> None:
         schedule = getattr(self.state, "schedule", None)
-        stages.run_with("preview", schedule, action, waiting=lambda: self._message("Loading the preview…", "info"),
-                        failed=self._message)
+        stages.run_with("preview", schedule, lambda: self._after_figures_imports(action, schedule),
+                        waiting=lambda: self._message("Loading the preview…", "info"), failed=self._message)
+
+    def _after_figures_imports(self, action: Callable[[], None], schedule) -> None:
+        """The first figure imports pandas (Bokeh's ColumnDataSource does), most of a second
+        in the worker: done in a step of its own, so that what the page sent meanwhile (a
+        form edit) is answered between it and the building of the preview."""
+        import sys
+
+        if schedule is None or "pandas" in sys.modules:
+            action()
+            return
+        import pandas  # noqa: F401
+
+        async def then() -> None:
+            import asyncio
+
+            await asyncio.sleep(0)
+            try:
+                action()
+            except Exception:
+                from base import log_exception
+
+                log_exception("showing the preview failed")
+                self._message("The preview failed unexpectedly (details are in the browser console).")
+
+        schedule(then)
 
     # ---------------------------------------------------------------- opening by itself
 
@@ -89,37 +145,99 @@ class PreviewArea:
         """What the preview of the inputs shows: when it changes, the preview is made again
         (not on every edit of the metadata: only of what the preview shows of it)."""
         state = self.state
-        document = getattr(state, "document", None) or {}
-        described = json.dumps({key: document.get(key) for key in DESCRIBING}, sort_keys=True, default=str)
         return (id(getattr(state, "series", None)), tuple(map(id, getattr(state, "label_maps", None) or [])),
-                id(getattr(state, "volume", None)), described, bool(getattr(state, "useLabelIDAsSegmentNumber", False)))
+                id(getattr(state, "volume", None)), described(getattr(state, "document", None)),
+                bool(getattr(state, "useLabelIDAsSegmentNumber", False)))
+
+    def _prepare(self) -> None:
+        """In the background, once the mode's page is shown: load the preview's packages and
+        import pandas (its figures import it), seconds of the worker's time, so that both are
+        done while the person chooses files, not when the preview opens by itself, as the
+        person starts the form and types in it (an edit sent meanwhile waited behind them)."""
+        schedule = getattr(self.state, "schedule", None)
+        if self._prepared or schedule is None or stages.is_loaded("preview"):
+            return
+        self._prepared = True
+
+        async def prepare() -> None:
+            import asyncio
+
+            try:
+                await stages.load("preview")
+                await asyncio.sleep(0)  # what the page sent meanwhile first
+                import pandas  # noqa: F401
+            except Exception:  # said when the preview is opened (stages.run_with)
+                pass
+
+        schedule(prepare)
+
+    def _document_changed(self, _event) -> None:
+        import time
+
+        self._edited_at = time.monotonic()
 
     def _inputs_changed(self, *_events) -> None:
         """Several inputs often arrive in one message (a sample, files dropped together): the
-        preview is made once, after it."""
+        preview is made once, after it. A preview of other files goes at once (not shown
+        as if it were of these while the new one is made)."""
+        if self.shown is not None and self.inputs_ready() and self.signature()[:3] != self.shown[:3] \
+                and self.area.objects and not self._replacing:
+            self._message("Making the preview of the files chosen…", "info")
+            self._replacing = True
         if self._opening or not self.inputs_ready() or self.signature() == self.shown:
             return
         schedule = getattr(self.state, "schedule", None)
         if schedule is None:  # no event loop to wait for (a plain Python session)
-            self._with_preview_packages(self.show_inputs)
+            self._with_preview_packages(self.update_inputs)
             return
         self._opening = True
 
         async def open_preview() -> None:
             import asyncio
+            import time
 
             try:
-                while self.shown is not None:  # a preview is shown: wait for the inputs to settle
+                while True:  # until the inputs have settled
                     seen = self.signature()
                     await asyncio.sleep(QUIET_S)
-                    if self.signature() == seen:
-                        break
+                    if self.signature() != seen:
+                        continue
+                    if self.shown is not None and self.relabel():
+                        return  # new labels or colours: shown in place, at once
+                    if time.monotonic() - self._edited_at >= HOLD_S:
+                        break  # not while the form is being typed in: building takes seconds
             finally:
                 self._opening = False
             if self.inputs_ready() and self.signature() != self.shown:
-                self._with_preview_packages(self.show_inputs)
+                self._with_preview_packages(self.update_inputs)
 
         schedule(open_preview)
+
+    def update_inputs(self) -> None:
+        """The inputs' preview after a change: in place when only the segments' descriptions
+        changed (labels, colours: ``relabel``), made again otherwise."""
+        if not self.relabel():
+            self.show_inputs()
+
+    def relabel(self) -> bool:
+        """Show new labels and colours of the segments shown (the same series, label maps and
+        numbering) in the preview and its measurements, without making either again (with 100
+        segments that takes seconds in the worker, and an edit typed meanwhile waits). False
+        when the change needs a new preview."""
+        state, shown, now = self.state, self.shown, self.signature()
+        view = self.inputs_view
+        if shown is None or view is None or view.overlay is None or view.pmap is not None or shown[:3] != now[:3]:
+            return False
+        overlay = qp.relabelled(view.overlay, state.label_maps, state.document,
+                                bool(getattr(state, "useLabelIDAsSegmentNumber", False)))
+        if overlay is None:
+            return False
+        if overlay is not view.overlay:
+            view.relabel(overlay)
+            if self.measurements is not None:
+                self.measurements.relabel(overlay)
+        self.shown = now
+        return True
 
     def _result_changed(self, event) -> None:
         """A new result: offer its preview, and show it at once if the series is decoded already
@@ -161,6 +279,8 @@ class PreviewArea:
         clear = getattr(self.offer, "clear", None)
         if clear is not None:
             clear()
+        self.inputs_view = self.measurements = None
+        self._replacing = False
         self.area.objects = items
 
     def show_inputs(self) -> None:
@@ -182,14 +302,17 @@ class PreviewArea:
             self.button.visible = True
             self._message(str(error))
             return
-        self.view = SlicePreview(volume, overlay=overlay, pmap=pmap, title="Preview of the inputs")
-        items = [self.view.panel()]
+        self.view = view = SlicePreview(volume, overlay=overlay, pmap=pmap, title="Preview of the inputs")
+        items = [view.panel()]
+        measured = None
         if overlay is not None and overlay.segments:
-            items.append(MeasurementsPanel(volume, overlay, offer=self.offer,
-                                           note=REPORT_NEEDS_SEG if self.prefill_report is not None else "").panel())
+            measured = MeasurementsPanel(volume, overlay, offer=self.offer,
+                                         note=REPORT_NEEDS_SEG if self.prefill_report is not None else "")
+            items.append(measured.panel())
         self.shown = signature
         self.button.visible = False  # shown: it follows the inputs by itself now
         self._show(items)
+        self.inputs_view, self.measurements = view, measured
 
     def show_output(self, data: bytes, name: str = "the written object") -> None:
         """The object just written, read back by the library's reader, over the series."""

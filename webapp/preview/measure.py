@@ -51,6 +51,21 @@ class MeasurementsPanel:
 
     def measure(self) -> None:
         self.results = measurements.measure_segments(self.volume, self.overlay, self.pmap)
+        self._show(prefill=True)
+
+    def relabel(self, overlay) -> None:
+        """New labels and attributes of the same segments (the same voxels): the numbers
+        shown stay, their labels change; nothing is measured again and no report is sent."""
+        self.overlay = overlay
+        if not self.results:
+            return
+        for result in self.results:
+            info = overlay.segments.get(result.number)
+            if info is not None:
+                result.label, result.attributes = info.label, dict(info.attributes)
+        self._show(prefill=False)
+
+    def _show(self, prefill: bool) -> None:
         rows = measurements.measurements_table(self.results)
         items: list = [pn.pane.HTML(table_html(_readable(rows), COLUMNS if self.pmap is not None else COLUMNS[:10]),
                                     sizing_mode="stretch_width", css_classes=["qi-measurements"]),
@@ -62,7 +77,7 @@ class MeasurementsPanel:
             except Exception as error:  # e.g. nothing measurable: say so beside the table
                 items.append(pn.pane.Alert(html.escape(str(error)), alert_type="warning"))
             else:
-                if self.prefill is not None:
+                if self.prefill is not None and prefill:
                     self.prefill(self.document)
                     items.append(pn.pane.Alert("The SR form is pre-filled with these measurements, and the files they "
                                                "refer to are loaded there: open “Measurement report (SR)” to convert.",

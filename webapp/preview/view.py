@@ -256,7 +256,9 @@ class SlicePreview:
             self._segment_names = names
             self.visible = pn.widgets.CheckBoxGroup(name="Segments", options=list(names), value=list(names), inline=False,
                                                     css_classes=[f"qi-ctl-{key}-visible"])
-            self.visible.param.watch(lambda event: self.set_visible([names[v] for v in event.new]), "value")
+            self.visible.param.watch(
+                lambda event: self.set_visible([self._segment_names[v] for v in event.new if v in self._segment_names]),
+                "value")
             self.opacity_slider = pn.widgets.FloatSlider(name="Opacity", start=0, end=1, step=0.05, value=self.opacity,
                                                          css_classes=[f"qi-ctl-{key}-opacity"])
             self.opacity_slider.param.watch(lambda event: self.set_opacity(event.new), "value")
@@ -412,6 +414,21 @@ class SlicePreview:
         self.hidden = set(self.overlay.segments) - set(int(n) for n in numbers)
         self.segment_mapper.palette = self._segment_palette()
         self._timed("visibility", started)
+
+    def relabel(self, overlay: qp.Overlay) -> None:
+        """New labels and colours of the same segments (``qidicom.preview.relabelled``: the same
+        label maps and numbers): the palette, the segment lists and the readout change, no
+        pixels move and no figure is made again (the form edits descriptions as one types)."""
+        if self.overlay is None or set(overlay.segments) != set(self.overlay.segments):
+            raise ValueError("relabel takes the same segments with new descriptions")
+        self.overlay = overlay
+        self.segment_mapper.palette = self._segment_palette()
+        names = {f"{n} {s.label}": n for n, s in overlay.segments.items()}
+        self._segment_names = names
+        self.visible.param.update(options=list(names), value=[name for name, n in names.items() if n not in self.hidden])
+        self.jump.options = ["(choose)"] + list(names)
+        self.base_mapper.tags = [PAGE_SIDE_TAG, json.dumps(self.page_side())]
+        self.show_readout(self.position)
 
     def set_outline(self, outline: bool) -> None:
         self.outline = bool(outline)
