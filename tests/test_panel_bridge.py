@@ -111,3 +111,30 @@ def test_no_other_app_module_uses_a_private_panel_or_bokeh_name():
     bridge = WEBAPP / "panel_bridge.py"
     used = {name.rpartition(".")[2] for name in private_names_used(bridge) - defined_names(bridge)}
     assert used <= declared, used - declared
+
+
+def test_changes_made_in_a_batch_reach_the_page_as_one_patch_after_it():
+    """A conversion's end changes several views; each patch costs the page a layout of the
+    whole document, so the changes made in ``batched()`` go as one patch, with only the
+    last value of each attribute, when the block ends (a change outside goes at once)."""
+    from bokeh.document import Document
+    from bokeh.models import Div
+
+    bridge = bridge_module().Bridge()
+    bridge.document = Document()
+    first, second = Div(text="a"), Div(text="b")
+    bridge.document.add_root(first)
+    bridge.document.add_root(second)
+    sent = []
+    bridge._dispatch = sent.append  # the page's side of the worker (needs Pyodide's js module)
+    bridge.link(send_patch=lambda *_: None)
+    sent.clear()  # what linking itself sent
+    with bridge.batched():
+        first.text = "one"
+        second.text = "two"
+        first.text = "three"
+        assert sent == []  # nothing before the block ends
+    assert len(sent) == 1
+    assert sorted((event.model.text, event.attr) for event in sent[0]) == [("three", "text"), ("two", "text")]
+    second.text = "alone"
+    assert len(sent) == 2 and [event.model.text for event in sent[1]] == ["alone"]

@@ -10,6 +10,7 @@ made from ``qidicom.conversions``: the same names, choices and defaults as the C
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -209,34 +210,50 @@ class ConversionState(param.Parameterized):
         """Replaced by the app with its bridge's ``run_later`` (which sets Panel's curdoc)."""
         asyncio.get_event_loop().create_task(coroutine_function())
 
+    @staticmethod
+    def batch() -> contextlib.AbstractContextManager:
+        """Replaced by the app with its bridge's ``batched``: the page gets the changes made in
+        the block as one patch, so it lays its document out once for them, not per view."""
+        return contextlib.nullcontext()
+
     async def convert(self) -> None:
         if not self.can_convert:
             return
         if self.result_url:
             revoke_download_url(self.result_url)
         # One batched update per state change: every bound view re-renders once, not per field.
-        self.param.update(busy=True, error="", progress=0.0, progress_message="starting", result_url="",
-                          result_name="", result_size=0, result_warnings=[])
+        with self.batch():
+            self.param.update(busy=True, error="", progress=0.0, progress_message="starting", result_url="",
+                              result_name="", result_size=0, result_warnings=[])
         await asyncio.sleep(0.05)
         started = time.perf_counter()
+        outcome: dict[str, Any] = {}
         try:
             result = self.write(self.option_values(), self._report)
         except Exception as error:
-            self.error = readable_failure(error, "the conversion")
+            outcome = dict(error=readable_failure(error, "the conversion"))
         else:
             self.last_result = result  # the library's result (dataset, bytes, name, warnings)
             written = time.perf_counter()
-            self.param.update(progress=1.0, progress_message="done", result_url=make_download_url(result.data),
-                              result_name=result.filename, result_size=len(result.data),
-                              result_warnings=list(result.warnings))
-            # (the benchmarks read this line: the library call's time, then the link's)
-            print(f"qidicom: {self.conversion.short_name} written in {written - started:.2f} s "
-                  f"({len(result.data) / 1e6:.1f} MB); link offered {time.perf_counter() - written:.2f} s later")
+            outcome = dict(result_url=make_download_url(result.data), result_name=result.filename,
+                           result_size=len(result.data), result_warnings=list(result.warnings))
         finally:
-            self.busy = False
+            # The link (or the error) first, in a patch of its own: the page applies it at once.
+            # The end of "busy" follows: showing and hiding views costs the page a layout of
+            # its whole document (0.1-1 s beside a preview), which held the link back.
+            with self.batch():
+                self.param.update(**outcome)
+            if "result_url" in outcome:
+                # (the benchmarks read this line: the library call's time, then the link's)
+                print(f"qidicom: {self.conversion.short_name} written in {written - started:.2f} s "
+                      f"({len(result.data) / 1e6:.1f} MB); link offered {time.perf_counter() - written:.2f} s later")
+            await asyncio.sleep(0.02)  # the page's next frame shows the link before the layout below
+            with self.batch():
+                self.busy = False  # (the progress bar is hidden with it: no last step to show)
 
     def _report(self, message: str, fraction: float) -> None:
-        self.param.update(progress_message=message, progress=min(max(float(fraction), 0.0), 1.0))
+        with self.batch():
+            self.param.update(progress_message=message, progress=min(max(float(fraction), 0.0), 1.0))
 
 
 def _option_param(option) -> param.Parameter:

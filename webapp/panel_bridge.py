@@ -9,8 +9,9 @@ Panel or Bokeh pin drops or changes one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 #: (module in the wheel, qualified name, parameters relied on) of every private name used.
 PRIVATE_NAMES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
@@ -130,6 +131,21 @@ class Bridge:
                         self.document.apply_json_patch(
                             type(serialized)(content={**serialized.content, "events": [event]}, buffers=serialized.buffers),
                             setter="js")
+        finally:
+            self._held = None
+            if held and self._send is not None:
+                self._dispatch(self._combined(held))
+
+    @contextlib.contextmanager
+    def batched(self) -> Iterator[None]:
+        """Send the document changes made in the block as one patch, at its end (inside a page
+        change being applied, they go with that change's patch as they already do)."""
+        if self._held is not None:
+            yield
+            return
+        held = self._held = []
+        try:
+            yield
         finally:
             self._held = None
             if held and self._send is not None:

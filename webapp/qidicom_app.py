@@ -67,6 +67,7 @@ def _state(mode: str):
         else:
             state = getattr(module, {"seg": "SegState", "pm": "PmState", "sr": "SrState"}[mode])(stack_ready=True)
         state.schedule = BRIDGE.run_later
+        state.batch = BRIDGE.batched
         hooks = {"prefill_report": _prefill_report} if mode in ("seg", "open") else {}
         STATES[mode] = (state, module.view(state, **hooks))
     return STATES[mode][0]
