@@ -26,7 +26,7 @@ import sr_mode  # noqa: E402
 @pytest.fixture(autouse=True)
 def no_browser(monkeypatch):
     """Download links are blob: URLs made with the browser's API; here a stand-in name."""
-    monkeypatch.setattr(base, "make_download_url", lambda data: f"blob:{len(data)}")
+    monkeypatch.setattr(base, "make_download_url", lambda data, mime="": f"blob:{len(data)}")
     monkeypatch.setattr(base, "revoke_download_url", lambda url: None)
 
 
@@ -142,3 +142,39 @@ def test_sr_state_finds_the_named_files_among_those_loaded_in_several_picks(samp
     assert made.Modality == "SR" and len(made.ContentSequence[-1].ContentSequence) == len(document["Measurements"])
     state.clear_pool()
     assert state.pool_count == 0 and not state.can_convert
+
+
+def test_a_seg_opened_with_its_series_prefills_the_sr_mode_as_seg_mode_does(sample_files):
+    """Open mode: the Measurements of a SEG opened with its series pre-fill a report
+    referencing that SEG's SOPInstanceUID and segment numbers; the SR mode, given the files
+    the hook passes, finds every one it names and converts it."""
+    import open_mode
+    from qidicom import conversions, metadata
+
+    report = sr_mode.SrState(stack_ready=True)
+
+    def prefill(document, files):  # what the app's hook does (qidicom_app._prefill_report)
+        report.clear_pool()
+        report.take_files(conversions.POOL_ROLE, files)
+        report.set_document(document)
+
+    state = open_mode.OpenState()
+    open_mode.view(state, prefill_report=prefill)
+    state.take_files(open_mode.SERIES_ROLE, pairs(sorted(sample_files["ct"].glob("*.dcm"))))
+    state.take_files(open_mode.OBJECT_ROLE, pairs([sample_files["seg"]]))
+    measured = state.viewer.measurements
+    measured.measure()
+    document = measured.document
+    seg = pydicom.dcmread(sample_files["seg"], stop_before_pixels=True)
+    assert metadata.validate(document, "sr") == []
+    assert [g["ReferencedSegment"] for g in document["Measurements"]] == [m.number for m in measured.results]
+    assert sorted(g["ReferencedSegment"] for g in document["Measurements"]) == sorted(
+        item.SegmentNumber for item in seg.SegmentSequence)
+    assert {g["segmentationSOPInstanceUID"] for g in document["Measurements"]} == {str(seg.SOPInstanceUID)}
+    assert document["compositeContext"][0] == sample_files["seg"].name
+    assert "pre-filled" in "".join(str(getattr(item, "object", "")) for item in measured.area.objects)
+    assert all(found for _key, _name, found in report.references) and report.can_convert, report.blocked_reason
+    convert(report)
+    made = pydicom.dcmread(pydicom.filebase.DicomBytesIO(base_result_bytes(report)))
+    assert made.Modality == "SR"
+    assert len(made.ContentSequence[-1].ContentSequence) == len(document["Measurements"])

@@ -64,6 +64,8 @@ class OpenState(param.Parameterized):
     def __init__(self, offer=None, **params):
         super().__init__(**params)
         self.offer = offer or views.Downloads()
+        #: ``prefill_report(document, files)``: the app's hook to the SR mode (see view()).
+        self.prefill_report = None
         self._object: tuple[str, bytes] | None = None
         self._series: Pairs = []
         self._map: tuple[str, bytes] | None = None
@@ -143,7 +145,45 @@ class OpenState(param.Parameterized):
             self.param.update(message=readable_failure(error, f"opening {name}"), content=None)
             return
         self.viewer = viewer
+        self._report_measurements(viewer)
         self.param.update(message="", content=layout)
+
+    def _report_measurements(self, viewer) -> None:
+        """A SEG opened with its series: its Measurements pre-fill the SR mode with a report
+        referencing that SEG (its SOPInstanceUID and segment numbers) and, when the map is
+        a DICOM Parametric Map, that map; the SR mode's file pool gets the series, the SEG
+        (and the map), as for a SEG just written in SEG mode (preview.area)."""
+        measured = getattr(viewer, "measurements", None)
+        if measured is None or self.prefill_report is None:
+            return
+        import pydicom
+
+        from preview.area import base_name
+
+        def uid_of(data: bytes) -> str:
+            return str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), stop_before_pixels=True,
+                                       specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+
+        name, data = self._object
+        series = measured.volume.series
+        used = set(series.names)
+        files = [(n, d) for n, d in self._series if n in used] or list(self._series)
+        arguments = {"segmentation_file": base_name(name), "segmentation_uid": uid_of(data),
+                     "source_series_uid": series.series_uid, "image_library": [base_name(n) for n in series.names]}
+        files.append((base_name(name), data))
+        if measured.pmap is not None and self._map is not None:
+            from qidicom import reverse
+
+            try:
+                is_pm = reverse.object_kind(self._map) == "pm"
+            except Exception:
+                is_pm = False
+            if is_pm and measured.pmap.metadata.get("MeasurementUnitsCode"):
+                arguments.update(map_metadata=measured.pmap.metadata, map_file=base_name(self._map[0]),
+                                 map_uid=uid_of(self._map[1]))
+                files.append((base_name(self._map[0]), self._map[1]))
+        measured.report_arguments = arguments
+        measured.prefill = lambda document: self.prefill_report(document, files)
 
     def load_sample(self) -> dict[str, int]:
         """The sample SEG of the phantom CT, with its series."""
@@ -162,7 +202,10 @@ def content_view(object_name: str, message: str, content):
     return content
 
 
-def view(state: OpenState) -> pn.viewable.Viewable:
+def view(state: OpenState, prefill_report=None) -> pn.viewable.Viewable:
+    """The mode's page; ``prefill_report(document, files)`` takes the measurements of an opened
+    SEG to the SR mode."""
+    state.prefill_report = prefill_report
     forget = pn.widgets.Button(name="Forget the series", visible=pn.bind(bool, state.param.series_count))
     forget.on_click(lambda _event: state.clear_series())
     return pn.Column(
