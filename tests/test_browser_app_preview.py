@@ -381,6 +381,42 @@ def test_dcmqi_reads_the_report_made_from_the_measurements(measured, tmp_path):
     assert volumes == pytest.approx([float(r["volume_ml"]) for r in rows], rel=1e-6)
 
 
+def test_seg_mode_measures_a_parametric_map_in_the_segments_as_numpy_does(app, sample_study, sample_files, tmp_path):
+    """SEG mode's optional map for the measurements: a DICOM Parametric Map on the series'
+    grid is shown over it and measured in each segment, in the PM's own coded units; the
+    numbers equal numpy's on the same voxels."""
+    import synthetic
+
+    page, log = app
+    values, affine = ct_volume(sample_study)
+    labels = labels_on_ct(sample_study, affine, values.shape)
+    adc = ct_map(values)
+    pm_path = tmp_path / "seg-mode-map.dcm"
+    cli("itkimage2paramap", "--inputImage", synthetic.save_nifti(adc, affine, tmp_path / "ct-map.nii.gz"),
+        "--inputDICOMDirectory", sample_files["ct"], "--inputMetadata", sample_files["pm_metadata"], "--outputDICOM", pm_path)
+    units = json.loads(sample_files["pm_metadata"].read_text())["MeasurementUnitsCode"]["CodeValue"]
+    load_sample(page, "seg")
+    wait_for_preview(page)
+    choose_files(page, "seg", "map", [pm_path])
+    page.get_by_text(f"Map to measure: {pm_path.name}").first.wait_for(timeout=60_000)
+    assert shows(page, f"in {units}")
+    wait_for_preview(page)
+    page.get_by_text(f"Map threshold ({units})").first.wait_for(timeout=60_000)  # shown over the series too
+    page.get_by_role("button", name="Measurements").click()
+    page.locator(".qi-preview-card .qi-measurements").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(800)
+    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-map-measurements.png"))
+    rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
+    numbers_equal_numpy(rows, values, labels, voxel_ml)
+    numbers_equal_numpy(rows, adc.astype(np.float64), labels, voxel_ml, prefix="map_")
+    assert {row["units"] for row in rows} == {"HU"} and {row["map_units"] for row in rows} == {units}
+    header = page.locator(".qi-preview-card .qi-measurements thead").first.inner_text()
+    assert "Map mean" in header and "Map units" in header
+    check_no_foreign_requests(log)
+    load_sample(page, "seg")  # the sample again, without the map, for the tests after this one
+
+
 # Keeps the worker's thread (Python's) busy for a while, as a long conversion does; returns at once.
 HOLD_THE_WORKER = "ms => { setTimeout(() => { const end = Date.now() + ms; while (Date.now() < end); }, 0); }"
 
@@ -636,6 +672,53 @@ def test_open_a_seg_with_its_series_and_a_map_measures_both_as_numpy_does(app, s
     header = page.locator(".qi-mode-open .qi-measurements thead").first.inner_text()
     assert "Map mean" in header and "Map SD" in header
     check_no_foreign_requests(log)
+
+
+def test_a_seg_opened_with_its_series_prefills_a_report_that_dcmqi_reads(app, sample_files, tmp_path):
+    """Open mode, as SEG mode after Convert: the Measurements of a SEG opened with its series
+    pre-fill the SR mode (its pool gets the series and the SEG); the report converts there,
+    references that SEG's SOPInstanceUID and segment numbers, and dcmqi's tid1500reader reads it."""
+    tool = ROOT / "bench" / ".dcmqi-venv" / "bin" / "tid1500reader"
+    page, log = app
+    select_open_mode(page)
+    if not shows(page, "Source series: none"):  # a previous test's series (and map)
+        page.get_by_role("button", name="Forget the series").click()
+        page.get_by_text("Source series: none").first.wait_for(timeout=60_000)
+    series = sorted(sample_files["ct"].iterdir())
+    choose_files(page, "open", "series", series)
+    page.get_by_text(f"Source series: {len(series)} file").first.wait_for(timeout=60_000)
+    opened = tmp_path / "opened-seg.dcm"  # a name of its own: the report's compositeContext names it
+    opened.write_bytes(sample_files["seg"].read_bytes())
+    reopen(page, opened)
+    page.locator(".qi-mode-open .qi-readout-text").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Measurements").click()
+    page.get_by_text("The SR form is pre-filled").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(500)
+    page.locator(".qi-mode-open").first.screenshot(path=str(SHOTS / "app-open-seg-prefilled-report.png"))
+    rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
+    select_mode(page, "sr")
+    page.get_by_text("all loaded").first.wait_for(timeout=60_000)
+    page.get_by_text("ready to convert").first.wait_for(timeout=60_000)
+    sr_path = tmp_path / "sr.dcm"
+    convert_and_download(page, "DICOM SR (TID 1500)", sr_path)
+    page.screenshot(path=str(SHOTS / "app-sr-prefilled-from-open.png"), full_page=True)
+    check_no_foreign_requests(log)
+    import highdicom
+
+    seg = pydicom.dcmread(opened, stop_before_pixels=True)
+    groups = highdicom.sr.srread(sr_path).content.get_volumetric_roi_measurement_groups()
+    assert [g.referenced_segment.referenced_segment_numbers for g in groups] == [[int(r["segment"])] for r in rows]
+    assert {g.referenced_segment.referenced_sop_instance_uid for g in groups} == {seg.SOPInstanceUID}
+    if not tool.is_file():
+        pytest.skip("dcmqi's tools are not installed (bench/setup_dcmqi.sh)")
+    out = tmp_path / "read.json"
+    subprocess.run([str(tool), "--inputDICOM", str(sr_path), "--outputMetadata", str(out)], check=True,
+                   capture_output=True, timeout=120)
+    document = json.loads(out.read_text())
+    assert [int(g["ReferencedSegment"]) for g in document["Measurements"]] == [int(r["segment"]) for r in rows]
+    assert {g["segmentationSOPInstanceUID"] for g in document["Measurements"]} == {seg.SOPInstanceUID}
+    volumes = [float(g["measurementItems"][0]["value"]) for g in document["Measurements"]]
+    assert volumes == pytest.approx([float(r["volume_ml"]) for r in rows], rel=1e-6)
 
 
 # In the worker, where the app makes its downloads' blob: URLs: which it makes and which it revokes.

@@ -384,3 +384,69 @@ def test_an_edit_the_preview_does_not_show_changes_nothing_and_a_label_or_colour
     groups[0]["labelID"] = 99  # a label value the file does not hold: other segments
     state.document = edited
     assert len(made) == 2 and area.inputs_view is not view
+
+
+def test_seg_mode_measures_a_chosen_map_in_its_units_or_says_they_are_unknown(sample_study, sample_files, tmp_path):
+    """SEG mode's optional map for the measurements: a NIfTI on the series' grid with a pm
+    metadata JSON is measured in each segment in the JSON's units (numpy on the same voxels);
+    without the JSON its units are said to be unknown."""
+    import csv
+    import io
+    import json
+
+    import nibabel
+    import param
+
+    import seg_mode
+    from preview.area import PreviewArea
+
+    from qidicom import metadata
+    from qidicom.readers import read_dicom_series
+
+    class ModeState(param.Parameterized):
+        series = param.Parameter()
+        label_maps = param.List()
+        document = param.Dict(allow_None=True)
+        map_source = param.Dict(allow_None=True)
+
+    grid = nibabel.load(str(sample_files["ct_labels"]))
+    values = np.random.default_rng(7).normal(1000, 50, grid.shape).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(values, grid.affine), str(tmp_path / "map.nii.gz"))
+    labels = np.asarray(grid.dataobj)
+    pm_json = sample_files["pm_metadata"]
+    units = json.loads(pm_json.read_text())["MeasurementUnitsCode"]["CodeValue"]
+    pairs = list(sample_study.ct_series)
+    for chosen, expected_units in (([tmp_path / "map.nii.gz", pm_json], units), ([tmp_path / "map.nii.gz"], "")):
+        state = ModeState()
+        state._series_pairs = pairs
+        area = PreviewArea(state)
+        state.param.update(series=read_dicom_series(pairs), label_maps=[readers.read_image(sample_study.ct_labels)],
+                           map_source=seg_mode.read_measure_map([(p.name, p.read_bytes()) for p in chosen]))
+        assert area.inputs_view.pmap is not None  # shown over the series too
+        area.measurements.measure()
+        rows = list(csv.DictReader(io.StringIO(measurements_csv(area.measurements.results))))
+        for row in rows:
+            inside = values[labels == int(row["segment"])].astype(np.float64)
+            assert int(row["voxels"]) == inside.size
+            for column, expected in (("map_mean", inside.mean()), ("map_std", inside.std()), ("map_min", inside.min()),
+                                     ("map_max", inside.max()), ("map_median", np.median(inside))):
+                assert float(row[column]) == pytest.approx(expected, rel=1e-9), column
+            assert row["map_units"] == expected_units
+        said = "".join(str(getattr(item, "object", "")) for item in area.measurements.area.objects)
+        assert ("units are unknown" in said) == (not expected_units)
+        # Under the SEG written from these inputs: its report holds the map's statistics in
+        # the JSON's codes (a NIfTI: no map object to refer to); unknown units stay out of it.
+        area.show_output(sample_files["seg"].read_bytes(), "seg.dcm")
+        area.written_measurements.measure()
+        report = area.written_measurements.document
+        quantities = {item["quantity"]["CodeMeaning"] for g in report["Measurements"] for item in g["measurementItems"]}
+        pm_quantity = json.loads(pm_json.read_text())["QuantityValueCode"]["CodeMeaning"]
+        assert (pm_quantity in quantities) == bool(expected_units)
+        assert all("rwvmMapUsedForMeasurement" not in g for g in report["Measurements"])
+        assert metadata.validate(report, "sr") == []
+
+
+def measurements_csv(results) -> str:
+    from qidicom import measurements
+
+    return measurements.measurements_csv(results).decode()

@@ -91,6 +91,16 @@ def apply_patch(patch) -> None:
     BRIDGE.apply_patch(patch)
 
 
+def _description(mode: str) -> dict:
+    """A conversion's pickers (qidicom.conversions), and the mode's own (APP_INPUTS: inputs of
+    the app's preview and measurements, not of the conversion)."""
+    from qidicom import conversions
+
+    description = conversions.as_json(conversions.get(mode))
+    description["inputs"] = description["inputs"] + list(getattr(_mode_module(mode), "APP_INPUTS", []))
+    return description
+
+
 @BRIDGE.in_document
 def load_conversion_stack() -> str:
     """Import the conversion libraries (after the first paint), show the current mode, and
@@ -110,7 +120,7 @@ def load_conversion_stack() -> str:
         return json.dumps({"failed": True})
     import open_mode
 
-    return json.dumps({"modes": [conversions.as_json(conversions.get(mode)) for mode in CONVERSIONS]
+    return json.dumps({"modes": [_description(mode) for mode in CONVERSIONS]
                        + [open_mode.DESCRIPTION]})
 
 

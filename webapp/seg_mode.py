@@ -15,6 +15,57 @@ import views
 from base import ConversionState, Pairs, readable_failure
 
 
+MAP_ROLE = "map"
+#: The mode's own picker (beside the conversion's): a map measured in the segments by the
+#: preview's Measurements, not an input of the SEG.
+APP_INPUTS = [{
+    # (Its label must not contain "Measurements": a file input is a button named by its label.)
+    "role": MAP_ROLE, "label": "Optional: a parametric map to measure in the segments (a DICOM Parametric Map, or a "
+                               "NIfTI/NRRD map with its pm metadata JSON for its units)",
+    "kind": "image", "extensions": [], "accept": "", "multiple": True, "required": False, "directory": False,
+    "roles": [MAP_ROLE]}]
+
+UNKNOWN_UNITS = ("its units are unknown (no MeasurementUnitsCode: choose its pm metadata JSON with it): its "
+                 "statistics are in its stored values, and are left out of a report")
+
+
+def read_measure_map(pairs: Pairs) -> dict:
+    """The map chosen for the measurements: a DICOM Parametric Map (its own coded quantity and
+    units), or a NIfTI/NRRD image; a pm metadata JSON chosen with it gives the units (and
+    quantity) to either. Returns {volume, metadata, name, data (a DICOM PM's bytes, for the
+    report's references) or None, units}."""
+    from qidicom import metadata as metadata_module
+    from qidicom import reverse
+    from qidicom.errors import InputError
+
+    documents = [(n, d) for n, d in pairs if n.lower().endswith(".json")]
+    images = [(n, d) for n, d in pairs if not n.lower().endswith(".json")]
+    if len(images) != 1 or len(documents) > 1:
+        raise InputError("choose one map (a DICOM Parametric Map, NIfTI or NRRD) and at most one pm metadata JSON "
+                         f"with it; {len(images)} image(s) and {len(documents)} JSON file(s) were chosen")
+    name, data = images[0]
+    try:
+        is_pm = reverse.object_kind((name, data)) == "pm"
+    except Exception:
+        is_pm = False
+    if is_pm:
+        from qidicom.pm import read_parametric_map
+
+        contents = read_parametric_map((name, data))
+        volume, metadata = contents.volume, dict(contents.metadata)
+    else:
+        from qidicom.readers import read_image
+
+        volume, metadata, data = read_image((name, data)), {}, None
+    if documents:
+        given = metadata_module.load_json(documents[0])
+        if not isinstance(given, dict):
+            raise InputError(f"{documents[0][0]}: not a pm metadata JSON object")
+        metadata.update({k: given[k] for k in ("QuantityValueCode", "MeasurementUnitsCode") if given.get(k)})
+    units = (metadata.get("MeasurementUnitsCode") or {}).get("CodeValue", "")
+    return {"volume": volume, "metadata": metadata, "name": name, "data": data, "units": units}
+
+
 def label_counts(volume) -> dict[int, int]:
     """Voxel count of each non-zero label value of a label map."""
     from qidicom.preview import label_counts as counts_of
@@ -60,6 +111,8 @@ class SegState(ConversionState, SeriesInput):
     input_params = ("series", "label_maps", "labels_message")
 
     label_maps = param.List(default=[], doc="the parsed label maps (qidicom Volumes), in the order chosen")
+    map_source = param.Dict(default=None, allow_None=True, doc="the map to measure in the segments (read_measure_map)")
+    map_text = param.String(default="", doc="what the page says of that map")
     label_rows = param.List(default=[], doc="what the page shows of each label map")
     labels_message = param.String(default="")
 
@@ -68,6 +121,8 @@ class SegState(ConversionState, SeriesInput):
             self._read_series(pairs, match=self.label_maps[0] if self.label_maps else None)
         elif role == "labelmaps":
             self._read_label_maps(pairs)
+        elif role == MAP_ROLE:
+            self._read_measure_map(pairs)
         else:
             super().set_input(role, pairs)
 
@@ -90,6 +145,15 @@ class SegState(ConversionState, SeriesInput):
         self.param.update(label_maps=volumes, label_rows=rows, labels_message="")
         if volumes:
             self._rematch_series(volumes[0])
+
+    def _read_measure_map(self, pairs: Pairs) -> None:
+        try:
+            source = read_measure_map(pairs)
+        except Exception as error:
+            self.param.update(map_source=None, map_text="danger:" + readable_failure(error, "reading the map"))
+            return
+        units = f"in {source['units']}" if source["units"] else UNKNOWN_UNITS
+        self.param.update(map_source=source, map_text=f"info:{source['name']}: {grid_text(source['volume'])}; {units}.")
 
     def missing(self) -> list[str]:
         reasons = []
@@ -119,9 +183,18 @@ class SegState(ConversionState, SeriesInput):
 
     def load_sample(self) -> dict[str, int]:
         inputs = samples.seg_inputs()
+        self.param.update(map_source=None, map_text="")  # the sample's inputs replace the chosen ones
         for role, pairs in inputs.items():
             self.take_files(role, pairs)
         return {role: len(pairs) for role, pairs in inputs.items()}
+
+
+def map_view(text: str):
+    """The map chosen for the measurements, or why it could not be read (nothing when none)."""
+    if not text:
+        return pn.Spacer(height=0)
+    kind, _, message = text.partition(":")
+    return views.alert(f"**Map to measure:** {views.escape(message)}", kind)
 
 
 def view(state: SegState, prefill_report=None) -> pn.viewable.Viewable:
@@ -140,6 +213,7 @@ def view(state: SegState, prefill_report=None) -> pn.viewable.Viewable:
         pn.bind(views.series_view, "DICOM series", state.param.series_summary, state.param.series_message,
                 state.param.series_warnings, state.param.series_count),
         pn.bind(views.images_view, "Label maps", state.param.label_rows, state.param.labels_message),
+        pn.bind(map_view, state.param.map_text),
         views.preview_card(state, prefill_report),
         pn.bind(views.metadata_view, state.param.metadata_name, state.param.document, state.param.metadata_problems,
                 state.param.metadata_message),

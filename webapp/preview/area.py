@@ -43,7 +43,7 @@ def base_name(name: str) -> str:
 
 
 #: The state's parameters the preview is made from (those the state has are watched).
-INPUTS = ("series", "label_maps", "volume", "document", "useLabelIDAsSegmentNumber")
+INPUTS = ("series", "label_maps", "volume", "map_source", "document", "useLabelIDAsSegmentNumber")
 #: The metadata's keys the preview reads: segments' numbering, labels and colours (and the
 #: finding and site its measurements report), the map's quantity and units.
 DESCRIBING = ("segmentAttributes", "segmentAttributesFileMapping", "QuantityValueCode", "MeasurementUnitsCode")
@@ -146,8 +146,8 @@ class PreviewArea:
         (not on every edit of the metadata: only of what the preview shows of it)."""
         state = self.state
         return (id(getattr(state, "series", None)), tuple(map(id, getattr(state, "label_maps", None) or [])),
-                id(getattr(state, "volume", None)), described(getattr(state, "document", None)),
-                bool(getattr(state, "useLabelIDAsSegmentNumber", False)))
+                (id(getattr(state, "volume", None)), id(getattr(state, "map_source", None))),
+                described(getattr(state, "document", None)), bool(getattr(state, "useLabelIDAsSegmentNumber", False)))
 
     def _prepare(self) -> None:
         """In the background, once the mode's page is shown: load the preview's packages and
@@ -226,7 +226,7 @@ class PreviewArea:
         when the change needs a new preview."""
         state, shown, now = self.state, self.shown, self.signature()
         view = self.inputs_view
-        if shown is None or view is None or view.overlay is None or view.pmap is not None or shown[:3] != now[:3]:
+        if shown is None or view is None or view.overlay is None or shown[:3] != now[:3]:
             return False
         overlay = qp.relabelled(view.overlay, state.label_maps, state.document,
                                 bool(getattr(state, "useLabelIDAsSegmentNumber", False)))
@@ -297,22 +297,37 @@ class PreviewArea:
                                                      bool(getattr(state, "useLabelIDAsSegmentNumber", False)))
             if getattr(state, "volume", None) is not None and not isinstance(state.volume, qp.SeriesVolume):
                 pmap = qp.map_overlay(state.volume, volume, state.document)
+            measured_map = self._measured_map(volume) if overlay is not None else None
         except Exception as error:  # PreviewUnavailable, an off-grid map...: said beside the button
             self.shown = signature  # said once: the same inputs do not try again by themselves
             self.button.visible = True
             self._message(str(error))
             return
-        self.view = view = SlicePreview(volume, overlay=overlay, pmap=pmap, title="Preview of the inputs")
+        measured_map, map_problem = measured_map if measured_map is not None else (None, "")
+        self.view = view = SlicePreview(volume, overlay=overlay, pmap=pmap if pmap is not None else measured_map, title="Preview of the inputs")
         items = [view.panel()]
+        if map_problem:
+            items.append(pn.pane.Alert(html.escape(map_problem), alert_type="warning"))
         measured = None
         if overlay is not None and overlay.segments:
-            measured = MeasurementsPanel(volume, overlay, offer=self.offer,
+            measured = MeasurementsPanel(volume, overlay, measured_map, offer=self.offer,
                                          note=REPORT_NEEDS_SEG if self.prefill_report is not None else "")
             items.append(measured.panel())
         self.shown = signature
         self.button.visible = False  # shown: it follows the inputs by itself now
         self._show(items)
         self.inputs_view, self.measurements = view, measured
+
+    def _measured_map(self, volume) -> tuple[qp.MapOverlay | None, str]:
+        """The map chosen to measure in the segments (SEG mode's ``map_source``) on the series'
+        grid, or why it cannot be used (said under the preview; the segments still measured)."""
+        source = getattr(self.state, "map_source", None)
+        if not source:
+            return None, ""
+        try:
+            return qp.map_overlay(source["volume"], volume, source["metadata"]), ""
+        except Exception as error:  # off the series' grid...
+            return None, f"{source['name']}: the map cannot be measured on this series ({error})."
 
     def show_output(self, data: bytes, name: str = "the written object") -> None:
         """The object just written, read back by the library's reader, over the series."""
@@ -327,8 +342,12 @@ class PreviewArea:
 
                 contents = read_segmentation((name, data))
                 overlay = qp.overlay_from_segmentation(contents, volume)
-                view = SlicePreview(volume, overlay=overlay, title=f"What was written: {name}")
-                extra.append(self._measurements(volume, overlay, name, data, contents).panel())
+                measured_map, problem = self._measured_map(volume)
+                view = SlicePreview(volume, overlay=overlay, pmap=measured_map, title=f"What was written: {name}")
+                if problem:
+                    extra.append(pn.pane.Alert(html.escape(problem), alert_type="warning"))
+                written = self._measurements(volume, overlay, name, data, contents, measured_map)
+                extra.append(written.panel())
             elif kind == "pm":
                 from qidicom.pm import read_parametric_map
 
@@ -342,25 +361,39 @@ class PreviewArea:
             return
         self.button.param.update(name="Show the preview of the inputs", visible=True)  # to go back to them
         self._show([view.panel(), *extra])
+        self.written_measurements = written if kind == "seg" else None
 
-    def _measurements(self, volume, overlay, name: str, data: bytes, contents) -> MeasurementsPanel:
-        """Per-segment numbers of the written SEG, and a report of them referencing it."""
+    def _measurements(self, volume, overlay, name: str, data: bytes, contents, pmap=None) -> MeasurementsPanel:
+        """Per-segment numbers of the written SEG (and of the map chosen to measure), and a
+        report of them referencing the SEG (and the map, when it is a DICOM Parametric Map;
+        a map of unknown units stays out of the report)."""
         import pydicom
 
+        def uid_of(dicom: bytes) -> str:
+            return str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(dicom), stop_before_pixels=True,
+                                       specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+
         pairs = list(getattr(self.state, "_series_pairs", None) or [])
-        uid = str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), stop_before_pixels=True,
-                                  specific_tags=["SOPInstanceUID"]).SOPInstanceUID)
+        uid = uid_of(data)
         series = self.state.series
         used = set(series.names)
         pairs = [(n, d) for n, d in pairs if n in used] or pairs  # only the series' own files
         library = [base_name(n) for n in series.names]
         arguments = {"segmentation_file": base_name(name), "segmentation_uid": uid,
                      "source_series_uid": self.state.series.series_uid, "image_library": library}
+        files = pairs + [(base_name(name), data)]
+        source = getattr(self.state, "map_source", None)
+        if pmap is not None and source and pmap.metadata.get("MeasurementUnitsCode") \
+                and pmap.metadata.get("QuantityValueCode"):
+            arguments["map_metadata"] = pmap.metadata
+            if source.get("data") is not None:  # a DICOM PM: the report references it, the SR pool gets it
+                arguments.update(map_file=base_name(source["name"]), map_uid=uid_of(source["data"]))
+                files.append((base_name(source["name"]), source["data"]))
         prefill = None
         if self.prefill_report is not None:
             def prefill(document: dict) -> None:
-                self.prefill_report(document, pairs + [(base_name(name), data)])
-        return MeasurementsPanel(volume, overlay, report_arguments=arguments, prefill=prefill, offer=self.offer)
+                self.prefill_report(document, files)
+        return MeasurementsPanel(volume, overlay, pmap, report_arguments=arguments, prefill=prefill, offer=self.offer)
 
     def panel(self) -> pn.viewable.Viewable:
         return pn.Column(pn.Row(self.button, self.output_button), self.area, sizing_mode="stretch_width",

@@ -30,6 +30,11 @@ NUMERIC = {"voxels", "volume_ml", "mean", "std", "min", "max", "median", "map_me
            "map_median"}
 
 
+UNKNOWN = "unknown"
+UNKNOWN_UNITS_NOTE = ("The map's units are unknown (it has no MeasurementUnitsCode): its statistics are of its "
+                      "stored values, and a report leaves them out. Choose its pm metadata JSON with it to give them.")
+
+
 def _readable(rows: list[dict]) -> list[dict]:
     return [{k: (measurements.readable_number(v) if k in NUMERIC else ("" if v is None else v)) for k, v in row.items()}
             for row in rows]
@@ -67,9 +72,16 @@ class MeasurementsPanel:
 
     def _show(self, prefill: bool) -> None:
         rows = measurements.measurements_table(self.results)
-        items: list = [pn.pane.HTML(table_html(_readable(rows), COLUMNS if self.pmap is not None else COLUMNS[:10]),
+        unknown_units = self.pmap is not None and not self.pmap.units
+        shown = _readable(rows)
+        if unknown_units:
+            for row in shown:
+                row["map_units"] = UNKNOWN
+        items: list = [pn.pane.HTML(table_html(shown, COLUMNS if self.pmap is not None else COLUMNS[:10]),
                                     sizing_mode="stretch_width", css_classes=["qi-measurements"]),
                        self.offer("measurements.csv", measurements.measurements_csv(self.results), "text/csv")]
+        if unknown_units:
+            items.append(pn.pane.Alert(html.escape(UNKNOWN_UNITS_NOTE), alert_type="warning"))
         if self.report_arguments is not None:
             try:
                 self.document = measurements.report_metadata(self.results, modality=self.volume.modality,
