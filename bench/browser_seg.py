@@ -1,24 +1,31 @@
 """In-browser SEG write of the 512x512x200, 10-label benchmark, through the app's own inputs.
 
     python3 bench/make_data.py --only seg     # once (bench/work/seg/)
-    python3 bench/browser_seg.py [--runs 2] [--types binary,labelmap] [--no-native]
+    python3 bench/browser_seg.py [--runs 3] [--types binary,labelmap] [--no-native]
+                                 [--dist NAME=DIR ...]
 
 Chromium opens the built site; the 200-slice series, the label map and the metadata are
 chosen with the page's file inputs; then Convert is pressed. Reported per run: "read" (files
 chosen -> series summary shown: the worker reads the File objects and parses the series),
-"convert" (Convert pressed -> download link shown: the whole library conversion, which reads
-everything again, as the CLI does) and the peak resident memory of the browser process that
-runs the Python worker. Unless --no-native is given, bench_seg.py first measures the CPython
-command line and dcmqi on the same inputs, so one run prints all three side by side.
+"convert" (Convert pressed -> download link shown), of which the library call in the worker
+and the time from its end until the link was offered (the worker's own 'written in' line),
+and the peak resident memory of the browser process that runs the Python worker. Unless
+--no-native is given, dcmqi's itkimage2segimage writes the same SEG after each browser run
+of a type, so browser and native runs alternate and share the machine's load. --dist
+(repeatable) compares built sites (e.g. before=/tmp/old-dist after=dist) in the same
+alternation; the default is dist/, built when needed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import browser_session  # noqa: E402
+import harness  # noqa: E402
 
 WORK = HERE / "work" / "seg"
 
@@ -76,33 +84,56 @@ def run_once(server, segmentation_type: str) -> dict:
             raise RuntimeError("conversion failed in the browser")
         size = page.locator("a.qi-download").evaluate("a => a.parentElement.textContent")
         assert not log.foreign
+        page.wait_for_timeout(500)  # the worker's line, printed after the link's update, reaches the log
         inside = [line for line in log.console if "qidicom: seg written in" in line.lower()]  # the worker's own timing
-        return {"read_s": round(read, 2), "convert_s": round(convert, 2),
-                "in_worker_s": float(inside[-1].split(" written in ")[1].split(" s")[0]) if inside else None,
+        call = link = None
+        if inside:
+            call = float(inside[-1].split(" written in ")[1].split(" s")[0])
+            if " link offered " in inside[-1]:
+                link = float(inside[-1].split(" link offered ")[1].split(" s")[0])
+        return {"read_s": round(read, 2), "convert_s": round(convert, 2), "in_worker_s": call, "link_after_call_s": link,
                 "renderer_peak_rss_mib": round(renderer_peak_rss_mib()), "result": size.strip()}
 
 
+def dcmqi_once(tool, segmentation_type: str, target: Path) -> float:
+    """Wall seconds of dcmqi's itkimage2segimage on the same inputs (uncompressed)."""
+    target.unlink(missing_ok=True)
+    options = ["--inputImageList", str(WORK / "labels.nrrd"), "--inputDICOMDirectory", str(WORK / "ct"),
+               "--inputMetadata", str(WORK / "seg-meta.json"), "--outputDICOM", str(target),
+               "--segmentationType", segmentation_type]
+    run = harness.run_once(tool.argv("itkimage2segimage", options), tool.env, target.with_suffix(".log"))
+    if run.returncode != 0 or not target.exists():
+        raise RuntimeError(f"dcmqi failed ({run.returncode}): {run.log[-500:]}")
+    return round(run.wall_s, 2)
+
+
+def median_of(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.median(values), 2) if values else None
+
+
 def print_table(report: dict) -> None:
-    """Markdown: uncompressed SEG write, browser vs CPython CLI vs dcmqi, median wall seconds."""
-    native = {(row["tool"], row["type"]): row for row in report["native"] if row["compress"] == "none" and row["ok"]}
-    print("\n| type | browser: page (library call) | qidicom CLI (CPython) | dcmqi | browser / dcmqi | browser peak RSS |")
-    print("|---|---|---|---|---|---|")
-    for kind, rows in report["runs"].items():
-        page = statistics.median(r["convert_s"] for r in rows)
-        call = statistics.median(r["in_worker_s"] for r in rows)
-        cli, dcmqi = native.get(("qidicom", kind)), native.get(("dcmqi", kind))
-        ratio = f"{page / dcmqi['wall_s_median']:.1f}x ({call / dcmqi['wall_s_median']:.1f}x)" if dcmqi else "-"
-        print(f"| {kind} | {page:.2f} s ({call:.2f} s) | {cli['wall_s_median']:.2f} s | "
-              f"{dcmqi['wall_s_median']:.2f} s | {ratio} | "
-              f"{statistics.median(r['renderer_peak_rss_mib'] for r in rows):.0f} MiB |" if cli and dcmqi else
-              f"| {kind} | {page:.2f} s ({call:.2f} s) | - | - | - | - |")
+    """Markdown: uncompressed SEG write, each site in the browser vs dcmqi, median wall seconds."""
+    print("\n| type | site | browser: Convert -> link | library call | call end -> link | dcmqi | browser / dcmqi "
+          "| renderer peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, by_site in report["runs"].items():
+        dcmqi = median_of(report["dcmqi"].get(kind, []), "wall_s")
+        for site, rows in by_site.items():
+            page = median_of(rows, "convert_s")
+            ratio = f"{page / dcmqi:.2f}x" if dcmqi else "-"
+            seconds = lambda value: "-" if value is None else f"{value:.2f} s"  # noqa: E731
+            print(f"| {kind} | {site} | {page:.2f} s | {seconds(median_of(rows, 'in_worker_s'))} | "
+                  f"{seconds(median_of(rows, 'link_after_call_s'))} | {seconds(dcmqi)} | {ratio} | "
+                  f"{median_of(rows, 'renderer_peak_rss_mib'):.0f} MiB |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--types", default="binary,labelmap")
-    parser.add_argument("--no-native", action="store_true", help="skip the CPython CLI and dcmqi runs")
+    parser.add_argument("--no-native", action="store_true", help="skip the dcmqi runs")
+    parser.add_argument("--dist", action="append", default=[], metavar="NAME=DIR", help="a built site to compare")
     args = parser.parse_args()
     reason = browser_session.chromium_missing_reason()
     if reason:
@@ -110,26 +141,37 @@ def main() -> int:
         return 0
     if not (WORK / "stamp.json").is_file():
         subprocess.run([sys.executable, str(HERE / "make_data.py"), "--only", "seg"], check=True)
-    subprocess.run([sys.executable, str(HERE.parent / "build" / "site.py"), "build", "--if-needed"], check=True)
-    report = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "runs": {}}
-    with browser_session.SiteServer() as server:
-        for segmentation_type in args.types.split(","):
-            rows = [run_once(server, segmentation_type) for _ in range(args.runs)]
-            report["runs"][segmentation_type] = rows
-            median = {k: statistics.median(r[k] for r in rows)
-                      for k in ("read_s", "convert_s", "in_worker_s", "renderer_peak_rss_mib")}
-            print(f"{segmentation_type:9} read {median['read_s']:.2f} s, convert {median['convert_s']:.2f} s "
-                  f"(library call in the worker {median['in_worker_s']:.2f} s), "
-                  f"renderer peak RSS {median['renderer_peak_rss_mib']:.0f} MiB  ({rows[0]['result']})")
-    if not args.no_native:
-        native = subprocess.run([sys.executable, str(HERE / "bench_seg.py"), "-n", str(args.runs), "--only", "write",
-                                 "--types", args.types], capture_output=True, text=True)
-        reference = HERE / "results" / "seg-latest.json"
-        if native.returncode == 0 and reference.is_file():
-            report["native"] = json.loads(reference.read_text())["write"]
-            print_table(report)
-        else:
-            print(f"native runs failed (bench_seg.py exit {native.returncode}): {native.stderr[-500:]}")
+    if not args.dist:
+        subprocess.run([sys.executable, str(HERE.parent / "build" / "site.py"), "build", "--if-needed"], check=True)
+    sites = dict(item.split("=", 1) for item in args.dist) if args.dist else {"dist": str(browser_session.DIST)}
+    tool = None if args.no_native else harness.find_dcmqi()
+    types = args.types.split(",")
+    report = {"when": time.strftime("%Y-%m-%d %H:%M:%S"), "load_average_before": os.getloadavg(),
+              "runs": {kind: {site: [] for site in sites} for kind in types}, "dcmqi": {kind: [] for kind in types}}
+    out_dir = Path(tempfile.mkdtemp(prefix="qidicom-browser-seg-"))
+    servers = {site: browser_session.SiteServer(Path(folder)) for site, folder in sites.items()}
+    try:
+        for server in servers.values():
+            server.__enter__()
+        for run in range(args.runs):
+            for kind in types:
+                for site, server in servers.items():
+                    row = run_once(server, kind)
+                    report["runs"][kind][site].append(row)
+                    print(f"run {run + 1} {kind:9} {site:8} read {row['read_s']:.2f} s, convert {row['convert_s']:.2f} s "
+                          f"(library call {row['in_worker_s']} s, then link after {row['link_after_call_s']} s), "
+                          f"renderer peak RSS {row['renderer_peak_rss_mib']} MiB  ({row['result']})", flush=True)
+                if tool is not None:
+                    wall = dcmqi_once(tool, kind, out_dir / f"dcmqi-{kind}.dcm")
+                    report["dcmqi"][kind].append({"wall_s": wall})
+                    print(f"run {run + 1} {kind:9} dcmqi    {wall:.2f} s", flush=True)
+    finally:
+        for server in servers.values():
+            server.__exit__(None, None, None)
+        shutil.rmtree(out_dir, ignore_errors=True)
+    report["load_average_after"] = os.getloadavg()
+    print_table(report)
+    print(f"load average before {report['load_average_before']}, after {report['load_average_after']}")
     out = HERE / "results" / "browser_seg.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
