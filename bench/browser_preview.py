@@ -11,7 +11,8 @@ Figures (nothing asserted), in bench/results/browser-preview-*.json:
   loaded on first use, the pixels decoded, the overlay placed, three planes sent), and
   series chosen -> first slices drawn;
 - chromium's memory (summed RSS of its processes, sampled every 0.2 s): at rest (median of
-  3 s of samples once the DICOM libraries are loaded), its peak from choosing the files
+  3 s of samples once the DICOM libraries are loaded and a garbage collection has run in the
+  page and the worker: chromium runs with --js-flags=--expose-gc), its peak from choosing the files
   until 2 s after the preview is drawn, and the growth (peak - rest) over the series' pixel
   data; the same of the summed USS (memory no other process shares: steadier than RSS,
   which counts shared libraries once per process); the worker's WebAssembly heap at the
@@ -48,9 +49,14 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO / "pylib"), str(REPO / "tests"), str(REPO / "bench")]
 
+import site_browser  # noqa: E402
 import synthetic  # noqa: E402  (the tests' generators)
 from site_browser import (SiteServer, browser_context, build_site, choose_files, select_mode, wait_ready,  # noqa: E402
                           watch_page)
+
+# gc() in the page and the worker: the garbage left by loading the packages is collected
+# before the rest baseline (collected or not, it made the baseline jump by ~140 MB).
+site_browser.CHROMIUM_ARGS.append("--js-flags=--expose-gc")
 
 TIMEOUT_MS = 300_000
 TWO_FRAMES = "() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
@@ -164,7 +170,10 @@ def measure_memory(page, url: str, paths, label_map, pixel_data_mb: float) -> di
         wait_ready(page)
         page.wait_for_selector("body[data-stack=ready]", state="attached", timeout=TIMEOUT_MS)
         select_mode(page, "seg")
-        page.wait_for_timeout(3000)  # settle, then 3 s of samples at rest
+        page.wait_for_timeout(2000)
+        page.evaluate("gc()")
+        page.workers[0].evaluate("gc()")
+        page.wait_for_timeout(2000)  # settle, then 3 s of samples at rest
         watch.mark()
         page.wait_for_timeout(3000)
         idle, idle_private = watch.median(), watch.median(private=True)
