@@ -178,3 +178,34 @@ def test_a_seg_opened_with_its_series_prefills_the_sr_mode_as_seg_mode_does(samp
     made = pydicom.dcmread(pydicom.filebase.DicomBytesIO(base_result_bytes(report)))
     assert made.Modality == "SR"
     assert len(made.ContentSequence[-1].ContentSequence) == len(document["Measurements"])
+
+
+def test_the_forms_edits_in_place_reach_the_preview_without_rebuilding_it(sample_files, monkeypatch):
+    """The form edits its document in place (the state's copy is shallow): an edit of an
+    attribute the preview does not show leaves it alone; a new label is shown in place, on
+    the same label maps; neither places the label maps on the grid again."""
+    from preview.area import PreviewArea
+
+    from qidicom import preview as qp
+
+    made = []
+    placing = qp.overlay_from_label_maps
+    monkeypatch.setattr(qp, "overlay_from_label_maps", lambda *a, **k: made.append(1) or placing(*a, **k))
+    state = seg_mode.SegState(stack_ready=True)
+    if state.editor is None:
+        pytest.skip("this build has no form editor")
+    state.schedule = None  # no event loop here: the preview follows its inputs at once
+    area = PreviewArea(state)
+    state.take_files("series", pairs(sorted(sample_files["ct"].glob("*.dcm"))))
+    state.take_files("labelmaps", pairs([sample_files["ct_labels"]]))
+    view = area.inputs_view
+    assert view is not None and len(made) == 1
+    state.start_form_from_labels()  # the same numbering as the label map's own: shown in place
+    assert area.inputs_view is view and len(made) == 1
+    state.editor.write(["segmentAttributes", 0, 0, "SegmentAlgorithmName"], "Region growing")
+    assert area.inputs_view is view and len(made) == 1
+    state.editor.write(["segmentAttributes", 0, 0, "SegmentLabel"], "Renamed")
+    assert area.inputs_view is view and len(made) == 1
+    assert view.overlay.segments[1].label == "Renamed" and "1 Renamed" in view.visible.options
+    state.editor.write(["segmentAttributes", 0, 0, "labelID"], 99)  # another numbering: made again
+    assert len(made) == 2 and area.inputs_view is not view

@@ -153,7 +153,8 @@ class SegState(ConversionState, SeriesInput):
             self.param.update(map_source=None, map_text="danger:" + readable_failure(error, "reading the map"))
             return
         units = f"in {source['units']}" if source["units"] else UNKNOWN_UNITS
-        self.param.update(map_source=source, map_text=f"info:{source['name']}: {grid_text(source['volume'])}; {units}.")
+        kind = "info" if source["units"] else "warning"
+        self.param.update(map_source=source, map_text=f"{kind}:{source['name']}: {grid_text(source['volume'])}; {units}.")
 
     def missing(self) -> list[str]:
         reasons = []

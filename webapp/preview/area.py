@@ -101,6 +101,13 @@ class PreviewArea:
         self._edited_at = 0.0  # time.monotonic() of the metadata's last change
         if "document" in params:
             state.param.watch(self._document_changed, "document")
+        # The form edits its document in place and the state takes a shallow copy of it, equal
+        # to the one before (the nested segments are shared): param sees no change of the
+        # state's document then, so the form's own changes are watched too.
+        editor = getattr(state, "editor", None)
+        if editor is not None and "document" in getattr(editor, "param", {}):
+            editor.param.watch(self._document_changed, "document")
+            editor.param.watch(self._inputs_changed, "document")
         self._prepare()
 
     def _with_preview_packages(self, action: Callable[[], None]) -> None:

@@ -270,7 +270,7 @@ class SlicePreview:
         if self.pmap is not None:
             low, high = self.map_mapper.low, self.map_mapper.high
             step = (high - low) / 200 or 1
-            self.threshold = pn.widgets.FloatSlider(name=f"Map threshold ({self.pmap.units})", start=low, end=high,
+            self.threshold = pn.widgets.FloatSlider(name=f"Map threshold ({self.pmap.units or 'units unknown'})", start=low, end=high,
                                                     step=step, value=low, css_classes=[f"qi-ctl-{key}-threshold"])
             self.threshold.param.watch(lambda event: self.set_threshold(event.new), "value")
             self.map_opacity_slider = pn.widgets.FloatSlider(name="Map opacity", start=0, end=1, step=0.05,
@@ -322,7 +322,7 @@ class SlicePreview:
             holder = Plot(frame_width=1, frame_height=axial.frame_height, toolbar_location=None, min_border_left=0,
                           outline_line_color=None, title=Title(text=" "), name="qi-map-colour-bar",
                           x_range=Range1d(0, 1), y_range=Range1d(0, 1))
-            bar = ColorBar(color_mapper=self.map_mapper, title=f"{self.pmap.quantity or 'map'} ({self.pmap.units})".strip(),
+            bar = ColorBar(color_mapper=self.map_mapper, title=f"{self.pmap.quantity or 'map'} ({self.pmap.units or 'units unknown'})",
                            location=(0, 0), orientation="vertical", width=14)
             holder.add_layout(bar, "right")
             self.colour_bar = bar
