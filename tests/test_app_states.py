@@ -209,3 +209,53 @@ def test_the_forms_edits_in_place_reach_the_preview_without_rebuilding_it(sample
     assert view.overlay.segments[1].label == "Renamed" and "1 Renamed" in view.visible.options
     state.editor.write(["segmentAttributes", 0, 0, "labelID"], 99)  # another numbering: made again
     assert len(made) == 2 and area.inputs_view is not view
+
+
+def test_seg_modes_map_goes_into_the_report_of_the_seg_written_and_the_sr_mode_converts_it(sample_files, tmp_path):
+    """SEG mode with a DICOM Parametric Map chosen to measure: after Convert, the written SEG's
+    Measurements pre-fill a report whose groups hold the map's statistics in the PM's own
+    coded quantity and units and refer to the PM (rwvmMapUsedForMeasurement); the SR mode,
+    given the files the hook passes (series, SEG, PM), converts it."""
+    import nibabel
+    import numpy as np
+
+    from preview.area import PreviewArea
+
+    from qidicom import conversions, metadata
+    from qidicom.pm import parametric_map_from_files
+
+    grid = nibabel.load(str(sample_files["ct_labels"]))
+    values = np.random.default_rng(3).uniform(500, 1500, grid.shape).astype(np.float32)
+    nibabel.save(nibabel.Nifti1Image(values, grid.affine), str(tmp_path / "map.nii.gz"))
+    series = sorted(sample_files["ct"].glob("*.dcm"))
+    pm = parametric_map_from_files(tmp_path / "map.nii.gz", sample_files["pm_metadata"], series)
+    report = sr_mode.SrState(stack_ready=True)
+
+    def prefill(document, files):  # what the app's hook does (qidicom_app._prefill_report)
+        report.clear_pool()
+        report.take_files(conversions.POOL_ROLE, files)
+        report.set_document(document)
+
+    state = seg_mode.SegState(stack_ready=True)
+    state.schedule = None  # no event loop here: the preview follows its inputs at once
+    area = PreviewArea(state, prefill_report=prefill)
+    state.take_files("series", pairs(series))
+    state.take_files("labelmaps", pairs([sample_files["ct_labels"]]))
+    state.take_files("metadata", pairs([sample_files["seg_metadata"]]))
+    state.take_files(seg_mode.MAP_ROLE, [("map.dcm", pm.data)])
+    units = json.loads(sample_files["pm_metadata"].read_text())["MeasurementUnitsCode"]["CodeValue"]  # the PM's
+    assert state.map_source["units"] == units and f"in {units}" in state.map_text
+    convert(state)
+    area.show_written()
+    area.written_measurements.measure()
+    document = area.written_measurements.document
+    assert metadata.validate(document, "sr") == []
+    assert {g["rwvmMapUsedForMeasurement"] for g in document["Measurements"]} == {str(pm.dataset.SOPInstanceUID)}
+    assert "map.dcm" in document["compositeContext"]
+    in_units = [item for g in document["Measurements"] for item in g["measurementItems"]
+                if item["units"]["CodeValue"] == units]
+    assert len(in_units) == 5 * len(document["Measurements"])  # mean, SD, min, max, median of the map
+    assert all(found for _key, _name, found in report.references) and report.can_convert, report.blocked_reason
+    convert(report)
+    made = pydicom.dcmread(pydicom.filebase.DicomBytesIO(base_result_bytes(report)))
+    assert made.Modality == "SR"
