@@ -274,7 +274,8 @@ def test_a_series_is_parsed_without_copying_its_pixels_into_python(browser, tmp_
     """The chosen files are read where they lie (mounted in the worker), so choosing a
     series costs Python its headers, not its pixels: at most half the pixel data is ever
     allocated by Python while 40 slices of 512x512 are parsed (copying each file's bytes,
-    as the worker did, allocated all of it)."""
+    as the worker did, allocated all of it). In the PM mode, where no map is chosen, so
+    that no preview decodes the pixels meanwhile."""
     import synthetic
 
     page = browser["page"]
@@ -282,16 +283,18 @@ def test_a_series_is_parsed_without_copying_its_pixels_into_python(browser, tmp_
     series = synthetic.write_series(datasets, tmp_path / "ct")
     pixel_bytes = 40 * 512 * 512 * 2
     page.wait_for_selector("body[data-pickers=ready]", state="attached", timeout=120_000)
+    select_mode(page, "pm")
     worker = page.workers[0]
-    page.evaluate("delete document.body.dataset.segSeriesFiles")  # set again once these files are taken
+    page.evaluate("delete document.body.dataset.pmSeriesFiles")  # set again once these files are taken
     worker.evaluate("pyodide.runPython('import tracemalloc; tracemalloc.start()')")
     try:
-        choose_files(page, "seg", "series", series)
-        page.get_by_text("Series found (40 files)").wait_for(timeout=120_000)
-        page.wait_for_selector("body[data-seg-series-files='40']", state="attached", timeout=60_000)
+        choose_files(page, "pm", "series", series)
+        page.wait_for_selector("body[data-pm-series-files='40']", state="attached", timeout=120_000)
+        page.get_by_text("Series found (40 files)").wait_for(timeout=60_000)  # parsed, not refused
         peak = worker.evaluate("pyodide.runPython('tracemalloc.get_traced_memory()[1]')")
     finally:
         worker.evaluate("pyodide.runPython('tracemalloc.stop()')")
+        select_mode(page, "seg")
     assert 0 < peak < pixel_bytes / 2
 
 
