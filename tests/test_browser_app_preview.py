@@ -417,6 +417,25 @@ def test_seg_mode_measures_a_parametric_map_in_the_segments_as_numpy_does(app, s
     load_sample(page, "seg")  # the sample again, without the map, for the tests after this one
 
 
+def pixels_unlike(image: np.ndarray, frame, expected: np.ndarray) -> tuple[int, list]:
+    """Voxel centres of an axial screenshot (``frame`` from axial_frame) whose colour is more
+    than 6 per channel off ``expected`` [i, j, rgb]; the crosshair's rows and columns and the
+    edges are left out. Returns how many were checked and the wrong ones."""
+    top, bottom, left, right = frame
+    columns, rows = expected.shape[:2]
+    pixel_w, pixel_h = (right - left + 1) / columns, (bottom - top + 1) / rows
+    checked, wrong = 0, []
+    for i in range(2, columns - 2):
+        for j in range(2, rows - 2):
+            if abs(i - columns // 2) <= 2 or abs(j - rows // 2) <= 2:
+                continue
+            checked += 1
+            y, x = int(top + (j + 0.5) * pixel_h), int(left + (i + 0.5) * pixel_w)
+            if np.abs(image[y, x] - expected[i, j]).max() > 6:
+                wrong.append(((i, j), image[y, x].tolist(), expected[i, j].tolist()))
+    return checked, wrong
+
+
 # Keeps the worker's thread (Python's) busy for a while, as a long conversion does; returns at once.
 HOLD_THE_WORKER = "ms => { setTimeout(() => { const end = Date.now() + ms; while (Date.now() < end); }, 0); }"
 
@@ -455,22 +474,13 @@ def test_window_opacity_and_visibility_repaint_in_the_page_while_the_worker_is_b
     colours = {a["labelID"]: a["recommendedDisplayRGBValue"] for group in sample_study.seg_metadata["segmentAttributes"]
                for a in group}
     columns, rows = values.shape[:2]
-    pixel_w, pixel_h = (right - left + 1) / columns, (bottom - top + 1) / rows
     grey = window_grey(values[:, :, k], -600, 1500)
     segment = labels[:, :, k]
     expected = np.repeat(grey[..., None], 3, axis=2)
     for number, rgb in colours.items():
         if number != 1:
             expected[segment == number] = 0.4 * np.array(rgb) + 0.6 * expected[segment == number]
-    checked, wrong = 0, []
-    for i in range(2, columns - 2):
-        for j in range(2, rows - 2):
-            if abs(i - columns // 2) <= 2 or abs(j - rows // 2) <= 2:
-                continue
-            checked += 1
-            y, x = int(top + (j + 0.5) * pixel_h), int(left + (i + 0.5) * pixel_w)
-            if np.abs(image[y, x] - expected[i, j]).max() > 6:
-                wrong.append(((i, j), image[y, x].tolist(), expected[i, j].tolist()))
+    checked, wrong = pixels_unlike(image, (top, bottom, left, right), expected)
     assert checked > 0.5 * columns * rows and (segment == 1).sum() > 100 and (segment > 1).sum() > 20
     assert len(wrong) <= 0.005 * checked, wrong[:10]
     # Once free, the worker takes the same changes: its window text follows, and a window
@@ -486,6 +496,53 @@ def test_window_opacity_and_visibility_repaint_in_the_page_while_the_worker_is_b
     assert level == pytest.approx(-600, abs=1) and width > 1500, (level, width)
     page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-lung-window-liver-hidden.png"))
     page.locator(".qi-preview-card input[type=checkbox]").first.check()
+    check_no_foreign_requests(log)
+
+
+def test_a_window_drag_repaints_in_the_page_while_the_worker_is_busy(app, sample_study):
+    """Dragging on a plane changes the window in the page itself (no round trip per mouse
+    move): the drawn greys are the dragged window's while the worker cannot answer, and the
+    worker's window text follows the page's range once it can."""
+    page, log = app
+    load_sample(page, "seg")
+    wait_for_preview(page)
+    page.wait_for_timeout(1000)
+    values, affine = ct_volume(sample_study)
+    k = values.shape[2] // 2
+    page.locator(".qi-preview-card input[type=checkbox]").first.wait_for()
+    for box in page.locator(".qi-preview-card input[type=checkbox]").all():
+        box.uncheck()  # the series alone: its greys are the window's
+    window_text = page.locator(".qi-preview-card .qi-window-text").first
+    wait_for(lambda: window_text.inner_text().startswith("Level 40, width 400"), 60)
+    _, frame = axial_frame(page, SHOTS / "app-seg-drag-before.png")
+    page.wait_for_timeout(500)
+    before = page_side_changes(page)
+    page.workers[0].evaluate(HOLD_THE_WORKER, 6000)
+    plot = page.locator(".qi-preview .bk-Plot").first.bounding_box()
+    x, y = plot["x"] + plot["width"] * 0.3, plot["y"] + plot["height"] * 0.3
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y - 40, steps=6)  # wider and higher
+    page.mouse.up()
+    page.wait_for_timeout(300)
+    dragged = page.evaluate("window.qidicomPageSide.last")
+    assert dragged["control"] == "drag" and page_side_changes(page) > before
+    low, high = dragged["window"]
+    centre, width = (low + high) / 2, high - low
+    assert centre > 40 and width > 400, (centre, width)
+    shot = SHOTS / "app-seg-window-dragged-while-the-worker-is-busy.png"
+    page.locator(".qi-preview .bk-Plot").first.screenshot(path=str(shot))
+    assert window_text.inner_text().startswith("Level 40, width 400")  # the worker has not answered yet
+    image = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    expected = np.repeat(window_grey(values[:, :, k], centre, width)[..., None], 3, axis=2)
+    checked, wrong = pixels_unlike(image, frame, expected)
+    assert checked > 0.5 * values.shape[0] * values.shape[1]
+    assert len(wrong) <= 0.005 * checked, wrong[:10]
+    wait_for(lambda: not window_text.inner_text().startswith("Level 40, width 400"), 60)
+    level, shown_width = (float(part.split()[-1]) for part in window_text.inner_text().removesuffix(" HU").split(","))
+    assert level == pytest.approx(centre, rel=1e-3) and shown_width == pytest.approx(width, rel=1e-3)
+    for box in page.locator(".qi-preview-card input[type=checkbox]").all():
+        box.check()
     check_no_foreign_requests(log)
 
 

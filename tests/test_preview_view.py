@@ -260,6 +260,16 @@ def test_the_page_side_description_gives_what_python_sets(ct_view):
     assert ct_view.segment_mapper.palette == palette
     ct_view.set_visible(segments["numbers"])
     assert ct_view.segment_mapper.palette == segments["palette"]
+    # A drag: page.js changes the mapper's range with drag_window's formula (drag_scale); the
+    # window text follows the range it is given, as it follows Python's own drag.
+    assert side["window"]["drag"] and ct_view.drag.css_classes == [f"qi-ctl-{ct_view.key}-drag"]
+    ct_view.set_window(40, 400)
+    factor = 400 / side["window"]["drag_scale"]
+    ct_view.base_mapper.update(low=40 + 10 * factor - (400 + 30 * factor) / 2, high=40 + 10 * factor + (400 + 30 * factor) / 2)
+    assert "Level 60, width 460" in ct_view.window_text.object
+    ct_view.set_window(40, 400)
+    ct_view.drag_window(30, -10)
+    assert ct_view.window == pytest.approx((60, 460))
 
 
 def test_a_slice_larger_than_its_figure_is_sent_at_the_figures_size():

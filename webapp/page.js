@@ -45,6 +45,7 @@
 
   function onDocumentChange(event) {
     if (applyingPatch > 0 || event.setter_id === "py") return;
+    if (dragWindow(event)) return; // applied here; the mapper's new range goes to the worker instead
     applyPageSide(event);
     if (busy) {
       // Keep only the latest value of an attribute while the worker is busy.
@@ -105,6 +106,10 @@
     const match = classes.map((name) => CONTROL.exec(name)).find(Boolean);
     if (!match || !["value", "active"].includes(event.attr)) return;
     const [, key, control] = match;
+    if (control === "drag") {
+      dragModes.set(key, model.active);
+      return;
+    }
     const started = performance.now();
     const side = previewSide(key);
     if (!side) return;
@@ -130,6 +135,34 @@
     pageSide.applied += 1;
     const last = (pageSide.last = { control, started, applied: performance.now(), painted: null });
     requestAnimationFrame(() => requestAnimationFrame(() => (last.painted = performance.now())));
+  }
+
+  // A drag on a plane changes the series' window here too (webapp/preview/view.py's
+  // drag_window, the same formula), so a drag repaints at once: the plane's pan events are
+  // not sent; the mapper's new range is, and the worker's window text follows it. In "pan"
+  // mode Bokeh's pan tool moves the view in the page and the worker has nothing to do either.
+  const dragModes = new Map(); // preview key -> the Drag buttons' active index (0: window)
+  const PLANE = /^qi-(\d+)-(axial|sagittal|coronal)$/;
+
+  function dragWindow(event) {
+    const data = event.msg_type === "bokeh_event" ? event.msg_data : null;
+    if (!data || data.event_name !== "pan") return false;
+    const match = data.origin && typeof data.origin.name === "string" ? PLANE.exec(data.origin.name) : null;
+    const side = match ? previewSide(match[1]) : null;
+    if (!side || !side.window.drag) return false;
+    if ((dragModes.get(match[1]) ?? 0) !== 0) return true;
+    const started = performance.now();
+    const { mapper } = side;
+    const width = mapper.high - mapper.low;
+    const factor = Math.max(width, 1) / side.window.drag_scale;
+    const centre = (mapper.low + mapper.high) / 2 - (data.delta_y || 0) * factor;
+    const widened = Math.max(width + (data.delta_x || 0) * factor, 1e-6);
+    mapper.setv({ low: centre - widened / 2, high: centre + widened / 2 });
+    pageSide.applied += 1;
+    const last = (pageSide.last = { control: "drag", started, applied: performance.now(), painted: null,
+                                    window: [mapper.low, mapper.high] });
+    requestAnimationFrame(() => requestAnimationFrame(() => (last.painted = performance.now())));
+    return true;
   }
 
   async function render(msg) {

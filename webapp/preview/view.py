@@ -24,6 +24,8 @@ _KEYS = itertools.count(1)
 #: The tag of the base colour mapper whose next tag is the preview's page-side description
 #: (JSON, see ``SlicePreview.page_side``): webapp/page.js reads it.
 PAGE_SIDE_TAG = "qi-page-side"
+#: A drag across this many screen pixels changes the window by its width (or by 1, if narrower).
+DRAG_SCALE = 200
 
 
 def _picks(count: int, shown: int) -> np.ndarray:
@@ -195,6 +197,10 @@ class SlicePreview:
         greys = list(reversed(Greys256)) if volume.inverted else Greys256  # Greys256 runs black to white
         self.base_mapper = LinearColorMapper(palette=greys, low=centre - width / 2, high=centre + width / 2,
                                              name=f"qi-{key}-window")
+        # page.js drags the window itself (the mapper's range), as it applies presets: the
+        # window's text follows the range, whichever side changed it.
+        for end in ("low", "high"):
+            self.base_mapper.on_change(end, self._window_moved)
         self.segment_mapper = None
         if overlay is not None and overlay.segments:
             top = max(overlay.segments)
@@ -245,7 +251,8 @@ class SlicePreview:
         self.preset.param.watch(lambda event: self.set_preset(event.new), "value")
         centre, width = qp.default_window(volume)
         self.window_text = pn.pane.HTML(self._window_label(centre, width), margin=(0, 5))
-        self.drag = pn.widgets.RadioButtonGroup(name="Drag", options=["window", "pan"], value="window", button_type="light")
+        self.drag = pn.widgets.RadioButtonGroup(name="Drag", options=["window", "pan"], value="window", button_type="light",
+                                                css_classes=[f"qi-ctl-{key}-drag"])
         self.drag.param.watch(self._set_drag, "value")
         self.readout = pn.pane.HTML("", sizing_mode="stretch_width", css_classes=["qi-readout"])
         # Without a series (an object opened alone) there is no image to window.
@@ -290,7 +297,8 @@ class SlicePreview:
             centre, width = window if window is not None else qp.auto_window(self.volume)
             width = max(float(width), 1e-6)
             windows[name] = [centre - width / 2, centre + width / 2]
-        side: dict = {"key": self.key, "window": {"mapper": self.base_mapper.name, "presets": windows}}
+        side: dict = {"key": self.key, "window": {"mapper": self.base_mapper.name, "presets": windows,
+                                                  "drag": not self.volume.is_blank, "drag_scale": DRAG_SCALE}}
         if self.segment_mapper is not None:
             hidden, self.hidden = self.hidden, set()
             side["segments"] = {"mapper": self.segment_mapper.name, "glyphs": f"qi-{self.key}-segments",
@@ -389,10 +397,14 @@ class SlicePreview:
         self.set_window(*(window if window is not None else qp.auto_window(self.volume)))
 
     def drag_window(self, dx: float, dy: float) -> None:
-        """Drag right widens, drag up raises the level (as in most viewers), scaled to the width."""
+        """Drag right widens, drag up raises the level (as in most viewers), scaled to the
+        width. In the app the page does this itself (page.js, the same formula)."""
         centre, width = self.window
-        factor = max(width, 1.0) / 200
+        factor = max(width, 1.0) / DRAG_SCALE
         self.set_window(centre - dy * factor, width + dx * factor)
+
+    def _window_moved(self, _attr, _old, _new) -> None:
+        self.window_text.object = self._window_label(*self.window)
 
     def _set_drag(self, event) -> None:
         self.drag_mode = event.new
