@@ -94,6 +94,22 @@ def numbers_equal_numpy(rows: list[dict], values: np.ndarray, labels: np.ndarray
             assert float(row[prefix + column]) == pytest.approx(expected, rel=1e-9, abs=1e-9), (row["label"], column)
 
 
+def measured_with_map(page, scope: str, shot: str, tmp_path: Path, values: np.ndarray, labels: np.ndarray,
+                      affine: np.ndarray, adc: np.ndarray, units: str) -> str:
+    """Press Measurements in ``scope``, check the CSV's image and map statistics against numpy
+    on the same voxels, and return the table's header text."""
+    page.get_by_role("button", name="Measurements").click()
+    page.locator(f"{scope} .qi-measurements").first.wait_for(timeout=120_000)
+    page.wait_for_timeout(800)
+    page.locator(scope).first.screenshot(path=str(SHOTS / shot))
+    rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
+    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
+    numbers_equal_numpy(rows, values, labels, voxel_ml)
+    numbers_equal_numpy(rows, adc.astype(np.float64), labels, voxel_ml, prefix="map_")
+    assert {row["units"] for row in rows} == {"HU"} and {row["map_units"] for row in rows} == {units}
+    return page.locator(f"{scope} .qi-measurements thead").first.inner_text()
+
+
 def download(page, link_text: str, target: Path) -> Path:
     link = page.locator("a.qi-file-download", has_text=link_text).last
     link.wait_for(timeout=120_000)
@@ -402,16 +418,8 @@ def test_seg_mode_measures_a_parametric_map_in_the_segments_as_numpy_does(app, s
     assert shows(page, f"in {units}")
     wait_for_preview(page)
     page.get_by_text(f"Map threshold ({units})").first.wait_for(timeout=60_000)  # shown over the series too
-    page.get_by_role("button", name="Measurements").click()
-    page.locator(".qi-preview-card .qi-measurements").first.wait_for(timeout=120_000)
-    page.wait_for_timeout(800)
-    page.locator(".qi-preview-card").first.screenshot(path=str(SHOTS / "app-seg-map-measurements.png"))
-    rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
-    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
-    numbers_equal_numpy(rows, values, labels, voxel_ml)
-    numbers_equal_numpy(rows, adc.astype(np.float64), labels, voxel_ml, prefix="map_")
-    assert {row["units"] for row in rows} == {"HU"} and {row["map_units"] for row in rows} == {units}
-    header = page.locator(".qi-preview-card .qi-measurements thead").first.inner_text()
+    header = measured_with_map(page, ".qi-preview-card", "app-seg-map-measurements.png", tmp_path,
+                               values, labels, affine, adc, units)
     assert "Map mean" in header and "Map units" in header
     check_no_foreign_requests(log)
     load_sample(page, "seg")  # the sample again, without the map, for the tests after this one
@@ -717,16 +725,8 @@ def test_open_a_seg_with_its_series_and_a_map_measures_both_as_numpy_does(app, s
     page.get_by_text(f"{sample_files['seg'].name}: 6 segment(s)").first.wait_for(timeout=120_000)
     page.locator(".qi-mode-open .qi-readout-text").first.wait_for(timeout=60_000)
     assert shows(page, f"Map threshold ({units})")  # the map over the series, in its units
-    page.get_by_role("button", name="Measurements").click()
-    page.locator(".qi-mode-open .qi-measurements").first.wait_for(timeout=120_000)
-    page.wait_for_timeout(800)
-    page.locator(".qi-mode-open").first.screenshot(path=str(SHOTS / "app-open-seg-map-measurements.png"))
-    rows = list(csv.DictReader(io.StringIO(download(page, "measurements.csv", tmp_path / "made.csv").read_text())))
-    voxel_ml = abs(np.linalg.det(affine[:3, :3])) / 1000
-    numbers_equal_numpy(rows, values, labels, voxel_ml)
-    numbers_equal_numpy(rows, adc.astype(np.float64), labels, voxel_ml, prefix="map_")
-    assert {row["units"] for row in rows} == {"HU"} and {row["map_units"] for row in rows} == {units}
-    header = page.locator(".qi-mode-open .qi-measurements thead").first.inner_text()
+    header = measured_with_map(page, ".qi-mode-open", "app-open-seg-map-measurements.png", tmp_path,
+                               values, labels, affine, adc, units)
     assert "Map mean" in header and "Map SD" in header
     check_no_foreign_requests(log)
 
