@@ -76,36 +76,38 @@ def metadata_view(name, document, problems, message):
                  f"<ul class='qi-problems'>{items}</ul>", "danger")
 
 
-def progress_text(progress, message) -> str:
-    return f"Converting: {escape(message)} ({progress:.0%})"
-
-
-def progress_view(state) -> pn.viewable.Viewable:
-    """One bar and one line, updated in place: a progress step costs a value change, not new models."""
-    return pn.Column(
-        pn.indicators.Progress(value=pn.bind(lambda p: int(round(p * 100)), state.param.progress), max=100,
-                               sizing_mode="stretch_width"),
-        markdown(pn.bind(progress_text, state.param.progress, state.param.progress_message)),
-        visible=state.param.busy,
-        sizing_mode="stretch_width",
-    )
-
-
-def result_view(error, url, name, size, warnings, stack_ready):
+def status_html(busy: bool, progress: float, message: str, url: str, name: str, size: int, warnings: list,
+                stack_ready: bool) -> str:
+    """The conversion's progress, then its download link, as one text. The page applies a new
+    text in place; a view shown, hidden or replaced instead makes BokehJS lay out the whole
+    document again, 0.3-0.4 s beside a preview, which held the link back that long."""
     if not stack_ready:
-        return markdown("Loading the DICOM libraries…")
-    if error:
-        lines = escape(error).replace("\n", "<br>")
-        return alert(f"<strong>Conversion failed.</strong> {lines}", "danger")
-    if not url:
-        return pn.Spacer(height=0)
-    notes = "".join(f"<li>{escape(w)}</li>" for w in warnings)
-    return pn.pane.HTML(
-        f"<div class='qi-result'>Done: <a class='qi-download' href='{escape(url)}' download='{escape(name)}'>"
-        f"Download {escape(name)}</a> ({size / 1e6:.2f} MB)"
-        + (f"<ul class='qi-notes'>{notes}</ul>" if notes else "") + "</div>",
-        sizing_mode="stretch_width",
-    )
+        return "<p>Loading the DICOM libraries…</p>"
+    if url:
+        notes = "".join(f"<li>{escape(w)}</li>" for w in warnings)
+        return (f"<div class='qi-result'>Done: <a class='qi-download' href='{escape(url)}' download='{escape(name)}'>"
+                f"Download {escape(name)}</a> ({size / 1e6:.2f} MB)"
+                + (f"<ul class='qi-notes'>{notes}</ul>" if notes else "") + "</div>")
+    if busy:
+        percent = round(min(max(progress, 0.0), 1.0) * 100)
+        return (f"<div class='qi-progress'><progress max='100' value='{percent}' style='width: 100%'></progress>"
+                f"<div>Converting: {escape(message)} ({percent}%)</div></div>")
+    return ""
+
+
+def failure_text(error: str) -> str:
+    return "<strong>Conversion failed.</strong> " + escape(error).replace("\n", "<br>") if error else ""
+
+
+def status_views(state) -> list[pn.viewable.Viewable]:
+    """Progress and result (one text, changed in place), and the failure (shown only then)."""
+    status = pn.pane.HTML(
+        pn.bind(status_html, state.param.busy, state.param.progress, state.param.progress_message, state.param.result_url,
+                state.param.result_name, state.param.result_size, state.param.result_warnings, state.param.stack_ready),
+        sizing_mode="stretch_width", css_classes=["qi-status"])
+    failure = pn.pane.Alert(pn.bind(failure_text, state.param.error), alert_type="danger", disable_math=True,
+                            visible=pn.bind(bool, state.param.error), sizing_mode="stretch_width")
+    return [status, failure]
 
 
 def option_widget(state, option) -> pn.viewable.Viewable:
@@ -152,16 +154,15 @@ def convert_controls(state, options: list) -> list:
     button = pn.widgets.Button(name=f"Convert to {state.conversion.title}", button_type="primary",
                                disabled=pn.bind(operator.not_, state.param.can_convert))
     button.on_click(lambda _event: state.start())
-    reason = markdown(pn.bind(lambda text: escape(text), state.param.blocked_reason), css_classes=["qi-blocked"],
-                      visible=pn.bind(bool, state.param.blocked_reason))
+    # Always shown, its text empty when nothing blocks (see status_html: no layout per change).
+    reason = pn.pane.HTML(pn.bind(lambda text: f"<div>{escape(text)}</div>" if text else "", state.param.blocked_reason),
+                          css_classes=["qi-blocked"], sizing_mode="stretch_width", margin=(0, 10))
     return [
         markdown("## 3. Convert"),
         *options,
         button,
         reason,
-        progress_view(state),
-        pn.bind(result_view, state.param.error, state.param.result_url, state.param.result_name,
-                state.param.result_size, state.param.result_warnings, state.param.stack_ready),
+        *status_views(state),
     ]
 
 

@@ -248,20 +248,24 @@ class PreviewArea:
 
     def _result_changed(self, event) -> None:
         """A new result: offer its preview, and show it at once if the series is decoded already
-        (after the download link has reached the page: reading back and drawing takes seconds)."""
-        self.output_button.visible = bool(event.new)
-        if not event.new or self.volume is None:
-            return
+        (after the download link has reached the page: reading back and drawing takes seconds).
+        The button appears after the link too: a view shown makes the page lay out the whole
+        document (0.3-0.4 s beside a preview), which would hold the link back."""
         schedule = getattr(self.state, "schedule", None)
-        if schedule is None:  # no event loop (a plain Python session)
-            self.show_written()
+        if not event.new or schedule is None:  # (no event loop: a plain Python session)
+            self.output_button.visible = bool(event.new)
+            if event.new and self.volume is not None:
+                self.show_written()
             return
 
         async def show_when_offered() -> None:
             import asyncio
 
             await asyncio.sleep(0.05)
-            if self.state.result_url == event.new:  # not replaced by another conversion meanwhile
+            if self.state.result_url != event.new:  # replaced by another conversion meanwhile
+                return
+            self.output_button.visible = True
+            if self.volume is not None:
                 self.show_written()
 
         schedule(show_when_offered)
