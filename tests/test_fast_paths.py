@@ -270,3 +270,48 @@ def test_segment_frames_made_without_highdicoms_cast_give_the_same_seg():
         changed = case().dataset
         changed.PixelData = bytes([changed.PixelData[0] ^ 1]) + changed.PixelData[1:]
         assert written_alike(changed) == plain
+
+
+def test_label_map_frames_checked_without_highdicoms_copy_as_highdicom_checks_them():
+    import highdicom
+    import pytest
+
+    from qidicom.seg import build
+
+    kinds = highdicom.seg.SegmentationTypeValues
+    theirs = highdicom.seg.Segmentation._check_and_cast_pixel_array  # bound to the class
+    rng = np.random.default_rng(5)
+    frames8 = rng.integers(0, 4, size=(3, 9, 13)).astype(np.uint8)
+    cases = [
+        (frames8, np.array([1, 2, 3]), kinds.LABELMAP, np.uint8),  # the writer's usual case: no copy
+        (frames8[0], np.array([1, 2, 3]), kinds.LABELMAP, np.uint8),  # one plane
+        (frames8 * 2, np.array([2, 4, 6]), kinds.LABELMAP, np.uint8),  # gapped numbers
+        (frames8.astype(np.uint16) * 300, np.array([300, 600, 900]), kinds.LABELMAP, np.uint16),
+        (frames8.astype(np.uint16), np.array([1, 2, 3]), kinds.LABELMAP, np.uint8),  # a real cast: highdicom's
+        (frames8, np.array([1, 2, 3]), kinds.BINARY, np.uint8),  # not a label map: highdicom's
+        (np.stack([frames8 == 1, frames8 == 2], axis=-1).astype(np.uint8), np.array([1, 2]), kinds.LABELMAP, np.uint8),
+        (frames8, np.array([1, 2]), kinds.LABELMAP, np.uint8),  # value 3 undescribed
+        (frames8 * 2, np.array([2, 4]), kinds.LABELMAP, np.uint8),  # value 6 undescribed, gapped
+    ]
+    for array, numbers, kind, dtype in cases:
+        with build._highdicom_shortcuts():
+            try:
+                ours = highdicom.seg.Segmentation._check_and_cast_pixel_array(array, numbers, kind, dtype=dtype)
+            except ValueError as error:
+                ours = error
+        try:
+            plain = theirs(array, numbers, kind, dtype=dtype)
+        except ValueError as error:
+            assert isinstance(ours, ValueError) and str(ours) == str(error)
+            continue
+        (our_array, our_overlap), (plain_array, plain_overlap) = ours, plain
+        np.testing.assert_array_equal(our_array, plain_array)
+        assert our_array.dtype == plain_array.dtype and our_overlap == plain_overlap
+        taken_as_is = kind == kinds.LABELMAP and array.ndim < 4 and array.dtype == np.dtype(dtype)
+        if taken_as_is:
+            assert our_array is array and plain_array is not array  # highdicom's copy, left out
+        else:
+            assert (our_array is array) == (plain_array is array)  # highdicom's own answer
+    assert highdicom.seg.Segmentation._check_and_cast_pixel_array.__func__ is theirs.__func__  # put back
+    with pytest.raises(AssertionError):  # the comparison above sees a differing array
+        np.testing.assert_array_equal(frames8, frames8 + 1)

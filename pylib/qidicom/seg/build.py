@@ -2,7 +2,8 @@
 
 Shared by the writer and the binary-to-labelmap conversion. While highdicom builds, BINARY
 frames are made by ``segment_mask`` (without highdicom's cast of each one) and packed by
-``pack_bits`` (the same bytes as pydicom's, in fewer passes).
+``pack_bits`` (the same bytes as pydicom's, in fewer passes); LABELMAP frames already of the
+output type are checked by ``checked_label_frames`` without a copy.
 """
 
 from __future__ import annotations
@@ -91,19 +92,53 @@ def segment_mask(
     )
 
 
+def checked_label_frames(cls, pixel_array, segment_numbers: np.ndarray, segmentation_type, dtype: type):
+    """highdicom's ``Segmentation._check_and_cast_pixel_array``, with LABELMAP frames that are
+    already of the output type taken as they are.
+
+    For label-map frames (frames, rows, columns) highdicom checks that every value is
+    described, then returns ``pixel_array.astype(dtype)``: a copy of the whole array even when
+    it has that type (49 MB for the bench case, which the writer makes uint8 as highdicom
+    wants), kept beside ours while highdicom builds, and only read. The same checks, in
+    highdicom's words, then the array itself; every other case goes to highdicom's method.
+    """
+    from highdicom.seg import SegmentationTypeValues, SegmentsOverlapValues
+
+    if not (
+        segmentation_type == SegmentationTypeValues.LABELMAP
+        and type(pixel_array) is np.ndarray
+        and pixel_array.ndim in (2, 3)
+        and pixel_array.dtype in (np.uint8, np.uint16)
+        and pixel_array.dtype == np.dtype(dtype)
+    ):
+        return _highdicom_shortcuts.originals["_check_and_cast_pixel_array"](
+            pixel_array, segment_numbers, segmentation_type, dtype=dtype
+        )
+    count = len(segment_numbers)
+    if len(np.setxor1d(np.arange(1, count + 1), segment_numbers)) == 0:
+        undescribed = pixel_array.max() > count  # numbered 1..N: the largest value tells
+    else:
+        undescribed = len(np.setdiff1d(pixel_array, np.concatenate([np.array([0]), segment_numbers]))) != 0
+    if undescribed:
+        raise ValueError("Pixel array contains segments that lack descriptions.")
+    return pixel_array, SegmentsOverlapValues.NO
+
+
 _SHORTCUTS_LOCK = threading.Lock()
 _shortcut_users = 0
 
 
 @contextlib.contextmanager
 def _highdicom_shortcuts() -> Iterator[None]:
-    """highdicom packs BINARY frames with qidicom's ``pack_bits`` and makes segments' frames
-    with ``segment_mask`` while this is entered.
+    """highdicom packs BINARY frames with qidicom's ``pack_bits``, makes segments' frames
+    with ``segment_mask`` and checks label-map frames with ``checked_label_frames`` while
+    this is entered.
 
     highdicom.image binds pydicom's packing function by name, and the Segmentation class
-    holds its frame function as a static method: each is swapped for the equivalent one
-    above and put back when the last user leaves (counted, so concurrent conversions on
-    threads never leave them swapped or restore them under each other).
+    holds its frame function as a static method and its check as a class method: each is
+    swapped for the equivalent one above and put back when the last user leaves (counted, so
+    concurrent conversions on threads never leave them swapped or restore them under each
+    other).
     """
     global _shortcut_users
     import highdicom.image as image
@@ -114,10 +149,14 @@ def _highdicom_shortcuts() -> Iterator[None]:
             _highdicom_shortcuts.originals = {
                 "pack_bits": image.pack_bits,
                 "_get_segment_pixel_array": Segmentation._get_segment_pixel_array,
+                "_check_and_cast_pixel_array": Segmentation._check_and_cast_pixel_array,
             }
-            _highdicom_shortcuts.static = Segmentation.__dict__["_get_segment_pixel_array"]
+            _highdicom_shortcuts.descriptors = {
+                name: Segmentation.__dict__[name] for name in ("_get_segment_pixel_array", "_check_and_cast_pixel_array")
+            }
             image.pack_bits = pack_bits
             Segmentation._get_segment_pixel_array = staticmethod(segment_mask)
+            Segmentation._check_and_cast_pixel_array = classmethod(checked_label_frames)
         _shortcut_users += 1
     try:
         yield
@@ -126,7 +165,8 @@ def _highdicom_shortcuts() -> Iterator[None]:
             _shortcut_users -= 1
             if not _shortcut_users:
                 image.pack_bits = _highdicom_shortcuts.originals["pack_bits"]
-                Segmentation._get_segment_pixel_array = _highdicom_shortcuts.static
+                for name, descriptor in _highdicom_shortcuts.descriptors.items():
+                    setattr(Segmentation, name, descriptor)
 
 
 #: False: highdicom builds the SEG with its own functions (for tests comparing the two).
