@@ -6,6 +6,8 @@ bytes or arrays: two volumes encoded at a time equal one after another, in order
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from qidicom.geometry import Volume
@@ -157,24 +159,49 @@ def test_bit_packing_equals_pydicoms_and_highdicom_writes_the_same_seg():
     from qidicom.readers import read_dicom_series, read_image
     from qidicom.samples import make_sample_study
 
+    from qidicom.seg import build
+
     rng = np.random.default_rng(2)
-    for size in (1, 7, 8, 9, 64, 1000, 4096 + 3):
-        for dtype in (bool, np.uint8):
-            frame = (rng.random(size) > 0.6).astype(dtype)
-            for shaped in (frame, frame.reshape(1, -1)):
-                for pad in (True, False):
-                    assert seg.pack_bits(shaped, pad=pad) == pydicom_pack_bits(shaped, pad=pad), (size, dtype, pad)
-    for other in (np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int16), np.zeros(0, np.uint8)):
-        assert seg.pack_bits(other) == pydicom_pack_bits(other)
-    with pytest.raises(ValueError, match="Only binary arrays"):
-        seg.pack_bits(np.array([0, 2, 1, 0, 0, 0, 0, 0], np.uint8))
+    for by_words in (False, True):  # numpy's packbits (CPython) and eight bytes at a time (Pyodide)
+        build.PACK_BY_WORDS = by_words
+        try:
+            for size in (1, 7, 8, 9, 64, 1000, 4096 + 3, 4096, 512 * 512):
+                for dtype in (bool, np.uint8):
+                    frame = (rng.random(size) > 0.6).astype(dtype)
+                    for shaped in (frame, frame.reshape(1, -1), frame[::-1]):
+                        for pad in (True, False):
+                            assert seg.pack_bits(shaped, pad=pad) == pydicom_pack_bits(shaped, pad=pad), \
+                                (size, dtype, pad, by_words)
+            for other in (np.array([0, 1, 1, 0, 1, 0, 0, 1], np.int16), np.zeros(0, np.uint8), np.ones(16, np.uint8)):
+                assert seg.pack_bits(other) == pydicom_pack_bits(other)
+            for bad in ([0, 2, 1, 0, 0, 0, 0, 0], [0, 1, 1, 0, 0, 0, 0, 255], [128] + [0] * 15):
+                with pytest.raises(ValueError, match="Only binary arrays"):
+                    seg.pack_bits(np.array(bad, np.uint8))
+        finally:
+            build.PACK_BY_WORDS = sys.platform == "emscripten"
+    # Every byte value in every place of a word: 0 and 1 packed as numpy packs them, others refused.
+    for place in range(8):
+        for value in range(256):
+            word = np.zeros(16, np.uint8)
+            word[place] = word[8 + (7 - place)] = value
+            ours = build.packed_by_words(word)
+            if value <= 1:
+                assert ours == np.packbits(word, bitorder="little").tobytes()
+            else:
+                assert ours is None, (place, value)
 
     # A BINARY SEG: the same pixel data through highdicom with either packing, and pydicom's
     # function back in place afterwards.
     study = make_sample_study(rows=24, columns=20, slices=6)
     series = read_dicom_series(study.ct_series)
     labels = read_image(study.ct_labels)
+    build.PACK_BY_WORDS = True
+    try:
+        by_words = seg.write_segmentation([labels], study.seg_metadata, series, segmentation_type="binary")
+    finally:
+        build.PACK_BY_WORDS = sys.platform == "emscripten"
     written = seg.write_segmentation([labels], study.seg_metadata, series, segmentation_type="binary")
+    assert by_words.dataset.PixelData == written.dataset.PixelData
     assert highdicom.image.pack_bits is pydicom_pack_bits
     rows, columns = int(written.dataset.Rows), int(written.dataset.Columns)
     expected = b"".join(

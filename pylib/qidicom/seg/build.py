@@ -9,6 +9,7 @@ output type are checked by ``checked_label_frames`` without a copy.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 from typing import Iterator, Sequence
 
@@ -33,6 +34,30 @@ def _background_as_padding(dataset: Dataset) -> None:
     dataset.PixelPaddingValue = 0
 
 
+#: Pack bits eight bytes at a time (``packed_by_words``) rather than with ``np.packbits``:
+#: under Pyodide, whose numpy has no vector instructions, packbits and the 0/1 check take
+#: ~1.7 ms a 512x512 frame and the words ~0.15 ms; in CPython packbits is faster (0.014 ms
+#: against 0.03). The trick reads the bytes of a word in little-endian order.
+PACK_BY_WORDS = sys.platform == "emscripten" and sys.byteorder == "little"
+
+_LOW_BITS_ONLY = np.uint64(0xFEFEFEFEFEFEFEFE)  # any bit set here: a byte that is not 0 or 1
+# Byte i of a word (at bit 8i) times 2**(56 - 7i) lands on bit 56 + i; every other product
+# of the multiplication lands below bit 56 or past bit 63, each on a bit of its own.
+_GATHER = np.uint64(sum(1 << (56 - 7 * i) for i in range(8)))  # 0x0102040810204080
+
+
+def packed_by_words(values: np.ndarray) -> bytes | None:
+    """The bits of a flat uint8 array of 0s and 1s (length a multiple of 8), least
+    significant bit first, as ``np.packbits(values, bitorder="little")`` packs them; None if
+    a value is neither 0 nor 1. Little-endian machines only (see PACK_BY_WORDS)."""
+    words = values.view(np.uint64)
+    if np.any(words & _LOW_BITS_ONLY):
+        return None
+    gathered = words * _GATHER
+    gathered >>= np.uint64(56)
+    return gathered.astype(np.uint8).tobytes()
+
+
 def pack_bits(arr: np.ndarray, pad: bool = True) -> bytes:
     """``pydicom.pixels.utils.pack_bits`` (the packing highdicom uses for BINARY frames), in
     fewer passes over the frame: one to check the values are 0 and 1, one to pack.
@@ -46,10 +71,16 @@ def pack_bits(arr: np.ndarray, pad: bool = True) -> bytes:
 
     if not isinstance(arr, np.ndarray) or arr.dtype not in (np.bool_, np.uint8) or arr.shape == (0,):
         return utils.pack_bits(arr, pad=pad)
-    if arr.dtype == np.uint8 and arr.size and int(arr.max()) > 1:
-        return utils.pack_bits(arr, pad=pad)  # raises pydicom's error
     flat = arr.reshape(-1)  # pydicom pads to a whole byte with zero bits, as packbits does
-    packed = np.packbits(flat, bitorder="little").tobytes()
+    if PACK_BY_WORDS and flat.size % 8 == 0:
+        # (numpy's booleans are the bytes 0 and 1; a strided frame is copied, as packbits would)
+        packed = packed_by_words(np.ascontiguousarray(flat).view(np.uint8))
+        if packed is None:
+            return utils.pack_bits(arr, pad=pad)  # raises pydicom's error
+    else:
+        if arr.dtype == np.uint8 and arr.size and int(arr.max()) > 1:
+            return utils.pack_bits(arr, pad=pad)  # raises pydicom's error
+        packed = np.packbits(flat, bitorder="little").tobytes()
     return packed + b"\x00" if pad and len(packed) % 2 else packed
 
 
