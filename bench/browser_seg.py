@@ -7,7 +7,8 @@
 Chromium opens the built site; the 200-slice series, the label map and the metadata are
 chosen with the page's file inputs; then Convert is pressed. Reported per run: "read" (files
 chosen -> series summary shown: the worker reads the File objects and parses the series),
-"convert" (Convert pressed -> download link shown), of which the library call in the worker
+"convert" (Convert clicked -> the first animation frame with the download link, timed in the
+page; Playwright's own wait, which polls from outside, is reported beside it), of which the library call in the worker
 and the time from its end until the link was offered (the worker's own 'written in' line),
 and the peak resident memory of the browser process that runs the Python worker. Unless
 --no-native is given, dcmqi's itkimage2segimage writes the same SEG after each browser run
@@ -54,6 +55,27 @@ def renderer_peak_rss_mib() -> float:
     return peak / 1024
 
 
+# What a person sees, timed in the page: from the click on Convert (a capture listener on the
+# window: the button's click is composed out of Bokeh's shadow roots) to the first animation
+# frame (the one the browser paints next) in which the download link is in the document.
+# Playwright's own wait polls from outside and comes up to ~0.5 s late while the page lays out
+# the preview of what was written; both are reported.
+SEEN_IN_PAGE = """() => {
+  const bench = (window.qidicomBench = { click: null, link: null });
+  window.addEventListener("click", () => { if (bench.click === null) bench.click = performance.now(); }, true);
+  const hasLink = (root) => {
+    if (root.querySelector("a.qi-download")) return true;
+    for (const element of root.querySelectorAll("*")) if (element.shadowRoot && hasLink(element.shadowRoot)) return true;
+    return false;
+  };
+  const frame = () => {
+    if (bench.click !== null && hasLink(document)) { bench.link = performance.now(); return; }
+    requestAnimationFrame(frame);
+  };
+  requestAnimationFrame(frame);
+}"""
+
+
 def run_once(server, segmentation_type: str) -> dict:
     series = sorted(str(p) for p in (WORK / "ct").iterdir())
     with browser_session.browser_context(server) as (context, log):
@@ -75,11 +97,14 @@ def run_once(server, segmentation_type: str) -> dict:
         if segmentation_type != "binary":
             page.get_by_role("button", name={"labelmap": "Label map"}[segmentation_type], exact=True).click()
         page.wait_for_selector(".bk-btn-primary:not([disabled])", timeout=60_000)
+        page.evaluate(SEEN_IN_PAGE)
         start = time.perf_counter()
         page.get_by_role("button", name="Convert to DICOM SEG").click()
         link = page.locator("a.qi-download, .alert-danger")
         link.first.wait_for(timeout=600_000)
         convert = time.perf_counter() - start
+        page.wait_for_function("window.qidicomBench.link !== null", timeout=60_000)
+        in_page = page.evaluate("(window.qidicomBench.link - window.qidicomBench.click) / 1000")
         if page.locator("a.qi-download").count() == 0:
             raise RuntimeError("conversion failed in the browser")
         size = page.locator("a.qi-download").evaluate("a => a.parentElement.textContent")
@@ -91,7 +116,8 @@ def run_once(server, segmentation_type: str) -> dict:
             call = float(inside[-1].split(" written in ")[1].split(" s")[0])
             if " link offered " in inside[-1]:
                 link = float(inside[-1].split(" link offered ")[1].split(" s")[0])
-        return {"read_s": round(read, 2), "convert_s": round(convert, 2), "in_worker_s": call, "link_after_call_s": link,
+        return {"read_s": round(read, 2), "convert_s": round(convert, 2), "in_page_s": round(in_page, 2),
+                "in_worker_s": call, "link_after_call_s": link,
                 "renderer_peak_rss_mib": round(renderer_peak_rss_mib()), "result": size.strip()}
 
 
@@ -114,16 +140,16 @@ def median_of(rows: list[dict], key: str) -> float | None:
 
 def print_table(report: dict) -> None:
     """Markdown: uncompressed SEG write, each site in the browser vs dcmqi, median wall seconds."""
-    print("\n| type | site | browser: Convert -> link | library call | call end -> link | dcmqi | browser / dcmqi "
-          "| renderer peak RSS |")
+    print("\n| type | site | browser: Convert -> link painted (Playwright saw it) | library call | call end -> link "
+          "| dcmqi | browser / dcmqi | renderer peak RSS |")
     print("|---|---|---|---|---|---|---|---|")
     for kind, by_site in report["runs"].items():
         dcmqi = median_of(report["dcmqi"].get(kind, []), "wall_s")
         for site, rows in by_site.items():
-            page = median_of(rows, "convert_s")
-            ratio = f"{page / dcmqi:.2f}x" if dcmqi else "-"
+            page, outside = median_of(rows, "in_page_s"), median_of(rows, "convert_s")
+            ratio = f"{page / dcmqi:.2f}x ({outside / dcmqi:.2f}x)" if dcmqi else "-"
             seconds = lambda value: "-" if value is None else f"{value:.2f} s"  # noqa: E731
-            print(f"| {kind} | {site} | {page:.2f} s | {seconds(median_of(rows, 'in_worker_s'))} | "
+            print(f"| {kind} | {site} | {page:.2f} s ({outside:.2f} s) | {seconds(median_of(rows, 'in_worker_s'))} | "
                   f"{seconds(median_of(rows, 'link_after_call_s'))} | {seconds(dcmqi)} | {ratio} | "
                   f"{median_of(rows, 'renderer_peak_rss_mib'):.0f} MiB |")
 
@@ -158,7 +184,8 @@ def main() -> int:
                 for site, server in servers.items():
                     row = run_once(server, kind)
                     report["runs"][kind][site].append(row)
-                    print(f"run {run + 1} {kind:9} {site:8} read {row['read_s']:.2f} s, convert {row['convert_s']:.2f} s "
+                    print(f"run {run + 1} {kind:9} {site:8} read {row['read_s']:.2f} s, convert {row['in_page_s']:.2f} s "
+                          f"(Playwright saw it after {row['convert_s']:.2f} s) "
                           f"(library call {row['in_worker_s']} s, then link after {row['link_after_call_s']} s), "
                           f"renderer peak RSS {row['renderer_peak_rss_mib']} MiB  ({row['result']})", flush=True)
                 if tool is not None:
