@@ -8,9 +8,9 @@ Chromium opens the built site; the 200-slice series, the label map and the metad
 chosen with the page's file inputs; then Convert is pressed. Reported per run: "read" (files
 chosen -> series summary shown: the worker reads the File objects and parses the series),
 "convert" (Convert clicked -> the first animation frame with the download link, timed in the
-page; Playwright's own wait, which polls from outside, is reported beside it), of which the library call in the worker
-and the time from its end until the link was offered (the worker's own 'written in' line),
-and the peak resident memory of the browser process that runs the Python worker. Unless
+page; Playwright's own wait, which polls from outside, is reported beside it), of which the
+library call in the worker and the time from its end until the link was offered (the worker's
+own 'written in' line), and the peak resident memory of the browser process that runs the Python worker. Unless
 --no-native is given, dcmqi's itkimage2segimage writes the same SEG after each browser run
 of a type, so browser and native runs alternate and share the machine's load. --dist
 (repeatable) compares built sites (e.g. before=/tmp/old-dist after=dist) in the same
@@ -103,10 +103,10 @@ def run_once(server, segmentation_type: str) -> dict:
         link = page.locator("a.qi-download, .alert-danger")
         link.first.wait_for(timeout=600_000)
         convert = time.perf_counter() - start
-        page.wait_for_function("window.qidicomBench.link !== null", timeout=60_000)
-        in_page = page.evaluate("(window.qidicomBench.link - window.qidicomBench.click) / 1000")
         if page.locator("a.qi-download").count() == 0:
             raise RuntimeError("conversion failed in the browser")
+        page.wait_for_function("window.qidicomBench.link !== null", timeout=60_000)
+        in_page = page.evaluate("(window.qidicomBench.link - window.qidicomBench.click) / 1000")
         size = page.locator("a.qi-download").evaluate("a => a.parentElement.textContent")
         assert not log.foreign
         page.wait_for_timeout(500)  # the worker's line, printed after the link's update, reaches the log

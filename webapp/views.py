@@ -20,8 +20,8 @@ def markdown(text, **kwargs) -> pn.pane.Markdown:
     return pn.pane.Markdown(text, disable_math=True, **kwargs)
 
 
-def alert(text: str, alert_type: str) -> pn.pane.Alert:
-    return pn.pane.Alert(text, alert_type=alert_type, disable_math=True)
+def alert(text, alert_type: str, **kwargs) -> pn.pane.Alert:
+    return pn.pane.Alert(text, alert_type=alert_type, disable_math=True, **kwargs)
 
 
 def series_view(title: str, summary, message, warnings, count):
@@ -89,7 +89,7 @@ def status_html(busy: bool, progress: float, message: str, url: str, name: str, 
                 f"Download {escape(name)}</a> ({size / 1e6:.2f} MB)"
                 + (f"<ul class='qi-notes'>{notes}</ul>" if notes else "") + "</div>")
     if busy:
-        percent = round(min(max(progress, 0.0), 1.0) * 100)
+        percent = round(progress * 100)  # (the state keeps it within 0-1)
         return (f"<div class='qi-progress'><progress max='100' value='{percent}' style='width: 100%'></progress>"
                 f"<div>Converting: {escape(message)} ({percent}%)</div></div>")
     return ""
@@ -105,8 +105,8 @@ def status_views(state) -> list[pn.viewable.Viewable]:
         pn.bind(status_html, state.param.busy, state.param.progress, state.param.progress_message, state.param.result_url,
                 state.param.result_name, state.param.result_size, state.param.result_warnings, state.param.stack_ready),
         sizing_mode="stretch_width", css_classes=["qi-status"])
-    failure = pn.pane.Alert(pn.bind(failure_text, state.param.error), alert_type="danger", disable_math=True,
-                            visible=pn.bind(bool, state.param.error), sizing_mode="stretch_width")
+    failure = alert(pn.bind(failure_text, state.param.error), "danger",
+                    visible=pn.bind(bool, state.param.error), sizing_mode="stretch_width")
     return [status, failure]
 
 
