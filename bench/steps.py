@@ -55,15 +55,17 @@ def breakdown(labels, meta, series, segmentation_type="binary", compress="none",
         specs = seg.assign_segments(document, [volume.name])
         seg._check_finite(volume)
         arrays = seg._label_arrays_on_grid([volume], reference, True, warnings)
-        specs = seg._check_labels(arrays, specs, [volume.name], False, warnings)
+        checked = seg._check_labels(arrays, specs, [volume.name], False, warnings)
+        specs, slice_bits = checked if isinstance(checked, tuple) else (checked, None)  # before 2026-12-02: specs
         lap("check labels")
         specs = seg._renumber(specs, False, segmentation_type)
         descriptions = [seg.segment_description(spec, warnings) for spec in specs]
         frames = seg._pixel_array(arrays, specs, segmentation_type, [volume.name])
+        known = {} if slice_bits is None else {"segments_by_frame": seg._segments_by_frame(slice_bits, specs)}
         lap("frames")
         algorithms = {spec.number: seg._algorithm(spec, warnings) for spec in specs}
         dataset = seg.build_segmentation(reference.datasets, frames, segmentation_type, descriptions, algorithms,
-                                         document, transfer_syntax=writers.transfer_syntax_for(compress))
+                                         document, transfer_syntax=writers.transfer_syntax_for(compress), **known)
         lap("highdicom")
         with readers.tolerant_dicom_values():
             data = writers.dicom_bytes(dataset, compress)

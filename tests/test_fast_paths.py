@@ -342,3 +342,74 @@ def test_label_map_frames_checked_without_highdicoms_copy_as_highdicom_checks_th
     assert highdicom.seg.Segmentation._check_and_cast_pixel_array.__func__ is theirs.__func__  # put back
     with pytest.raises(AssertionError):  # the comparison above sees a differing array
         np.testing.assert_array_equal(frames8, frames8 + 1)
+
+
+def test_segments_known_absent_from_a_plane_are_omitted_as_highdicom_omits_them(monkeypatch):
+    import copy
+
+    from synthetic import written_alike
+
+    from qidicom.readers import read_dicom_series, read_image
+    from qidicom.samples import make_sample_study
+    from qidicom.seg import build
+    from qidicom.seg.write import write_segmentation
+
+    study = make_sample_study(rows=21, columns=23, slices=7)  # six organs, each on some slices only
+    series = read_dicom_series(study.ct_series)
+    labels = read_image(study.ct_labels)
+    organs = study.seg_metadata["segmentAttributes"][0]
+    # Two files, the second's label 5 becoming segment 2: the table maps labels to numbers.
+    two_files = copy.deepcopy(study.seg_metadata)
+    two_files["segmentAttributes"] = [[organs[0]], [dict(organs[1], labelID=5)]]
+    liver = Volume((labels.array == 1).astype(np.uint8), labels.affine, "liver.nii.gz")
+    spleen_as_5 = Volume((labels.array == 2).astype(np.uint8) * 5, labels.affine, "spleen.nii.gz")
+    # Labels of 64 and more are not found by bits: highdicom's own tests then.
+    high = copy.deepcopy(study.seg_metadata)
+    for spec in high["segmentAttributes"][0]:
+        spec["labelID"] += 100
+    high_labels = Volume(np.where(labels.array > 0, labels.array + 100, 0).astype(np.uint16), labels.affine, "high")
+    # Overlapping files: a stack of segments (4D), not label frames.
+    overlapping = copy.deepcopy(two_files)
+    overlapping["segmentAttributes"][1][0]["labelID"] = 1
+    liver_again = Volume(liver.array.copy(), labels.affine, "liver-again.nii.gz")
+    cases = {
+        "one file": (lambda: write_segmentation([labels], study.seg_metadata, series), True),
+        "label IDs as numbers": (
+            lambda: write_segmentation([labels], study.seg_metadata, series, use_label_id_as_segment_number=True), True),
+        "two files, relabelled": (lambda: write_segmentation([liver, spleen_as_5], two_files, series), True),
+        "labels from 100": (lambda: write_segmentation([high_labels], high, series), False),
+        "overlapping files": (lambda: write_segmentation([liver, liver_again], overlapping, series), False),
+        "empty frames kept": (lambda: write_segmentation([labels], study.seg_metadata, series, skip_empty=False), False),
+    }
+    made = []
+    make_absent = build._absent_segment_frame
+    monkeypatch.setattr(build, "_absent_segment_frame", lambda shape: made.append(shape) or make_absent(shape))
+    for name, (case, known) in cases.items():
+        made.clear()
+        dataset = case().dataset
+        fast = written_alike(dataset)
+        assert not build._segments_by_frame  # registered only while building
+        if known:
+            # Every (plane, segment) pair highdicom looked at on a non-empty plane either
+            # became a frame or was known absent.
+            segments = len(dataset.SegmentSequence)
+            planes = {item.FrameContentSequence[0].DimensionIndexValues[1]
+                      for item in dataset.PerFrameFunctionalGroupsSequence}
+            assert len(made) == len(planes) * segments - int(dataset.NumberOfFrames) > 0, name
+        else:
+            assert not made, name
+        build.SHORTCUTS = False
+        try:
+            plain = written_alike(case().dataset)
+        finally:
+            build.SHORTCUTS = True
+        assert fast == plain, name
+
+
+def test_a_frame_known_empty_answers_any_as_its_zeros_do_and_its_results_are_tested_again():
+    from qidicom.seg.build import _absent_segment_frame
+
+    frame = _absent_segment_frame((3, 5))
+    assert not np.any(frame) and not frame.any() and not frame.flags.writeable
+    assert np.array_equal(frame, np.zeros((3, 5), np.uint8)) and _absent_segment_frame((3, 5)) is frame
+    assert np.any(frame + 1) and np.any(frame.any(axis=0) == False)  # noqa: E712  (derived arrays scanned)

@@ -84,6 +84,54 @@ def pack_bits(arr: np.ndarray, pad: bool = True) -> bytes:
     return packed + b"\x00" if pad and len(packed) % 2 else packed
 
 
+class AbsentSegmentFrame(np.ndarray):
+    """A read-only frame of zeros for a segment known to have no voxel on a plane, whose
+    ``any()`` answers False without reading its 262,144 zeros (a 512x512 frame).
+
+    highdicom tests each segment's frame of each plane with ``np.any`` to omit empty ones;
+    ``np.any`` calls the method of an ndarray subclass. Arrays derived from this one are
+    not known to be zeros and are tested as any array is.
+    """
+
+    known_empty = False
+
+    def any(self, axis=None, out=None, **kwargs):
+        if self.known_empty and axis is None and out is None and not kwargs:
+            return np.False_
+        return super().any(axis=axis, out=out, **kwargs)
+
+
+def _absent_segment_frame(shape: tuple[int, ...]) -> np.ndarray:
+    frame = _absent_frames.get(shape)
+    if frame is None:
+        frame = np.zeros(shape, np.uint8).view(AbsentSegmentFrame)
+        frame.setflags(write=False)
+        frame.known_empty = True
+        _absent_frames[shape] = frame
+    return frame
+
+
+_absent_frames: dict[tuple[int, ...], np.ndarray] = {}
+
+#: id(label frames) -> (the frames, the (frames, numbers) table of segments present) while
+#: highdicom builds a BINARY SEG from them with empty frames omitted.
+_segments_by_frame: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _segment_absent(plane: np.ndarray, segment_number: int) -> bool:
+    """Whether ``plane``, a frame of registered label frames, is known to hold no voxel of
+    ``segment_number`` (False when not known)."""
+    frames = plane.base
+    entry = _segments_by_frame.get(id(frames)) if frames is not None else None
+    if entry is None or entry[0] is not frames or plane.shape != frames.shape[1:]:
+        return False
+    index, rest = divmod(plane.ctypes.data - frames.ctypes.data, frames.strides[0])
+    table = entry[1]
+    if rest or not 0 <= index < table.shape[0] or not 0 <= segment_number < table.shape[1]:
+        return False
+    return not table[index, segment_number]
+
+
 def segment_mask(
     pixel_array: np.ndarray,
     segment_number: int,
@@ -100,7 +148,10 @@ def segment_mask(
     times for the bench case's ten segments on 189 planes, ~0.1 s more than the comparison).
     numpy's booleans are the bytes 0 and 1, so the comparison's own array viewed as uint8
     holds exactly the values of the cast (a new array, C-ordered, writeable, as the cast
-    gives). Every other case goes to highdicom's function.
+    gives). A segment the writer found absent from the plane (``build_segmentation``'s
+    ``segments_by_frame``) gets an ``AbsentSegmentFrame``, which highdicom then omits without
+    a comparison or a scan: 1,080 of the bench case's 1,890 frames. Every other case goes
+    to highdicom's function.
     """
     from highdicom.seg import SegmentationTypeValues
 
@@ -112,6 +163,8 @@ def segment_mask(
         and np.dtype(dtype) == np.uint8
         and not np.array_equal(described_segment_numbers, np.array([1]))
     ):
+        if _segment_absent(pixel_array, segment_number):
+            return _absent_segment_frame(pixel_array.shape)
         return np.equal(pixel_array, segment_number).view(np.uint8)
     return _highdicom_shortcuts.originals["_get_segment_pixel_array"](
         pixel_array,
@@ -200,6 +253,21 @@ def _highdicom_shortcuts() -> Iterator[None]:
                     setattr(Segmentation, name, descriptor)
 
 
+@contextlib.contextmanager
+def _segments_known(frames: np.ndarray, table: np.ndarray | None) -> Iterator[None]:
+    """``segment_mask`` knows ``table`` for ``frames`` while this is entered (if a table)."""
+    if table is None:
+        yield
+        return
+    if table.shape[0] != frames.shape[0]:
+        raise ValueError(f"a table of segments for {table.shape[0]} frames given with {frames.shape[0]} frames")
+    _segments_by_frame[id(frames)] = (frames, table)
+    try:
+        yield
+    finally:
+        del _segments_by_frame[id(frames)]
+
+
 #: False: highdicom builds the SEG with its own functions (for tests comparing the two).
 SHORTCUTS = True
 
@@ -216,8 +284,14 @@ def build_segmentation(
     transfer_syntax: str,
     skip_empty: bool = True,
     palette=None,
+    segments_by_frame: np.ndarray | None = None,
 ) -> Dataset:
-    """The highdicom Segmentation, with the dcmqi-level details highdicom does not set."""
+    """The highdicom Segmentation, with the dcmqi-level details highdicom does not set.
+
+    ``segments_by_frame``: for label frames (frames, rows, columns), which segment number
+    has voxels in which frame (a boolean table, numbers as columns), if the caller knows;
+    BINARY frames of absent segments are then omitted without being made.
+    """
     import highdicom as hd
 
     from qidicom import highdicom_luts, highdicom_tables
@@ -225,7 +299,8 @@ def build_segmentation(
     highdicom_tables.install()  # highdicom's module table decoded a module at a time
 
     shortcuts = _highdicom_shortcuts() if SHORTCUTS else contextlib.nullcontext()
-    with tolerant_dicom_values(), shortcuts:
+    known = SHORTCUTS and skip_empty and segments_by_frame is not None and pixel_array.ndim == 3
+    with tolerant_dicom_values(), shortcuts, _segments_known(pixel_array, segments_by_frame if known else None):
         try:
             segmentation = highdicom_luts.segmentation_class()(
                 source_images=source_images,

@@ -8,7 +8,7 @@ are arranged as highdicom takes them; ``qidicom.seg.build`` makes the dataset.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -231,43 +231,71 @@ def _check_finite(volume: Volume) -> None:
             )
 
 
-def _label_values(array: np.ndarray) -> set[int]:
-    """The distinct values of an integer label map, without sorting it as unique does.
+def _label_bits_by_slice(array: np.ndarray) -> list[int] | None:
+    """For each slice ``array[:, :, k]`` of an integer label map with labels 0..63, one bit
+    per label value present in it (bit v: value v); None for any other map.
 
-    Slice by slice, each flattened in memory order ("A": a slice of a Fortran-ordered
-    volume, as NRRD and NIfTI files are read, is then a view). Labels below 64, the usual
-    case, are found by OR-ing one bit per voxel value, a pass numpy vectorises; larger
-    ones by bincount, which casts each slice to intp first.
+    Each slice is flattened in memory order ("A": a slice of a Fortran-ordered volume, as
+    NRRD and NIfTI files are read, is then a view) and its values OR-ed as one bit each, a
+    pass numpy vectorises.
     """
+    if not (np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min()):
+        return None
+    high = int(array.max())
+    if high >= 64:
+        return None
+    bits_type = np.uint32 if high < 32 else np.uint64
+    one = bits_type(1)
+    buffer = np.empty(array.shape[0] * array.shape[1], bits_type)
+    slices = []
+    for k in range(array.shape[2]):
+        np.left_shift(one, array[:, :, k].reshape(-1, order="A"), out=buffer, dtype=bits_type, casting="unsafe")
+        slices.append(int(np.bitwise_or.reduce(buffer)))
+    return slices
+
+
+def _label_values(array: np.ndarray, slice_bits: list[int] | None = None) -> set[int]:
+    """The distinct values of a label map, without sorting it as unique does.
+
+    From ``_label_bits_by_slice`` (given, or found here) for labels below 64, the usual case;
+    larger integer labels by bincount, slice by slice (it casts each to intp first).
+    """
+    if slice_bits is None:
+        slice_bits = _label_bits_by_slice(array)
+    if slice_bits is not None:
+        seen = 0
+        for bits in slice_bits:
+            seen |= bits
+        return {value for value in range(64) if seen >> value & 1}
     if not (np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min()):
         return set(int(v) for v in np.unique(array))
     high = int(array.max())
     if high >= 1 << 20:
         return set(int(v) for v in np.unique(array))
-    if high < 64:
-        bits_type = np.uint32 if high < 32 else np.uint64
-        one = bits_type(1)
-        seen = 0
-        buffer = np.empty(array.shape[0] * array.shape[1], bits_type)
-        for k in range(array.shape[2]):
-            np.left_shift(one, array[:, :, k].reshape(-1, order="A"), out=buffer, dtype=bits_type, casting="unsafe")
-            seen |= int(np.bitwise_or.reduce(buffer))
-        return {value for value in range(high + 1) if seen >> value & 1}
     counts = np.zeros(high + 1, np.int64)
     for k in range(array.shape[2]):
         counts += np.bincount(array[:, :, k].reshape(-1, order="A"), minlength=counts.size)
     return set(int(v) for v in np.flatnonzero(counts))
 
 
+class CheckedLabels(NamedTuple):
+    """``_check_labels``' answer: the segments kept, and each input's labels slice by slice
+    (``_label_bits_by_slice``; None where not known)."""
+
+    specs: list[SegmentSpec]
+    slice_bits: list[list[int] | None]
+
+
 def _check_labels(
     arrays: Sequence[np.ndarray], specs: Sequence[SegmentSpec], names: Sequence[str], fractional: bool, warnings: list[str]
-) -> list[SegmentSpec]:
+) -> CheckedLabels:
     """Fail on labels with no metadata; warn about (and drop) described labels with no voxels.
 
     The segments kept stay in the order given (``assign_segments``': the metadata's group
     order), whatever the order of the input files.
     """
     present_in: dict[int, set[int] | None] = {}
+    slice_bits: list[list[int] | None] = [None] * len(arrays)
     for file_index, (array, name) in enumerate(zip(arrays, names)):
         file_specs = [spec for spec in specs if spec.file_index == file_index]
         if fractional:
@@ -293,7 +321,8 @@ def _check_labels(
                 raise InputError(
                     f"{name}: holds non-integer values; for probabilities use --segmentationType fractional"
                 )
-        present = _label_values(array) - {0}
+        slice_bits[file_index] = _label_bits_by_slice(array)
+        present = _label_values(array, slice_bits[file_index]) - {0}
         described = {spec.label_id for spec in file_specs}
         missing = sorted(present - described)
         if missing:
@@ -315,7 +344,22 @@ def _check_labels(
                 f"('{spec.attributes.get('SegmentLabel', '')}') but no voxel has that value; "
                 "the segment is left out"
             )
-    return kept
+    return CheckedLabels(kept, slice_bits)
+
+
+def _segments_by_frame(slice_bits: Sequence[list[int] | None], specs: Sequence[SegmentSpec]) -> np.ndarray | None:
+    """Which segment has voxels in which frame of ``_pixel_array``'s label frames (frame k is
+    slice k of every input): a (frames, largest number + 1) boolean table; None unless every
+    input's labels are known slice by slice.
+    """
+    if not specs or any(slice_bits[spec.file_index] is None for spec in specs):
+        return None
+    frame_count = len(slice_bits[specs[0].file_index])
+    table = np.zeros((frame_count, max(spec.number for spec in specs) + 1), bool)
+    for spec in specs:
+        bits = slice_bits[spec.file_index]
+        table[:, spec.number] = [bool(slice_ >> spec.label_id & 1) for slice_ in bits]
+    return table
 
 
 def _renumber(specs: list[SegmentSpec], use_label_id: bool, segmentation_type: str) -> list[SegmentSpec]:
@@ -463,7 +507,7 @@ def _write_segmentation(
     report("placing label maps on the reference grid", 0.15)
     arrays = _label_arrays_on_grid(label_maps, reference, check_geometry, warnings)
     label_maps.clear()  # from here on, ``arrays`` holds the only references to the voxels
-    specs = _check_labels(arrays, specs, names, segmentation_type == "fractional", warnings)
+    specs, slice_bits = _check_labels(arrays, specs, names, segmentation_type == "fractional", warnings)
     if not specs:
         raise InputError("no described segment has any voxels; there is nothing to write")
     specs = _renumber(specs, use_label_id_as_segment_number, segmentation_type)
@@ -471,11 +515,14 @@ def _write_segmentation(
     report("arranging frames", 0.3)
     pixel_array = _pixel_array(arrays, specs, segmentation_type, names)
     del arrays
+    # Label frames (not a stack of overlapping segments): which segment is in which frame.
+    segments_by_frame = _segments_by_frame(slice_bits, specs) if pixel_array.ndim == 3 else None
     report("encoding the segmentation", 0.45)
     algorithms = {spec.number: _algorithm(spec, warnings) for spec in specs}
     segmentation = build_segmentation(
         reference.datasets, pixel_array, segmentation_type, descriptions, algorithms, metadata,
         fractional_type=fractional_type, transfer_syntax=transfer_syntax, skip_empty=skip_empty,
+        segments_by_frame=segments_by_frame,
     )
     del pixel_array  # encoded into the dataset's Pixel Data by now
     report("writing the file", 0.9)
