@@ -347,6 +347,8 @@ def test_label_map_frames_checked_without_highdicoms_copy_as_highdicom_checks_th
 def test_segments_known_absent_from_a_plane_are_omitted_as_highdicom_omits_them(monkeypatch):
     import copy
 
+    import highdicom
+
     from synthetic import written_alike
 
     from qidicom.readers import read_dicom_series, read_image
@@ -389,6 +391,7 @@ def test_segments_known_absent_from_a_plane_are_omitted_as_highdicom_omits_them(
         dataset = case().dataset
         fast = written_alike(dataset)
         assert not build._segments_by_frame  # registered only while building
+        assert "_get_nonempty_plane_indices" not in highdicom.seg.Segmentation.__dict__  # _Image's again
         if known:
             # Every (plane, segment) pair highdicom looked at on a non-empty plane either
             # became a frame or was known absent.
@@ -413,3 +416,22 @@ def test_a_frame_known_empty_answers_any_as_its_zeros_do_and_its_results_are_tes
     assert not np.any(frame) and not frame.any() and not frame.flags.writeable
     assert np.array_equal(frame, np.zeros((3, 5), np.uint8)) and _absent_segment_frame((3, 5)) is frame
     assert np.any(frame + 1) and np.any(frame.any(axis=0) == False)  # noqa: E712  (derived arrays scanned)
+
+
+def test_planes_with_segments_found_from_the_table_as_highdicom_finds_them_by_scanning():
+    import highdicom
+
+    from qidicom.seg import build
+
+    theirs = highdicom.image._Image._get_nonempty_plane_indices
+    frames = np.zeros((5, 4, 6), np.uint8)
+    frames[1, 2, 3], frames[3, 0, 0], frames[3, 1, 1] = 2, 1, 2
+    table = np.array([[n > 0 and (frame == n).any() for n in range(3)] for frame in frames])  # numbers as columns
+    with build._highdicom_shortcuts(), build._segments_known(frames, table):
+        assert highdicom.seg.Segmentation._get_nonempty_plane_indices(frames) == theirs(frames) == ([1, 3], False)
+        empty = np.zeros_like(frames)  # no plane with a segment: highdicom's own answer (keep all)
+        with build._segments_known(empty, np.zeros_like(table)):
+            assert build.nonempty_planes(empty) == theirs(empty) == ([0, 1, 2, 3, 4], True)
+        unregistered = frames.copy()
+        unregistered[0, 0, 0] = 1
+        assert build.nonempty_planes(unregistered) == theirs(unregistered) == ([0, 1, 3], False)

@@ -132,6 +132,18 @@ def _segment_absent(plane: np.ndarray, segment_number: int) -> bool:
     return not table[index, segment_number]
 
 
+def nonempty_planes(pixel_array: np.ndarray) -> tuple[list[int], bool]:
+    """highdicom's ``_Image._get_nonempty_plane_indices`` (the planes with any voxel of any
+    segment, and whether there are none), from the writer's table of segments by frame
+    when ``pixel_array`` has one: no scan of each plane. Otherwise highdicom's function."""
+    entry = _segments_by_frame.get(id(pixel_array))
+    if entry is not None and entry[0] is pixel_array:
+        planes = np.flatnonzero(entry[1][:, 1:].any(axis=1))  # (column 0: no segment)
+        if planes.size:
+            return [int(plane) for plane in planes], False
+    return _highdicom_shortcuts.originals["_get_nonempty_plane_indices"](pixel_array)
+
+
 def segment_mask(
     pixel_array: np.ndarray,
     segment_number: int,
@@ -215,8 +227,8 @@ _shortcut_users = 0
 @contextlib.contextmanager
 def _highdicom_shortcuts() -> Iterator[None]:
     """highdicom packs BINARY frames with qidicom's ``pack_bits``, makes segments' frames
-    with ``segment_mask`` and checks label-map frames with ``checked_label_frames`` while
-    this is entered.
+    with ``segment_mask``, checks label-map frames with ``checked_label_frames`` and finds
+    non-empty planes with ``nonempty_planes`` while this is entered.
 
     highdicom.image binds pydicom's packing function by name, and the Segmentation class
     holds its frame function as a static method and its check as a class method: each is
@@ -234,6 +246,7 @@ def _highdicom_shortcuts() -> Iterator[None]:
                 "pack_bits": image.pack_bits,
                 "_get_segment_pixel_array": Segmentation._get_segment_pixel_array,
                 "_check_and_cast_pixel_array": Segmentation._check_and_cast_pixel_array,
+                "_get_nonempty_plane_indices": Segmentation._get_nonempty_plane_indices,  # _Image's
             }
             _highdicom_shortcuts.descriptors = {
                 name: Segmentation.__dict__[name] for name in ("_get_segment_pixel_array", "_check_and_cast_pixel_array")
@@ -241,6 +254,7 @@ def _highdicom_shortcuts() -> Iterator[None]:
             image.pack_bits = pack_bits
             Segmentation._get_segment_pixel_array = staticmethod(segment_mask)
             Segmentation._check_and_cast_pixel_array = classmethod(checked_label_frames)
+            Segmentation._get_nonempty_plane_indices = staticmethod(nonempty_planes)  # shadows _Image's
         _shortcut_users += 1
     try:
         yield
@@ -251,6 +265,7 @@ def _highdicom_shortcuts() -> Iterator[None]:
                 image.pack_bits = _highdicom_shortcuts.originals["pack_bits"]
                 for name, descriptor in _highdicom_shortcuts.descriptors.items():
                     setattr(Segmentation, name, descriptor)
+                del Segmentation._get_nonempty_plane_indices  # _Image's again
 
 
 @contextlib.contextmanager
