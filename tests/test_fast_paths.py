@@ -383,9 +383,15 @@ def test_segments_known_absent_from_a_plane_are_omitted_as_highdicom_omits_them(
         "overlapping files": (lambda: write_segmentation([liver, liver_again], overlapping, series), False),
         "empty frames kept": (lambda: write_segmentation([labels], study.seg_metadata, series, skip_empty=False), False),
     }
-    made = []
-    make_absent = build._absent_segment_frame
-    monkeypatch.setattr(build, "_absent_segment_frame", lambda shape: made.append(shape) or make_absent(shape))
+    made = []  # the segment numbers of frames known absent
+    make_known = build._known_frame
+
+    def counted(plane, number, present):
+        if not present:
+            made.append(number)
+        return make_known(plane, number, present)
+
+    monkeypatch.setattr(build, "_known_frame", counted)
     for name, (case, known) in cases.items():
         made.clear()
         dataset = case().dataset
@@ -409,13 +415,19 @@ def test_segments_known_absent_from_a_plane_are_omitted_as_highdicom_omits_them(
         assert fast == plain, name
 
 
-def test_a_frame_known_empty_answers_any_as_its_zeros_do_and_its_results_are_tested_again():
-    from qidicom.seg.build import _absent_segment_frame
+def test_a_frame_of_known_emptiness_answers_any_as_its_values_do_and_arrays_made_from_it_are_scanned():
+    from qidicom.seg.build import _known_frame
 
-    frame = _absent_segment_frame((3, 5))
-    assert not np.any(frame) and not frame.any() and not frame.flags.writeable
-    assert np.array_equal(frame, np.zeros((3, 5), np.uint8)) and _absent_segment_frame((3, 5)) is frame
-    assert np.any(frame + 1) and np.any(frame.any(axis=0) == False)  # noqa: E712  (derived arrays scanned)
+    plane = np.array([[0, 2, 1], [2, 0, 0]], np.uint16)
+    absent = _known_frame(plane, 3, present=False)
+    assert not np.any(absent) and not absent.any() and not absent.flags.writeable
+    assert np.array_equal(absent, np.zeros((2, 3), np.uint8)) and _known_frame(plane, 5, False) is absent
+    present = _known_frame(plane, 2, present=True)
+    np.testing.assert_array_equal(present, (plane == 2).astype(np.uint8))
+    assert present.dtype == np.uint8 and present.flags.writeable and np.any(present)
+    # What highdicom and the packing derive from a frame is tested by its values.
+    assert np.any(absent + 1) and not np.any(present.flatten() * 0) and not np.any(present[0, :1])
+    assert np.array_equal(present.any(axis=0), [True, True, False])  # with arguments: numpy's answer
 
 
 def test_planes_with_segments_found_from_the_table_as_highdicom_finds_them_by_scanning():
