@@ -106,7 +106,7 @@ def test_images_read_beside_the_series_as_one_after_the_other():
 
 
 def test_label_values_found_by_bits_or_counts_equal_numpys_unique():
-    from qidicom.seg.write import _label_values
+    from qidicom.seg.write import _label_bits_by_slice, _label_values
 
     rng = np.random.default_rng(11)
     for dtype in (np.uint8, np.int16, np.uint16, np.int32, np.int64):
@@ -119,6 +119,11 @@ def test_label_values_found_by_bits_or_counts_equal_numpys_unique():
             array.reshape(-1, order="A")[spots] = rng.integers(0, high + 1, size=40)
             array.reshape(-1, order="A")[spots[0]] = high
             assert _label_values(array) == set(np.unique(array).tolist()), (dtype, high)
+            slices = _label_bits_by_slice(array)
+            if high < 64:  # slice by slice, one bit per value
+                assert slices == [sum(1 << int(v) for v in np.unique(array[:, :, k])) for k in range(6)], (dtype, high)
+            else:
+                assert slices is None
     for odd in (np.array([[[-1, 0, 3]]], np.int16), np.array([[[0.0, 2.0, 5.0]]]), np.ones((2, 2, 2), bool)):
         assert _label_values(odd) == set(np.unique(odd).tolist())
 
@@ -237,6 +242,19 @@ def test_finite_range_of_a_map_with_and_without_nan():
     assert _finite_range(np.array([[[3, -2, 7]]], np.int16)) == (-2, 7)
 
 
+def _written_by_highdicom_alone(write) -> bytes:
+    """``written_alike`` of what ``write()`` makes with highdicom's own functions (no shortcuts)."""
+    from synthetic import written_alike
+
+    from qidicom.seg import build
+
+    build.SHORTCUTS = False
+    try:
+        return written_alike(write().dataset)
+    finally:
+        build.SHORTCUTS = True
+
+
 def test_segment_frames_made_without_highdicoms_cast_give_the_same_seg():
     import copy
 
@@ -287,11 +305,7 @@ def test_segment_frames_made_without_highdicoms_cast_give_the_same_seg():
     for name, case in cases.items():
         fast = written_alike(case().dataset)
         assert highdicom.seg.Segmentation.__dict__["_get_segment_pixel_array"] is highdicoms  # put back
-        build.SHORTCUTS = False
-        try:
-            plain = written_alike(case().dataset)
-        finally:
-            build.SHORTCUTS = True
+        plain = _written_by_highdicom_alone(case)
         assert fast == plain, name
     with pytest.raises(AssertionError):  # the comparison sees a changed frame
         changed = case().dataset
@@ -407,11 +421,7 @@ def test_segments_known_absent_from_a_plane_are_omitted_as_highdicom_omits_them(
             assert len(made) == len(planes) * segments - int(dataset.NumberOfFrames) > 0, name
         else:
             assert not made, name
-        build.SHORTCUTS = False
-        try:
-            plain = written_alike(case().dataset)
-        finally:
-            build.SHORTCUTS = True
+        plain = _written_by_highdicom_alone(case)
         assert fast == plain, name
 
 

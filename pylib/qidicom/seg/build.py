@@ -313,8 +313,9 @@ def build_segmentation(
     """The highdicom Segmentation, with the dcmqi-level details highdicom does not set.
 
     ``segments_by_frame``: for label frames (frames, rows, columns), which segment number
-    has voxels in which frame (a boolean table, numbers as columns), if the caller knows;
-    BINARY frames of absent segments are then omitted without being made.
+    has voxels in which frame (a boolean table, numbers as columns), if the caller knows.
+    With empty frames omitted, highdicom then finds the non-empty planes, and a BINARY
+    SEG's empty segment frames, from it instead of scanning each one.
     """
     import highdicom as hd
 

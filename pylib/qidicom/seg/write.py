@@ -254,19 +254,24 @@ def _label_bits_by_slice(array: np.ndarray) -> list[int] | None:
     return slices
 
 
-def _label_values(array: np.ndarray, slice_bits: list[int] | None = None) -> set[int]:
-    """The distinct values of a label map, without sorting it as unique does.
+def _label_values(array: np.ndarray) -> set[int]:
+    """The distinct values of a label map, without sorting it as unique does: from
+    ``_label_bits_by_slice`` for labels below 64, the usual case, else ``_counted_values``."""
+    slice_bits = _label_bits_by_slice(array)
+    return _values_in(slice_bits) if slice_bits is not None else _counted_values(array)
 
-    From ``_label_bits_by_slice`` (given, or found here) for labels below 64, the usual case;
-    larger integer labels by bincount, slice by slice (it casts each to intp first).
-    """
-    if slice_bits is None:
-        slice_bits = _label_bits_by_slice(array)
-    if slice_bits is not None:
-        seen = 0
-        for bits in slice_bits:
-            seen |= bits
-        return {value for value in range(64) if seen >> value & 1}
+
+def _values_in(slice_bits: list[int]) -> set[int]:
+    """The label values whose bits are set in any slice's bits."""
+    seen = 0
+    for bits in slice_bits:
+        seen |= bits
+    return {value for value in range(64) if seen >> value & 1}
+
+
+def _counted_values(array: np.ndarray) -> set[int]:
+    """The distinct values of a label map with labels of 64 or more (bincount slice by slice,
+    which casts each to intp first), or of any other map (numpy's unique)."""
     if not (np.issubdtype(array.dtype, np.integer) and array.size and 0 <= array.min()):
         return set(int(v) for v in np.unique(array))
     high = int(array.max())
@@ -321,8 +326,8 @@ def _check_labels(
                 raise InputError(
                     f"{name}: holds non-integer values; for probabilities use --segmentationType fractional"
                 )
-        slice_bits[file_index] = _label_bits_by_slice(array)
-        present = _label_values(array, slice_bits[file_index]) - {0}
+        bits = slice_bits[file_index] = _label_bits_by_slice(array)
+        present = (_values_in(bits) if bits is not None else _counted_values(array)) - {0}
         described = {spec.label_id for spec in file_specs}
         missing = sorted(present - described)
         if missing:
